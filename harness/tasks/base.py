@@ -1,0 +1,98 @@
+"""What every task module provides, and the small pieces they share.
+
+A task module owns its data format end to end: reading the gold file, stripping labels to make the inputs a
+container sees, checking and writing predictions in the official format, reading prediction files back, and
+computing its metrics exactly as the official scorer defines them. Task modules import only the standard
+library: the probe uses them inside team containers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class TaskDataError(ValueError):
+    """A gold or prediction file that cannot be read at all (missing, not UTF-8, not JSON)."""
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One task's metrics on 0-100 plus everything that was wrong with the predictions."""
+
+    task: str
+    score: float                      # the ranking metric, 0-100
+    metrics: dict[str, float]         # every metric, 0-100
+    n_gold: int
+    n_pred: int
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "score": self.score, "metrics": dict(self.metrics),
+                "n_gold": self.n_gold, "n_pred": self.n_pred, "problems": list(self.problems)}
+
+
+class Task(Protocol):
+    """The interface of a task module's TASK object."""
+
+    name: str
+    metrics: tuple[str, ...]
+    ranking_metric: str
+
+    def read_gold(self, path: Path) -> list[dict[str, Any]]:
+        """Gold records, each with a normalized "id" (line index where the file has none)."""
+
+    def strip_labels(self, gold: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The inputs a predictor sees: one record per example, with "id", without any label."""
+
+    def check_prediction(self, prediction: Any) -> str | None:
+        """Why one record returned by predict() is not in the official format, or None when it is."""
+
+    def write_predictions(self, predictions: list[dict[str, Any]], path: Path) -> None:
+        """Write predict() records as the official prediction file."""
+
+    def read_predictions(self, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+        """Prediction records (each with "id") from an official prediction file, and parse problems."""
+
+    def score(self, gold: list[dict[str, Any]], predictions: list[dict[str, Any]],
+              problems: list[str] | None = None) -> TaskScore:
+        """Metrics against gold; never raises on bad predictions, reports them instead."""
+
+
+def read_text(path: Path, what: str) -> str:
+    """The whole file as UTF-8 text (a leading BOM dropped), or a TaskDataError saying what to fix."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TaskDataError(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TaskDataError(f"{what} file {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from exc
+
+
+def read_json_lines(path: Path, what: str) -> tuple[list[Any], list[str]]:
+    """Parse a JSON-lines file; malformed lines become problems naming their line number.
+
+    A last line without a trailing newline is a normal line (real CLUE files end that way); blank lines are
+    skipped. Raises TaskDataError only when the file cannot be read at all.
+    """
+    records: list[Any] = []
+    problems: list[str] = []
+    for number, line in enumerate(read_text(path, what).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not valid JSON ({exc.msg})")
+    return records, problems
+
+
+def write_json_lines(records: list[Any], path: Path) -> None:
+    """UTF-8 JSON lines with Chinese kept readable, one record per line."""
+    with Path(path).open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
