@@ -1,0 +1,52 @@
+"""A participant's self-check: one plain pass/fail verdict per rule, from the same run the organizers do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.results import TeamResult
+from harness.spec import Spec
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rule: str
+    passed: bool
+    detail: str
+
+
+def verdicts(result: TeamResult, spec: Spec) -> list[Verdict]:
+    """Verdicts in the order a participant fixes things: manifest, setup, tasks, predictions, limits, score."""
+    out = [Verdict("manifest valid", result.status != "invalid_submission",
+                   "harness.toml is valid" if result.status != "invalid_submission" else result.error)]
+    if result.status == "invalid_submission":
+        return out
+    built = result.status != "build_failed"
+    out.append(Verdict("setup ran", built, "setup script succeeded" if built else result.error))
+    if not built:
+        return out
+    for name in spec.task_names:
+        info = result.tasks.get(name)
+        if info is None:
+            out.append(Verdict(f"{name} ran", False, "not listed in harness.toml tasks (scores 0)"))
+            continue
+        ok = info.get("error") is None and "score" in info
+        detail = (f"{info['time_per_example_s'] * 1000:.2f} ms/example" if ok else str(info.get("error")))
+        out.append(Verdict(f"{name} ran", ok, detail))
+        if ok:
+            problems = info.get("problems", [])
+            out.append(Verdict(f"{name} predictions valid", not problems,
+                               f"score {info['score']:.2f}" if not problems
+                               else f"{len(problems)} problem(s): {problems[0]}"))
+    s = result.score
+    if s is None:
+        return out
+    limit = spec.limits
+    params = f"{s.S:,}" if s.S is not None else "unknown"
+    out.append(Verdict(f"params < {limit.max_params:,}", s.params_ok, f"{params} parameters"))
+    speed = f"{s.speedup:.2f}x" if s.speedup is not None else "unknown"
+    out.append(Verdict(f"speedup >= {limit.min_speedup:g}x", s.speed_ok, f"{speed} against BERT-base"))
+    final = f"{s.res:.4f}" if s.res is not None else "none"
+    out.append(Verdict("final score", s.res is not None and s.compliant and not s.failed_tasks,
+                       f"res = {final} (P = {s.P:.2f})"))
+    return out

@@ -1,0 +1,185 @@
+"""The `harness` command line: thin commands that parse options, build a config and call the library."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from harness import __version__
+from harness.backends import BACKENDS, make_backend
+from harness.check import verdicts
+from harness.console import print_task_score, print_team_result, print_verdicts
+from harness.pipeline import SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
+from harness.spec import SpecError, load_spec
+from harness.tasks import TASKS, TaskDataError, get_task
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightlm-harness"
+
+
+def spec_option(command):
+    return click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="competition spec (default: the bundled specs/nlpcc2020.toml)")(command)
+
+
+def run_options(command):
+    """Options shared by `run` and `check`: where data comes from, where results go, how to run."""
+    options = [
+        spec_option,
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=SAMPLE_DATA_DIR,
+                     show_default="bundled sample data", help="folder with the spec's gold files"),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("results"), show_default=True, help="results folder (CSV, JSON, logs)"),
+        click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="local", show_default=True,
+                     help="local: subprocess and venv, no isolation; docker: isolated container"),
+        click.option("--max-examples", type=click.IntRange(min=1),
+                     help="use only the first N examples of each task (quick runs)"),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (cuda when available), cuda or cpu"),
+        click.option("--timeout", "timeout_s", type=click.FloatRange(min=1),
+                     help="seconds before a probe run is killed (default: the spec's sandbox.timeout_s)"),
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=default_cache_dir, show_default="~/.cache/lightlm-harness",
+                     help="where built team environments are kept"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def load_spec_or_fail(spec_path: Path | None):
+    try:
+        return load_spec(spec_path)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def with_harness_errors(command):
+    """Turn the harness's own failures into one-line messages instead of tracebacks."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HarnessError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper
+
+
+def execute(team_dir: Path, spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir):
+    spec = load_spec_or_fail(spec_path)
+    if not data_dir.is_dir():
+        raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
+    config = RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec), data_dir=data_dir,
+                       out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s)
+    console = Console(stderr=True)
+    with console.status("starting") as status:
+        result = run_team(team_dir, config, say=lambda message: (status.update(message), console.log(message)))
+    return spec, result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harness")
+def main():
+    """Rerun light language models, measure them fairly, score them as the official scorers do.
+
+    \b
+    harness run baselines/demo_team          one team: build, measure, score, write results/results.csv
+    harness check my_team/                   self-check before submitting, a verdict per rule
+    harness score csl gold.json pred.json    score one prediction file
+    """
+
+
+@main.command()
+@click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@run_options
+@with_harness_errors
+def run(team_dir, **options):
+    """Build one team from its setup script, time it against BERT-base, score it, write a CSV row.
+
+    The reference is timed before and after the team on the same inputs, batch sizes and device, and
+    the speedup uses both. Results go to OUT/results.csv (one row per team, columns documented in the
+    README), OUT/TEAM/result.json, the predictions and the logs.
+
+    \b
+    Example:
+      harness run baselines/demo_team --backend local --out results
+      harness run teams/alpha --data-dir /data/clue --max-examples 200
+    """
+    spec, result = execute(team_dir, **options)
+    print_team_result(Console(), result, spec)
+    click.echo(f"wrote {options['out_dir'] / 'results.csv'} and {options['out_dir'] / result.team / 'result.json'}")
+
+
+@main.command()
+@click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@run_options
+@with_harness_errors
+def check(team_dir, **options):
+    """Self-check a team folder before submitting: one PASS/FAIL verdict per rule.
+
+    Runs exactly what the organizers run (by default with the local backend, which needs no Docker
+    and no GPU) and exits non-zero when any rule fails. Without a GPU the timings are indicative only.
+
+    \b
+    Example:
+      harness check my_team/
+      harness check my_team/ --data-dir ~/clue --max-examples 100
+    """
+    spec, result = execute(team_dir, **options)
+    console = Console()
+    print_team_result(console, result, spec)
+    results = verdicts(result, spec)
+    print_verdicts(console, results)
+    if result.environment.get("device") == "cpu":
+        console.print("No GPU here: timings and the speedup are indicative only; the organizers time on the GPU box.")
+    if not all(v.passed for v in results):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("task", type=click.Choice(sorted(TASKS)))
+@click.argument("gold", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("pred", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print exactly one JSON object on stdout")
+@spec_option
+def score(task, gold, pred, as_json, spec_path):
+    """Score one prediction file against its gold file, exactly as the official scorer does.
+
+    Exits 0 whenever a score was computed, even with problems in the predictions (they are listed);
+    non-zero only when a file cannot be read at all.
+
+    \b
+    Example:
+      harness score cluener2020 data/cluener2020/dev.json cluener2020_predict.json
+      harness score cmrc2018 data/cmrc2018/trial.json cmrc2018_predict.json --json
+    """
+    spec = load_spec_or_fail(spec_path)
+    try:
+        ranking = spec.task(task).ranking_metric
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+    module = get_task(task)
+    try:
+        gold_records = module.read_gold(gold)
+        records, problems = module.read_predictions(pred)
+    except TaskDataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    scored = module.score(gold_records, records, problems)
+    if ranking in scored.metrics:  # the spec decides which metric ranks
+        scored = dataclasses.replace(scored, score=scored.metrics[ranking])
+    if as_json:
+        click.echo(json.dumps(scored.to_dict(), ensure_ascii=False))
+    else:
+        print_task_score(Console(), scored, ranking)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Result rows: a fixed, documented column order, written through pandas as CSV, plus one JSON record per team.
+
+The per-task block repeats for every task of the spec, in spec order, between the team-level columns and the
+environment columns. README.md documents every column (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.scoring import TeamScore
+from harness.spec import Spec
+
+TEAM_COLUMNS = {
+    "team": "team name from harness.toml",
+    "status": "ok, partial (some tasks failed), invalid_submission, build_failed, timeout or probe_failed",
+    "score": "final score res = 0.8*P/100 + 0.1*(1 - S/(0.9*S_bert)) + 0.1*(1 - T/T_bert), empty when no task ran",
+    "P": "mean ranking score over the spec's tasks, 0-100 (failed tasks count 0)",
+    "params": "S: counted parameters, aggregated over tasks as the spec says (NLPCC 2020: the largest task model)",
+    "params_ok": "params below the spec's limit (12,000,000, strict)",
+    "speedup": "T_bert / T over the tasks both ran (same inputs, batch size and device)",
+    "speed_ok": "speedup at least the spec's minimum (8x)",
+    "compliant": "params_ok and speed_ok",
+    "reason": "why the row is not compliant, or which tasks failed",
+    "flags": "measurement warnings: unregistered weights, noisy rounds, predictions differing across rounds, reference drift, CPU timing",
+    "T_s": "T: team time in seconds (median round, aggregated over tasks as the spec says)",
+    "T_bert_s": "T_bert: reference time in seconds over the same tasks (mean of the runs bracketing the team)",
+    "S_bert": "reference parameters, aggregated like params",
+    "reference_drift": "largest relative difference between the reference runs before and after the team",
+}
+TASK_COLUMNS = {
+    "{task}_score": "the task's ranking metric, 0-100 (accuracy, macro F1 or EM)",
+    "{task}_time_per_example_ms": "median-round time per example in milliseconds",
+    "{task}_params": "counted parameters of the task's model",
+}
+TRAILING_COLUMNS = {
+    "device": "cuda or cpu (cpu timings are indicative only)",
+    "device_name": "GPU model, or cpu",
+    "torch_version": "torch inside the team's environment",
+    "cuda_version": "CUDA version torch was built with, empty on CPU builds",
+    "harness_version": "version of this harness",
+    "backend": "docker or local",
+    "spec_name": "competition spec name",
+    "spec_sha256": "hash of the spec file",
+    "team_hash": "sha256 of the team folder's content",
+    "started_at": "UTC start time, ISO 8601",
+    "duration_s": "wall time of the whole run for this team, seconds",
+    "error": "one-line reason when something failed",
+}
+
+
+def columns(spec: Spec) -> list[str]:
+    per_task = [c.format(task=t) for t in spec.task_names for c in TASK_COLUMNS]
+    return [*TEAM_COLUMNS, *per_task, *TRAILING_COLUMNS]
+
+
+@dataclass
+class TeamResult:
+    """Everything known about one team's run; the CSV row and the JSON record are views of it."""
+
+    team: str
+    status: str
+    backend: str
+    spec_name: str
+    spec_sha256: str
+    team_hash: str = ""
+    started_at: str = ""
+    duration_s: float = 0.0
+    error: str = ""
+    score: TeamScore | None = None
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)   # per task: score, metrics, time, params
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    logs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _task_cells(task: str, info: dict[str, Any]) -> dict[str, Any]:
+    per_example = info.get("time_per_example_s")
+    return {f"{task}_score": info.get("score"),
+            f"{task}_time_per_example_ms": per_example * 1000 if per_example is not None else None,
+            f"{task}_params": info.get("params")}
+
+
+def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
+    s = result.score
+    env = result.environment
+    drift = max((r.get("drift", 0.0) for r in result.reference.values()), default=None)
+    row: dict[str, Any] = {
+        "team": result.team, "status": result.status,
+        "score": s.res if s else None, "P": s.P if s else None, "params": s.S if s else None,
+        "params_ok": s.params_ok if s else False, "speedup": s.speedup if s else None,
+        "speed_ok": s.speed_ok if s else False, "compliant": s.compliant if s else False,
+        "reason": "; ".join(s.reasons) if s else result.error,
+        "flags": "; ".join(result.flags), "T_s": s.T if s else None, "T_bert_s": s.T_bert if s else None,
+        "S_bert": s.S_bert if s else None, "reference_drift": drift,
+        "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),
+        "cuda_version": env.get("cuda"), "harness_version": env.get("harness_version"),
+        "backend": result.backend, "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
+        "team_hash": result.team_hash, "started_at": result.started_at, "duration_s": result.duration_s,
+        "error": result.error,
+    }
+    for task in spec.task_names:
+        row.update(_task_cells(task, result.tasks.get(task, {})))
+    return {column: row.get(column) for column in columns(spec)}
+
+
+def results_frame(results: list[TeamResult], spec: Spec) -> pd.DataFrame:
+    return pd.DataFrame([result_row(r, spec) for r in results], columns=columns(spec))
+
+
+def write_results_csv(results: list[TeamResult], path: Path, spec: Spec, replace_teams: bool = True) -> Path:
+    """Write rows to `path`; rows already there for other teams are kept (same columns), this run's replace them."""
+    frame = results_frame(results, spec)
+    if replace_teams and path.exists():
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if list(old.columns) == columns(spec):
+            kept = old[~old["team"].isin(frame["team"])]
+            frame = pd.concat([kept.astype(object), frame.astype(object)], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_result_json(result: TeamResult, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return path
