@@ -16,7 +16,7 @@ from harness import __version__
 from harness.backends import BACKENDS, make_backend
 from harness.check import verdicts
 from harness.console import print_task_score, print_team_result, print_verdicts
-from harness.pipeline import SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
+from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
 
@@ -45,7 +45,10 @@ def run_options(command):
         click.option("--device", default="auto", show_default=True,
                      help="auto (cuda when available), cuda or cpu"),
         click.option("--timeout", "timeout_s", type=click.FloatRange(min=1),
-                     help="seconds before a probe run is killed (default: the spec's sandbox.timeout_s)"),
+                     help="seconds before the team's probe run is killed (default: the spec's sandbox.timeout_s)"),
+        click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     default=REFERENCE_DIR, show_default="baselines/bert_reference",
+                     help="reference predictor folder the speedup is measured against"),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=default_cache_dir, show_default="~/.cache/lightlm-harness",
                      help="where built team environments are kept"),
@@ -73,12 +76,14 @@ def with_harness_errors(command):
     return wrapper
 
 
-def execute(team_dir: Path, spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir):
+def execute(team_dir: Path, spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir,
+            reference_dir):
     spec = load_spec_or_fail(spec_path)
     if not data_dir.is_dir():
         raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
     config = RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec), data_dir=data_dir,
-                       out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s)
+                       out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s,
+                       reference_dir=reference_dir)
     console = Console(stderr=True)
     with console.status("starting") as status:
         result = run_team(team_dir, config, say=lambda message: (status.update(message), console.log(message)))

@@ -44,6 +44,7 @@ class RunConfig:
     max_examples: int | None = None
     device: str = "auto"
     timeout_s: float | None = None
+    reference_dir: Path = REFERENCE_DIR
 
     @property
     def probe_timeout_s(self) -> float:
@@ -60,7 +61,7 @@ class PreparedData:
 
 def prepare_inputs(spec: Spec, data_dir: Path, work_dir: Path, max_examples: int | None) -> PreparedData:
     """Strip labels from every task's gold file; only these inputs ever reach team code."""
-    prepared = PreparedData(work_dir / "inputs")
+    prepared = PreparedData(work_dir.resolve() / "inputs")
     prepared.inputs_dir.mkdir(parents=True, exist_ok=True)
     for task_spec in spec.tasks:
         task = get_task(task_spec.name)
@@ -96,7 +97,8 @@ def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, o
     """Time the BERT-base reference on every task; its failure is the harness's, so it raises."""
     manifest = probe_manifest(config.spec, built, REFERENCE_PREDICTOR, config.spec.task_names,
                               prepared.inputs_dir, config.device, reference=True)
-    run = config.backend.run(built, manifest, out_dir, config.probe_timeout_s, out_dir / "probe.log")
+    # --timeout is for team code; the reference always gets the spec's own limit
+    run = config.backend.run(built, manifest, out_dir, config.spec.sandbox.timeout_s, out_dir / "probe.log")
     if not run.ok:
         raise HarnessError(f"the BERT-base reference failed ({run.error}); see {run.log_path}")
     tasks = {name: ReferenceTask(int(t["params"]["counted"]), float(t["timing"]["median_round_s"]), 0.0)
@@ -184,7 +186,7 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None)
         result.status, result.error = "build_failed", built.error
         return _finish(result, config, started)
 
-    ref_built = config.backend.build_reference(REFERENCE_DIR, config.out_dir / "reference")
+    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
     say("reference: timing BERT-base before the team")
     before, ref_record = measure_reference(config, ref_built, prepared, config.out_dir / "reference" / "before")
 

@@ -51,6 +51,19 @@ def run_logged(command: list[str], cwd: Path, env: dict[str, str], log_path: Pat
             raise
 
 
+def make_venv(venv_dir: Path) -> None:
+    """A venv that sees the system's packages (torch), with a `pip` that installs into the venv.
+
+    Seeding pip into every venv takes seconds; the system's pip module run by the venv's interpreter
+    installs into the venv just the same, so `pip` is a two-line wrapper around `python -m pip`.
+    """
+    venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(venv_dir)
+    for name in ("pip", "pip3"):
+        wrapper = venv_dir / "bin" / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{venv_dir / "bin" / "python"}" -m pip "$@"\n', encoding="utf-8")
+        wrapper.chmod(0o755)
+
+
 class LocalBackend:
     name = "local"
 
@@ -70,7 +83,7 @@ class LocalBackend:
             return Built(True, str(python), str(team_copy), log_path, cached=True)
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(submission.team_dir, team_copy, ignore=shutil.ignore_patterns(*IGNORED_PARTS))
-        venv.EnvBuilder(system_site_packages=True, with_pip=True, symlinks=True).create(venv_dir)
+        make_venv(venv_dir)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ ./{submission.setup}  (in {team_copy})\n", encoding="utf-8")
         code, timed_out = run_logged([str(team_copy / submission.setup)], team_copy, _env_with_venv(venv_dir),
@@ -85,10 +98,11 @@ class LocalBackend:
 
     def build_reference(self, reference_dir: Path, work_dir: Path) -> Built:
         """The reference needs nothing beyond the harness's own environment (torch and transformers)."""
-        return Built(True, sys.executable, str(reference_dir), work_dir / "build.log", cached=True)
+        return Built(True, sys.executable, str(Path(reference_dir).resolve()), work_dir / "build.log", cached=True)
 
     def run(self, built: Built, manifest: RunManifest, out_dir: Path, timeout_s: float, log_path: Path
             ) -> ProbeRun:
+        out_dir, log_path = out_dir.resolve(), log_path.resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest_path = manifest.write(out_dir / "run.json")
         env = _env_with_venv(Path(built.handle).parent.parent) if built.handle != sys.executable else dict(os.environ)

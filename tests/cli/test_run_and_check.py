@@ -1,0 +1,104 @@
+"""`harness run` and `harness check` end to end on the local backend, fixture teams and fixture data.
+
+Expected scores are worked out by hand from tests/fixtures/data and tests/fixtures/teams/answers.py:
+cluewsc2020 gold true,false,true vs always "true" -> 2/3 = 66.67; csl gold 1,1 vs always "0" -> 0;
+cluener2020: no entities predicted, so no type has a true positive -> macro F1 0;
+cmrc2018: answer = first two context chars "长城": question 0 (gold "长城") right, question 1 (gold
+"中国北方") wrong -> EM 50. P = (66.67 + 0 + 0 + 50) / 4 = 29.17.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import TEAMS
+
+pytestmark = pytest.mark.slow
+
+
+def read_row(tmp_path, team):
+    frame = pd.read_csv(tmp_path / "out" / "results.csv")
+    return frame[frame["team"] == team].iloc[0]
+
+
+def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
+    result = invoke("run", TEAMS / "ok_team", *run_args)
+    assert result.exit_code == 0, result.output
+    row = read_row(tmp_path, "ok_team")
+    assert row["status"] == "ok"
+    assert row["cluewsc2020_score"] == pytest.approx(200 / 3)
+    assert row["csl_score"] == 0 and row["cluener2020_score"] == 0
+    assert row["cmrc2018_score"] == pytest.approx(50.0)
+    assert row["P"] == pytest.approx((200 / 3 + 50) / 4)
+    assert row["params"] == 40 and row["S_bert"] == 100 * 100 + 100
+    assert bool(row["params_ok"]) and bool(row["speed_ok"]) and bool(row["compliant"])
+    assert row["device"] == "cpu" and "timed on CPU" in row["flags"]
+    record = json.loads((tmp_path / "out" / "ok_team" / "result.json").read_text(encoding="utf-8"))
+    assert record["tasks"]["cmrc2018"]["metrics"] == {"em": 50.0, "f1": 50.0}
+    predictions = json.loads((tmp_path / "out" / "ok_team" / "probe" / "cmrc2018_predict.json").read_text("utf-8"))
+    assert predictions == {"FIX_0_QUERY_0": "长城", "FIX_0_QUERY_1": "长城"}
+    # gold labels never reach the team: the inputs it saw hold no label or answers
+    inputs = (tmp_path / "out" / "_work" / "inputs")
+    assert '"label"' not in (inputs / "csl.jsonl").read_text("utf-8")
+    assert '"answers"' not in (inputs / "cmrc2018.jsonl").read_text("utf-8")
+
+
+def test_check_fails_a_team_over_the_parameter_limit(invoke, run_args):
+    result = invoke("check", TEAMS / "big_team", *run_args)
+    assert result.exit_code == 1
+    assert "12,000,000 parameters" in result.output
+    assert "FAIL" in result.output and "indicative only" in result.output
+
+
+def test_check_fails_a_team_slower_than_the_limit(invoke, run_args, tmp_path):
+    result = invoke("check", TEAMS / "slow_team", *run_args)
+    assert result.exit_code == 1
+    row = read_row(tmp_path, "slow_team")
+    # 0.2 s per batch against the reference's 0.05 s: speedup about 0.25, far below 8
+    assert row["speedup"] < 1 and not bool(row["speed_ok"])
+
+
+def test_each_kind_of_task_failure_is_a_reason_not_a_crash(invoke, run_args, tmp_path):
+    result = invoke("run", TEAMS / "mixed_team", *run_args)
+    assert result.exit_code == 0, result.output
+    row = read_row(tmp_path, "mixed_team")
+    assert row["status"] == "partial"
+    assert "boom in csl" in row["error"]
+    assert "returned 1 predictions for a batch of 2" in row["error"]
+    assert "FIX_0_QUERY_0" in row["error"]                      # the cmrc2018 record with a non-text answer
+    assert row["cluewsc2020_score"] == pytest.approx(200 / 3)
+    assert row["P"] == pytest.approx(200 / 3 / 4)
+    assert "Traceback" not in result.output
+
+
+def test_a_hanging_team_is_killed_at_the_timeout(invoke, run_args, tmp_path):
+    args = run_args[:-1] + ["8"]
+    result = invoke("run", TEAMS / "hang_team", *args)
+    assert result.exit_code == 0, result.output
+    row = read_row(tmp_path, "hang_team")
+    assert row["status"] == "timeout" and "timed out after 8 s" in row["error"]
+
+
+def test_a_missing_predictor_class_is_one_line(invoke, run_args, tmp_path):
+    result = invoke("run", TEAMS / "missing_class_team", *run_args)
+    assert result.exit_code == 0
+    row = read_row(tmp_path, "missing_class_team")
+    assert row["status"] == "probe_failed"
+    assert "has no class 'Nope'" in row["error"]
+
+
+def test_a_failing_setup_script_is_build_failed_with_the_log(invoke, run_args, tmp_path):
+    result = invoke("check", TEAMS / "setup_fails_team", *run_args)
+    assert result.exit_code == 1
+    row = read_row(tmp_path, "setup_fails_team")
+    assert row["status"] == "build_failed"
+    assert "exited with code 3" in row["error"] and "cannot find my weights" in row["error"]
+
+
+def test_a_bad_manifest_is_reported_before_anything_runs(invoke, run_args, tmp_path):
+    team = tmp_path / "team"
+    team.mkdir()
+    result = invoke("check", team, *run_args)
+    assert result.exit_code == 1
+    assert "harness.toml is missing" in result.output
