@@ -13,9 +13,10 @@ import click
 from rich.console import Console
 
 from harness import __version__
-from harness.backends import BACKENDS, make_backend
+from harness.backends import BACKENDS, DockerUnavailable, make_backend
 from harness.check import verdicts
-from harness.console import print_task_score, print_team_result, print_verdicts
+from harness.doctor import diagnose
+from harness.console import print_findings, print_task_score, print_team_result, print_verdicts
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
@@ -30,7 +31,7 @@ def spec_option(command):
                         help="competition spec (default: the bundled specs/nlpcc2020.toml)")(command)
 
 
-def run_options(command):
+def run_options(default_backend: str):
     """Options shared by `run` and `check`: where data comes from, where results go, how to run."""
     options = [
         spec_option,
@@ -38,8 +39,10 @@ def run_options(command):
                      show_default="bundled sample data", help="folder with the spec's gold files"),
         click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                      default=Path("results"), show_default=True, help="results folder (CSV, JSON, logs)"),
-        click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="local", show_default=True,
-                     help="local: subprocess and venv, no isolation; docker: isolated container"),
+        click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default=default_backend,
+                     show_default=default_backend,
+                     help="docker: isolated container (production); local: venv and subprocess, no isolation, "
+                          "no Docker needed; auto: docker when available, else local"),
         click.option("--max-examples", type=click.IntRange(min=1),
                      help="use only the first N examples of each task (quick runs)"),
         click.option("--device", default="auto", show_default=True,
@@ -48,14 +51,17 @@ def run_options(command):
                      help="seconds before the team's probe run is killed (default: the spec's sandbox.timeout_s)"),
         click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      default=REFERENCE_DIR, show_default="baselines/bert_reference",
-                     help="reference predictor folder the speedup is measured against"),
+                     help="reference predictor folder (local backend; docker uses the one in the runner image)"),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=default_cache_dir, show_default="~/.cache/lightlm-harness",
                      help="where built team environments are kept"),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
 
 
 def load_spec_or_fail(spec_path: Path | None):
@@ -71,7 +77,7 @@ def with_harness_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except HarnessError as exc:
+        except (HarnessError, DockerUnavailable) as exc:
             raise click.ClickException(str(exc)) from exc
     return wrapper
 
@@ -104,7 +110,7 @@ def main():
 
 @main.command()
 @click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@run_options
+@run_options(default_backend="docker")
 @with_harness_errors
 def run(team_dir, **options):
     """Build one team from its setup script, time it against BERT-base, score it, write a CSV row.
@@ -125,7 +131,7 @@ def run(team_dir, **options):
 
 @main.command()
 @click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@run_options
+@run_options(default_backend="auto")
 @with_harness_errors
 def check(team_dir, **options):
     """Self-check a team folder before submitting: one PASS/FAIL verdict per rule.
@@ -146,6 +152,24 @@ def check(team_dir, **options):
     if result.environment.get("device") == "cpu":
         console.print("No GPU here: timings and the speedup are indicative only; the organizers time on the GPU box.")
     if not all(v.passed for v in results):
+        raise SystemExit(1)
+
+
+@main.command()
+def doctor():
+    """Say what this machine can do and, for each thing missing, what to do about it.
+
+    Checks the Docker engine, the runner image, the NVIDIA container runtime, the GPUs through NVML
+    (and whether another process holds one), and torch/transformers for the local backend. Exits 1
+    when something the production path needs is missing.
+
+    \b
+    Example:
+      harness doctor
+    """
+    findings = diagnose()
+    print_findings(Console(), findings)
+    if not all(f.ok for f in findings):
         raise SystemExit(1)
 
 

@@ -51,6 +51,17 @@ def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
         console.print(f"[yellow]flag:[/yellow] {flag}", highlight=False)
 
 
+def print_findings(console: Console, findings) -> None:
+    table = Table(title="harness doctor", title_justify="left")
+    table.add_column("check")
+    table.add_column("state")
+    table.add_column("detail / what to do", overflow="fold")
+    for f in findings:
+        state = "[green]ok[/green]" if f.ok else "[red]missing[/red]"
+        table.add_row(f.what, state, f.detail if f.ok else f"{f.detail}\n-> {f.fix}")
+    console.print(table)
+
+
 def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
     table = Table(title="self-check", title_justify="left")
     table.add_column("rule")

@@ -1,0 +1,73 @@
+"""`harness doctor`: what this machine can do, and for each thing missing, what to do about it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from harness.backends.docker import RUNNER_IMAGE, DockerUnavailable, connect
+from harness.gpu import gpu_snapshot, nvml_unavailable_reason
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def docker_findings(runner_image: str = RUNNER_IMAGE) -> list[Finding]:
+    try:
+        client = connect()
+    except DockerUnavailable as exc:
+        return [Finding("Docker engine", False, str(exc),
+                        "install Docker Engine and start it (systemctl start docker); until then "
+                        "`harness check --backend local` works without it")]
+    info = client.info()
+    found = [Finding("Docker engine", True, f"server {info.get('ServerVersion')}, {info.get('Driver')} storage")]
+    try:
+        image = client.images.get(runner_image)
+        found.append(Finding("runner image", True, f"{runner_image} ({image.short_id})"))
+    except Exception:
+        found.append(Finding("runner image", False, f"{runner_image} is not built",
+                             f"docker build -f Dockerfile.runner -t {runner_image} .   (no registry? see "
+                             "docker/README.md for the offline base image and wheelhouse)"))
+    runtimes = info.get("Runtimes") or {}
+    found.append(Finding("NVIDIA container runtime", "nvidia" in runtimes,
+                         "present" if "nvidia" in runtimes else f"runtimes: {', '.join(runtimes) or 'none'}",
+                         "" if "nvidia" in runtimes else
+                         "install nvidia-container-toolkit and restart Docker, so containers can use the GPUs"))
+    return found
+
+
+def gpu_findings() -> list[Finding]:
+    reason = nvml_unavailable_reason()
+    if reason:
+        return [Finding("GPU (NVML)", False, reason, "timings will be CPU timings, indicative only; "
+                        "the competition's numbers need the GPU box")]
+    gpus = gpu_snapshot()
+    if not gpus:
+        return [Finding("GPU (NVML)", False, "NVML answers but sees no GPU", "check the driver (nvidia-smi)")]
+    busy = [g for g in gpus if g["processes"]]
+    return [Finding("GPU (NVML)", True, "; ".join(f"{g['name']} (driver {g['driver']})" for g in gpus)),
+            Finding("GPU idle", not busy, "no other processes" if not busy else
+                    f"{sum(g['processes'] for g in busy)} process(es) hold a GPU",
+                    "" if not busy else "stop them before timing: measurements need the GPU to themselves")]
+
+
+def local_findings() -> list[Finding]:
+    """The local backend runs the probe with this Python: it needs torch and transformers."""
+    code = "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.is_available())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        return [Finding("local backend", False, "torch or transformers missing in this Python",
+                        "python3 -m pip install 'lightlm-harness[probe]'")]
+    torch_version, transformers_version, cuda = done.stdout.split()
+    return [Finding("local backend", True, f"torch {torch_version}, transformers {transformers_version}, "
+                    f"CUDA {'available' if cuda == 'True' else 'not available'}")]
+
+
+def diagnose() -> list[Finding]:
+    return [*docker_findings(), *gpu_findings(), *local_findings()]
