@@ -81,7 +81,7 @@ def read_json_lines(path: Path, what: str) -> tuple[list[Any], list[str]]:
     """
     records: list[Any] = []
     problems: list[str] = []
-    for number, line in enumerate(read_text(path, what).splitlines(), start=1):
+    for number, line in enumerate(read_text(path, what).split("\n"), start=1):  # not splitlines(): U+2028 is text
         if not line.strip():
             continue
         try:
@@ -96,3 +96,76 @@ def write_json_lines(records: list[Any], path: Path) -> None:
     with Path(path).open("w", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def id_key(value: Any) -> str | None:
+    """The key two ids are matched on, or None when `value` cannot be an id.
+
+    Integers and strings compare by their text, so a prediction {"id": "7"} answers gold example 7: teams
+    write ids both ways and no official format tells them apart. Booleans, floats and null are not ids.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    return str(value)
+
+
+def require_unique_ids(records: list[dict[str, Any]], path: Path) -> None:
+    """Raise TaskDataError when a gold file repeats an id: predictions could not be matched to it."""
+    seen: set[str | None] = set()
+    for record in records:
+        key = id_key(record["id"])
+        if key in seen:
+            raise TaskDataError(f"gold file {path} has id {record['id']!r} twice; ids must be unique")
+        seen.add(key)
+
+
+def summarize(what: str, items: list[str], limit: int = 5) -> str:
+    """One problem line for many instances: the count, `what`, and the first few of them."""
+    shown = ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+    return f"{len(items)} {what}: {shown}"
+
+
+def match_predictions(gold: list[dict[str, Any]], predictions: list[Any]
+                      ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each gold example's prediction, keyed by id_key, and what was wrong with the matching.
+
+    Reported, never raised: records that are not objects with an id, ids the gold file does not have (ignored),
+    repeated ids (the last one counts, as a dict built from the file would keep it) and gold examples with
+    no prediction (the task counts them wrong).
+    """
+    gold_keys = {id_key(example["id"]) for example in gold}
+    found: dict[str, dict[str, Any]] = {}
+    no_id, unknown, repeated = [], [], []
+    for position, record in enumerate(predictions):
+        key = id_key(record.get("id")) if isinstance(record, dict) else None
+        if key is None:
+            no_id.append(f"#{position}")
+        elif key not in gold_keys:
+            unknown.append(repr(record["id"]))
+        else:
+            if key in found:
+                repeated.append(repr(record["id"]))
+            found[key] = record
+    problems = []
+    if no_id:
+        problems.append(summarize('predictions are not JSON objects with an integer or string "id" (ignored)',
+                                  no_id))
+    if unknown:
+        problems.append(summarize("predictions have ids that the gold file does not have (ignored)", unknown))
+    if repeated:
+        problems.append(summarize("ids are predicted more than once (the last prediction counts)", repeated))
+    missing = [repr(example["id"]) for example in gold if id_key(example["id"]) not in found]
+    if missing:
+        problems.append(summarize(f"of {len(gold)} gold examples have no prediction (counted wrong)", missing))
+    return found, problems
+
+
+def read_gold_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines gold file; any malformed line is a TaskDataError (gold must be clean)."""
+    records, problems = read_json_lines(path, "gold")
+    if problems:
+        raise TaskDataError(f"gold file {path}: {problems[0]}; use the file as the benchmark distributes it")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise TaskDataError(f"gold file {path}: record {number} is not a JSON object")
+    return records
