@@ -38,11 +38,17 @@ CSL_LABELS = ("0", "1")
 def build_tokenizer(vocab_path: Path = HERE / "vocab.txt") -> BertTokenizerFast:
     """BERT's WordPiece tokenizer over the given vocabulary, built offline.
 
-    The vocabulary is passed as a dict: transformers 5 silently ignores a `vocab_file=` argument and
-    falls back to a 5-token vocabulary, so the size is checked too.
+    transformers 4 takes the file (`vocab_file=`); transformers 5 silently ignores that argument, falls back
+    to a 5-token vocabulary and wants the vocabulary as a dict (`vocab=`). Both are tried, and the size is
+    checked, so the reference tokenizes the same way in the runner image and on the host.
     """
     vocab = load_vocab(str(vocab_path))
-    tokenizer = BertTokenizerFast(vocab=vocab)
+    try:
+        tokenizer = BertTokenizerFast(vocab_file=str(vocab_path))
+    except (TypeError, ValueError, OSError):
+        tokenizer = None
+    if tokenizer is None or len(tokenizer) != len(vocab):
+        tokenizer = BertTokenizerFast(vocab=vocab)
     if len(tokenizer) != len(vocab):
         raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, {vocab_path} has {len(vocab)}")
     return tokenizer
