@@ -14,6 +14,7 @@ from rich.console import Console
 
 from harness import __version__
 from harness.backends import BACKENDS, DockerUnavailable, make_backend
+from harness.backends.docker import RUNNER_IMAGE
 from harness.check import verdicts
 from harness.doctor import diagnose
 from harness.console import print_findings, print_task_score, print_team_result, print_verdicts
@@ -52,6 +53,8 @@ def run_options(default_backend: str):
         click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      default=REFERENCE_DIR, show_default="baselines/bert_reference",
                      help="reference predictor folder (local backend; docker uses the one in the runner image)"),
+        click.option("--runner-image", default=RUNNER_IMAGE, show_default=True,
+                     help="docker backend: the image team images are built FROM and the reference runs in"),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=default_cache_dir, show_default="~/.cache/lightlm-harness",
                      help="where built team environments are kept"),
@@ -83,11 +86,11 @@ def with_harness_errors(command):
 
 
 def execute(team_dir: Path, spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir,
-            reference_dir):
+            reference_dir, runner_image):
     spec = load_spec_or_fail(spec_path)
     if not data_dir.is_dir():
         raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
-    config = RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec), data_dir=data_dir,
+    config = RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec, runner_image), data_dir=data_dir,
                        out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s,
                        reference_dir=reference_dir)
     console = Console(stderr=True)

@@ -92,11 +92,11 @@ def probe_manifest(spec: Spec, built: Built, predictor: str, tasks: tuple[str, .
                        noisy_spread=t.noisy_spread, device=device)
 
 
-def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, out_dir: Path
-                      ) -> tuple[dict[str, ReferenceTask], dict[str, Any]]:
-    """Time the BERT-base reference on every task; its failure is the harness's, so it raises."""
-    manifest = probe_manifest(config.spec, built, REFERENCE_PREDICTOR, config.spec.task_names,
-                              prepared.inputs_dir, config.device, reference=True)
+def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, tasks: tuple[str, ...],
+                      out_dir: Path) -> tuple[dict[str, ReferenceTask], dict[str, Any]]:
+    """Time the BERT-base reference on `tasks`; its failure is the harness's, so it raises."""
+    manifest = probe_manifest(config.spec, built, REFERENCE_PREDICTOR, tasks, prepared.inputs_dir,
+                              config.device, reference=True)
     # --timeout is for team code; the reference always gets the spec's own limit
     run = config.backend.run(built, manifest, out_dir, config.spec.sandbox.timeout_s, out_dir / "probe.log")
     if not run.ok:
@@ -188,7 +188,8 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None)
 
     ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
     say("reference: timing BERT-base before the team")
-    before, ref_record = measure_reference(config, ref_built, prepared, config.out_dir / "reference" / "before")
+    before, ref_record = measure_reference(config, ref_built, prepared, submission.tasks,
+                                           config.out_dir / "reference" / "before")
 
     say(f"{submission.team}: running the probe on {', '.join(submission.tasks)}")
     manifest = probe_manifest(spec, built, submission.predictor, submission.tasks, prepared.inputs_dir,
@@ -198,7 +199,8 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None)
     result.logs["probe"] = str(run.log_path)
 
     say("reference: timing BERT-base after the team")
-    after, _ = measure_reference(config, ref_built, prepared, config.out_dir / "reference" / "after")
+    after, _ = measure_reference(config, ref_built, prepared, submission.tasks,
+                                 config.out_dir / "reference" / "after")
     reference = bracket_reference(before, after)
     result.reference = {name: vars(r) for name, r in reference.items()}
 

@@ -30,13 +30,13 @@ TEAM_DIR_IN_IMAGE = "/team"
 REFERENCE_DIR_IN_IMAGE = "/opt/harness/baselines/bert_reference"
 INPUTS_IN_CONTAINER, OUT_IN_CONTAINER = "/inputs", "/out"
 
+# setup.sh runs as the runner user, who owns the image's venv (so `pip install` works) but not the system.
 TEAM_DOCKERFILE = """FROM {runner}
 LABEL {label}="{team}"
-USER root
-COPY team {team_dir}
-RUN chmod -R a+rX {team_dir} && cd {team_dir} && ./{setup} && chmod -R a+rX {team_dir}
+COPY --chown={user} team {team_dir}
 USER {user}
 WORKDIR {team_dir}
+RUN ./{setup}
 """
 
 
@@ -137,7 +137,7 @@ class DockerBackend:
 
         box = self.spec.sandbox
         options = dict(
-            network_mode="none", read_only=True, tmpfs={"/tmp": "rw,size=1g,mode=1777"},
+            network_mode="none", read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g,mode=1777"},
             cap_drop=["ALL"], security_opt=["no-new-privileges"], user=RUNNER_USER,
             pids_limit=box.pids_limit, mem_limit=box.memory, memswap_limit=box.memory, shm_size=box.shm_size,
             nano_cpus=int(box.cpus * 1e9), environment={"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
