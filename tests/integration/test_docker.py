@@ -1,0 +1,91 @@
+"""The production path on a real Docker engine: builds, isolation, failures as rows, nothing left behind."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from harness.backends.docker import CONTAINER_LABEL, TEAM_LABEL
+from harness.cli import main
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+TEAMS = FIXTURES / "teams"
+
+
+@pytest.fixture
+def harness_cli(tmp_path, runner_image):
+    """`harness COMMAND TEAM ...` on the Docker backend (the default of `run`), fixture data and spec."""
+    def invoke(command, team, *extra):
+        args = [command, str(team), "--spec", str(FIXTURES / "spec_docker.toml"), "--data-dir",
+                str(FIXTURES / "data"), "--runner-image", runner_image, "--out", str(tmp_path / "out"),
+                "--cache-dir", str(tmp_path / "cache"), *map(str, extra)]
+        return CliRunner().invoke(main, args, catch_exceptions=False)
+    return invoke
+
+
+def row(tmp_path, team):
+    frame = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False)
+    return frame[frame["team"] == team].iloc[0]
+
+
+def test_demo_team_end_to_end_with_harness_run(harness_cli, tmp_path):
+    result = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "2")
+    assert result.exit_code == 0, result.output
+    r = row(tmp_path, "demo-team")
+    assert r["status"] == "ok", r["error"]
+    assert r["backend"] == "docker" and r["device"] == "cpu"
+    assert int(r["params"]) < 12_000_000 and float(r["speedup"]) > 1
+    assert r["score"] != ""
+    for task in ("cluewsc2020", "csl", "cluener2020", "cmrc2018"):
+        assert (tmp_path / "out" / "demo-team" / "probe" / f"{task}_predict.json").exists()
+    # an unchanged team is never rebuilt
+    again = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "1")
+    assert again.exit_code == 0, again.output
+    assert "cached image" in (tmp_path / "out" / "demo-team" / "build.log").read_text()
+
+
+def test_failing_setup_is_a_build_failed_row_and_the_next_team_runs(harness_cli, tmp_path, docker_client):
+    result = harness_cli("run", TEAMS / "setup_fails_team")
+    assert result.exit_code == 0, result.output
+    r = row(tmp_path, "setup_fails_team")
+    assert r["status"] == "build_failed"
+    assert "cannot find my weights" in r["error"]
+    assert "cannot find my weights" in (tmp_path / "out" / "setup_fails_team" / "build.log").read_text()
+    assert not docker_client.images.list(filters={"dangling": True, "label": TEAM_LABEL})
+    nxt = harness_cli("run", TEAMS / "ok_team", "--max-examples", "1")
+    assert nxt.exit_code == 0, nxt.output
+    assert row(tmp_path, "ok_team")["status"] == "ok"
+
+
+def test_hostile_team_is_contained(harness_cli, tmp_path, docker_client):
+    team = tmp_path / "hostile_team"
+    shutil.copytree(TEAMS / "hostile_team", team)
+    sentinel = tmp_path / "host_sentinel"
+    (team / "targets.json").write_text(json.dumps({
+        "gold_file": str(FIXTURES / "data" / "csl" / "dev.json"), "host_sentinel": str(sentinel)}))
+    result = harness_cli("run", team, "--timeout", "60", "--max-examples", "1")
+    assert result.exit_code == 0, result.output
+    r = row(tmp_path, "hostile_team")
+    assert r["status"] == "timeout" and "timed out after 60 s" in r["error"]
+    report = json.loads((tmp_path / "out" / "hostile_team" / "probe" / "hostile_report.json").read_text())
+    assert report["uid"] == 10001
+    for attempt in ("network", "read_gold", "labels_in_inputs", "write_outside_out", "fork_bomb"):
+        assert report[attempt].startswith("blocked"), (attempt, report[attempt])
+    assert "stopped after" in report["fork_bomb"]
+    assert not sentinel.exists()
+    # the host's copy of the gold file is untouched and nothing is left running
+    assert '"label"' in (FIXTURES / "data" / "csl" / "dev.json").read_text(encoding="utf-8")
+    assert not docker_client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+
+
+def test_nothing_is_left_behind(docker_client, runner_image):
+    """Runs last in this module: no probe container, no dangling team layer, no build context."""
+    assert not docker_client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+    assert not docker_client.images.list(filters={"dangling": True, "label": TEAM_LABEL})
+    assert not list(Path("/tmp").glob("harness-build-*"))

@@ -1,0 +1,114 @@
+"""The HTML report: escaping of team strings, one chart point per measured team, limit lines where the axes say."""
+
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from harness import report
+from harness.report import make_axis, write_report
+from harness.results import columns
+from harness.spec import load_spec
+
+SPEC = load_spec()
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _row(team, status, score=None, P=None, params=None, speedup=None, compliant=False, reason="", error="",
+         task_scores=(None, None, None, None)):
+    row = dict.fromkeys(columns(SPEC))
+    row.update(team=team, status=status, score=score, P=P, params=params, speedup=speedup, compliant=compliant,
+               params_ok=params is not None and params < SPEC.limits.max_params,
+               speed_ok=speedup is not None and speedup >= SPEC.limits.min_speedup, reason=reason, error=error)
+    row.update({f"{t}_score": s for t, s in zip(SPEC.task_names, task_scores)})
+    return row
+
+
+def leaderboard_frame():
+    """Four teams in leaderboard order: compliant first, then a too-large, a too-slow and a broken one."""
+    rows = [_row("轻量队", "ok", 0.7512, 70.0, 8_000_000, 40.0, True, task_scores=(80, 60, 70, 70)),
+            _row("big-team", "ok", 0.7001, 72.0, 13_000_000, 30.0, reason="params 13,000,000 >= 12,000,000",
+                 task_scores=(82, 62, 72, 72)),
+            _row(HOSTILE, "ok", 0.6000, 65.0, 5_000_000, 3.0, reason="speedup 3.0x < 8x",
+                 task_scores=(75, 55, 65, 65)),
+            _row("broken-team", "probe_failed", error="probe exited 1: <b>CUDA</b> out of memory")]
+    return pd.DataFrame(rows, columns=columns(SPEC))
+
+
+@pytest.fixture
+def page(tmp_path):
+    path = write_report(leaderboard_frame(), SPEC, tmp_path / "report.html", summary={"device_name": "cpu"})
+    assert path.exists()
+    return path.read_text(encoding="utf-8")
+
+
+def _svg(page):
+    return re.search(r"<svg.*</svg>", page, re.S).group(0)
+
+
+def test_every_team_appears_and_untrusted_strings_are_escaped(page):
+    for team in ("轻量队", "big-team", "broken-team", "&lt;script&gt;alert(1)&lt;/script&gt;"):
+        assert team in page
+    assert "<script" not in page and "<b>CUDA</b>" not in page
+    assert "&lt;b&gt;CUDA&lt;/b&gt; out of memory" in page
+    assert '<meta charset="utf-8">' in page
+
+
+def test_only_the_compliant_team_gets_a_rank(page):
+    assert "<td>1</td><td>轻量队</td>" in page
+    assert "<td>2</td>" not in page
+
+
+def test_one_point_per_team_with_numbers(page):
+    svg = _svg(page)
+    assert len(re.findall(r'class="point ', svg)) == 3          # the broken team has no numbers
+    assert len(re.findall(r'class="point compliant"', svg)) == 1
+    assert len(re.findall(r'class="point noncompliant"', svg)) == 2
+    assert "轻量队 (0.751)" in svg
+
+
+def test_limit_lines_sit_where_the_axes_put_them(page):
+    svg = _svg(page)
+    # x: params 5M..13M with the 12M limit span less than a decade -> linear from 0. Nice step for
+    # 13M * 1.1 / 5 = 2.86M is 5M, so the axis ends at 15M and 12M sits 12/15 of the way across.
+    x_limit = report.PLOT_LEFT + 12 / 15 * (report.PLOT_RIGHT - report.PLOT_LEFT)
+    # y: speedups 3..40 span more than a decade -> log. Ends: 3 / 1.15 = 2.6 rounds down to 2, 40 * 1.15 = 46
+    # rounds up to 50, so 8x sits log10(8/2) / log10(50/2) of the way up.
+    y_limit = report.PLOT_BOTTOM - math.log10(4) / math.log10(25) * (report.PLOT_BOTTOM - report.PLOT_TOP)
+    assert f'class="limit limit-params" x1="{x_limit:.1f}"' in svg
+    assert f'class="limit limit-speedup" x1="{report.PLOT_LEFT}" y1="{y_limit:.1f}"' in svg
+    assert "parameters (linear scale)" in svg and "(log scale)" in svg
+
+
+def test_page_is_self_contained(page):
+    assert "http" not in page
+    assert not re.search(r"""(src|href)\s*=""", page)
+
+
+def test_frame_read_back_from_csv_gives_the_same_chart(tmp_path):
+    csv = tmp_path / "results.csv"
+    leaderboard_frame().to_csv(csv, index=False)
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)     # how results.csv is read back elsewhere
+    assert frame.loc[0, "compliant"] == "True"
+    page = write_report(frame, SPEC, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'class="point compliant"', page)) == 1
+    assert len(re.findall(r'class="point noncompliant"', page)) == 2
+    assert "<td>1</td><td>轻量队</td>" in page and ">nan<" not in page.lower()
+
+
+def test_axis_goes_log_only_past_a_decade():
+    cpu_speedups = make_axis([2.0, 1500.0, 8.0], 530, 30)
+    # 2 / 1.15 = 1.74 rounds down to 1; 1500 * 1.15 = 1725 rounds up to 2000
+    assert cpu_speedups.log and (cpu_speedups.lo, cpu_speedups.hi) == (1.0, 2000.0)
+    assert cpu_speedups.px(100.0) == pytest.approx(530 - 2 / math.log10(2000) * 500)
+    assert cpu_speedups.ticks()[:4] == [1.0, 2.0, 5.0, 10.0] and cpu_speedups.ticks()[-1] == 2000.0
+    narrow = make_axis([9.0, 20.0, 8.0], 530, 30)
+    assert not narrow.log and (narrow.lo, narrow.hi) == (0.0, 25.0)  # 20 * 1.1 / 5 = 4.4 -> step 5 -> 25
+    assert narrow.ticks() == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+
+
+def test_report_without_any_measured_team_still_draws_the_limits(tmp_path):
+    frame = leaderboard_frame().iloc[[3]]
+    page = write_report(frame, SPEC, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'class="point ' not in page and 'class="limit limit-params"' in page
