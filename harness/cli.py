@@ -15,8 +15,10 @@ from rich.console import Console
 from harness import __version__
 from harness.backends import BACKENDS, DockerUnavailable, make_backend
 from harness.backends.docker import RUNNER_IMAGE
+from harness.batch import run_batch
 from harness.check import verdicts
 from harness.doctor import diagnose
+from harness.gpu import nvml_unavailable_reason
 from harness.console import print_findings, print_task_score, print_team_result, print_verdicts
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.spec import SpecError, load_spec
@@ -55,6 +57,8 @@ def run_options(default_backend: str):
                      help="reference predictor folder (local backend; docker uses the one in the runner image)"),
         click.option("--runner-image", default=RUNNER_IMAGE, show_default=True,
                      help="docker backend: the image team images are built FROM and the reference runs in"),
+        click.option("--allow-busy-gpu", is_flag=True,
+                     help="time even when another process holds the GPU (the row is flagged)"),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=default_cache_dir, show_default="~/.cache/lightlm-harness",
                      help="where built team environments are kept"),
@@ -85,18 +89,22 @@ def with_harness_errors(command):
     return wrapper
 
 
-def execute(team_dir: Path, spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir,
-            reference_dir, runner_image):
+def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir, reference_dir,
+               runner_image, allow_busy_gpu=False) -> RunConfig:
     spec = load_spec_or_fail(spec_path)
     if not data_dir.is_dir():
         raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
-    config = RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec, runner_image), data_dir=data_dir,
-                       out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s,
-                       reference_dir=reference_dir)
+    return RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec, runner_image), data_dir=data_dir,
+                     out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s,
+                     reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
+
+
+def execute(team_dir: Path, **options):
+    config = run_config(**options)
     console = Console(stderr=True)
     with console.status("starting") as status:
         result = run_team(team_dir, config, say=lambda message: (status.update(message), console.log(message)))
-    return spec, result
+    return config.spec, result
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,6 +115,7 @@ def main():
     \b
     harness run baselines/demo_team          one team: build, measure, score, write results/results.csv
     harness check my_team/                   self-check before submitting, a verdict per rule
+    harness batch submissions/               every team: leaderboard.csv, report.html
     harness score csl gold.json pred.json    score one prediction file
     """
 
@@ -156,6 +165,65 @@ def check(team_dir, **options):
         console.print("No GPU here: timings and the speedup are indicative only; the organizers time on the GPU box.")
     if not all(v.passed for v in results):
         raise SystemExit(1)
+
+
+class RichBatchProgress:
+    """Teams done and left, the current team and stage, elapsed and estimated time."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("starting", total=total)
+
+    def stage(self, message: str) -> None:
+        self.progress.update(self.task, description=message)
+
+    def team_done(self, result, cached: bool) -> None:
+        how = "cached" if cached else result.status
+        self.progress.console.log(f"{result.team}: {how}" + (f" ({result.error})" if result.error else ""),
+                                  markup=False, highlight=False)
+        self.progress.advance(self.task)
+
+
+@main.command()
+@click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@run_options(default_backend="docker")
+@with_harness_errors
+def batch(submissions_dir, **options):
+    """Run every team folder in SUBMISSIONS_DIR: the organizers' nightly job.
+
+    Writes OUT/leaderboard.csv (compliant teams ranked by final score, then the others with the reason),
+    OUT/report.html, OUT/summary.json and a record and logs per team. The reference is timed at the start,
+    between teams and at the end; each team's speedup uses the two runs around it. A rerun skips teams
+    whose content, harness, spec and settings are unchanged (and says so); an interrupted batch resumes
+    where it stopped; a lock keeps a second batch off the box. One team's failure never stops the batch:
+    the exit code says only whether the harness itself failed.
+
+    \b
+    Example:
+      harness batch /srv/submissions --data-dir /srv/clue --out /srv/results/nightly
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TimeRemainingColumn
+
+    config = run_config(**options)
+    console = Console(stderr=True)
+    if nvml_unavailable_reason():
+        console.print(f"note: {nvml_unavailable_reason()}; GPU health is not recorded", highlight=False)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn()]
+    with Progress(*columns, console=console) as progress:
+        summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
+                            progress=RichBatchProgress(progress))
+    out = config.out_dir
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
+    click.echo(f"{summary.teams} teams ({counts}; {len(summary.cached)} from cache, "
+               f"{summary.compliant} compliant); {summary.reference_runs} reference runs")
+    if summary.cached:
+        click.echo(f"unchanged since their last result, not rerun: {', '.join(summary.cached)}")
+    click.echo(f"wrote {out / 'leaderboard.csv'}, {out / 'report.html'}, {out / 'summary.json'}")
 
 
 @main.command()

@@ -61,3 +61,71 @@ def gpu_snapshot() -> list[dict[str, Any]]:
     finally:
         nvml.nvmlShutdown()
     return gpus
+
+
+# NVML clock-throttle reason bits that mean the measurement ran slower than the box can (nvml.h).
+THROTTLE_BITS = {0x4: "software power cap", 0x8: "hardware slowdown", 0x20: "software thermal slowdown",
+                 0x40: "hardware thermal slowdown", 0x80: "power brake"}
+
+
+def gpu_busy_reason() -> str | None:
+    """Why the GPU is not ours alone (processes already on it), or None; None without NVML too."""
+    busy = [g for g in gpu_snapshot() if g["processes"]]
+    if not busy:
+        return None
+    return "; ".join(f"{g['processes']} other process(es) hold GPU {g['index']} ({g['name']})" for g in busy)
+
+
+def throttle_names(bits: int) -> list[str]:
+    return [name for bit, name in THROTTLE_BITS.items() if bits & bit]
+
+
+class GpuMonitor:
+    """Samples the GPUs in a background thread while a measurement runs: state before and after, the
+    hottest temperature, and every throttle reason seen. A no-op (summary says so) without NVML."""
+
+    def __init__(self, interval_s: float = 0.5):
+        import threading
+
+        self.interval_s = interval_s
+        self.before: list[dict[str, Any]] = []
+        self.after: list[dict[str, Any]] = []
+        self.samples = 0
+        self.max_temperature_c: float | None = None
+        self.throttle_bits = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _record(self, gpus: list[dict[str, Any]]) -> None:
+        for g in gpus:
+            self.samples += 1
+            self.throttle_bits |= g["throttle_reasons"]
+            self.max_temperature_c = max(self.max_temperature_c or g["temperature_c"], g["temperature_c"])
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._record(gpu_snapshot())
+
+    def __enter__(self) -> "GpuMonitor":
+        self.before = gpu_snapshot()
+        if self.before:
+            self._record(self.before)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.before:
+            self._stop.set()
+            self._thread.join()
+            self.after = gpu_snapshot()
+            self._record(self.after)
+
+    def summary(self) -> dict[str, Any]:
+        if not self.before:
+            return {"available": False, "why": nvml_unavailable_reason() or "no GPU"}
+        return {"available": True, "before": self.before, "after": self.after, "samples": self.samples,
+                "max_temperature_c": self.max_temperature_c, "throttle_reasons": throttle_names(self.throttle_bits)}
+
+    def flags(self) -> list[str]:
+        reasons = throttle_names(self.throttle_bits)
+        return [f"GPU throttled during the measurement ({', '.join(reasons)})"] if reasons else []

@@ -13,12 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from harness import __version__
 from harness.backends.base import Backend, Built
+from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.probe.manifest import ProbeTask, RunManifest, predictions_file
 from harness.results import TeamResult, write_result_json, write_results_csv
 from harness.scoring import ReferenceTask, TaskOutcome, bracket_reference, score_team
 from harness.spec import Spec
-from harness.submission import SubmissionError, load_submission
+from harness.submission import Submission, SubmissionError, load_submission
 from harness.tasks import TaskDataError, get_task
 from harness.tasks.base import write_json_lines
 
@@ -45,6 +47,7 @@ class RunConfig:
     device: str = "auto"
     timeout_s: float | None = None
     reference_dir: Path = REFERENCE_DIR
+    allow_busy_gpu: bool = False
 
     @property
     def probe_timeout_s(self) -> float:
@@ -92,8 +95,16 @@ def probe_manifest(spec: Spec, built: Built, predictor: str, tasks: tuple[str, .
                        noisy_spread=t.noisy_spread, device=device)
 
 
+@dataclass(frozen=True)
+class ReferenceRun:
+    """One timing of the reference on some tasks, and the environment it ran in."""
+
+    tasks: dict[str, ReferenceTask]
+    environment: dict[str, Any]
+
+
 def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, tasks: tuple[str, ...],
-                      out_dir: Path) -> tuple[dict[str, ReferenceTask], dict[str, Any]]:
+                      out_dir: Path) -> ReferenceRun:
     """Time the BERT-base reference on `tasks`; its failure is the harness's, so it raises."""
     manifest = probe_manifest(config.spec, built, REFERENCE_PREDICTOR, tasks, prepared.inputs_dir,
                               config.device, reference=True)
@@ -101,9 +112,9 @@ def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, t
     run = config.backend.run(built, manifest, out_dir, config.spec.sandbox.timeout_s, out_dir / "probe.log")
     if not run.ok:
         raise HarnessError(f"the BERT-base reference failed ({run.error}); see {run.log_path}")
-    tasks = {name: ReferenceTask(int(t["params"]["counted"]), float(t["timing"]["median_round_s"]), 0.0)
-             for name, t in run.measurements["tasks"].items()}
-    return tasks, run.measurements
+    measured = {name: ReferenceTask(int(t["params"]["counted"]), float(t["timing"]["median_round_s"]), 0.0)
+                for name, t in run.measurements["tasks"].items()}
+    return ReferenceRun(measured, run.measurements.get("environment", {}))
 
 
 def score_task(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None, probe_dir: Path
@@ -154,64 +165,73 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
     return flags
 
 
-def _finish(result: TeamResult, config: RunConfig, started: float) -> TeamResult:
+def finish(result: TeamResult, config: RunConfig, started: float, write_csv: bool = True) -> TeamResult:
+    """Stamp the duration and write the team's JSON record (and its CSV row)."""
     result.duration_s = round(time.time() - started, 3)
-    team_dir = config.out_dir / result.team
-    write_result_json(result, team_dir / "result.json")
-    write_results_csv([result], config.out_dir / "results.csv", config.spec)
+    write_result_json(result, config.out_dir / result.team / "result.json")
+    if write_csv:
+        write_results_csv([result], config.out_dir / "results.csv", config.spec)
     return result
 
 
-def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None) -> TeamResult:
-    """Run one team between two reference runs and write its CSV row and JSON record."""
-    spec = config.spec
-    started = time.time()
+def load_team(team_dir: Path, config: RunConfig) -> tuple[TeamResult, Submission | None]:
+    """A fresh result for the team, and its submission (None, with the reason on the row, when invalid)."""
     result = TeamResult(team=Path(team_dir).name, status="invalid_submission", backend=config.backend.name,
-                        spec_name=spec.name, spec_sha256=spec.sha256,
+                        spec_name=config.spec.name, spec_sha256=config.spec.sha256, harness_version=__version__,
                         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
-        submission = load_submission(team_dir, spec)
+        submission = load_submission(team_dir, config.spec)
     except SubmissionError as exc:
         result.error = str(exc)
-        return _finish(result, config, started)
+        return result, None
     result.team, result.team_hash = submission.team, submission.content_hash
-    work = config.out_dir / submission.team
-    say(f"{submission.team}: preparing inputs (labels stripped) from {config.data_dir}")
-    prepared = prepare_inputs(spec, config.data_dir, config.out_dir / "_work", config.max_examples)
+    return result, submission
 
-    say(f"{submission.team}: building ({config.backend.name} backend, running {submission.setup})")
-    built = config.backend.build(submission, work)
+
+def build_team(result: TeamResult, submission: Submission, config: RunConfig) -> Built:
+    built = config.backend.build(submission, config.out_dir / submission.team)
     result.logs["build"] = str(built.log_path)
     if not built.ok:
         result.status, result.error = "build_failed", built.error
-        return _finish(result, config, started)
+    return built
 
-    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
-    say("reference: timing BERT-base before the team")
-    before, ref_record = measure_reference(config, ref_built, prepared, submission.tasks,
-                                           config.out_dir / "reference" / "before")
 
+def refuse_busy_gpu(config: RunConfig) -> None:
+    """Measurements need the GPU to themselves: refuse (or, by option, only flag) another process on it."""
+    busy = gpu_busy_reason()
+    if busy and not config.allow_busy_gpu:
+        raise HarnessError(f"{busy}: stop it before timing, or pass --allow-busy-gpu to time anyway (flagged)")
+
+
+def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
+                 prepared: PreparedData, ref_built: Built, before: ReferenceRun, after_dir: Path,
+                 say: Say = lambda message: None) -> ReferenceRun:
+    """Probe the team, time the reference again, score on the host; returns the reference run after it."""
+    spec, work = config.spec, config.out_dir / submission.team
+    refuse_busy_gpu(config)
+    busy = gpu_busy_reason()
     say(f"{submission.team}: running the probe on {', '.join(submission.tasks)}")
     manifest = probe_manifest(spec, built, submission.predictor, submission.tasks, prepared.inputs_dir,
                               config.device, reference=False)
-    probe_dir = work / "probe"
-    run = config.backend.run(built, manifest, probe_dir, config.probe_timeout_s, work / "probe.log")
+    with GpuMonitor() as gpu:
+        run = config.backend.run(built, manifest, work / "probe", config.probe_timeout_s, work / "probe.log")
     result.logs["probe"] = str(run.log_path)
 
     say("reference: timing BERT-base after the team")
-    after, _ = measure_reference(config, ref_built, prepared, submission.tasks,
-                                 config.out_dir / "reference" / "after")
-    reference = bracket_reference(before, after)
+    after = measure_reference(config, ref_built, prepared, tuple(before.tasks), after_dir)
+    reference = bracket_reference({t: before.tasks[t] for t in submission.tasks},
+                                  {t: after.tasks[t] for t in submission.tasks})
     result.reference = {name: vars(r) for name, r in reference.items()}
 
     measured = (run.measurements or {}).get("tasks", {})
     outcomes = {}
     for name in submission.tasks:
-        outcomes[name], result.tasks[name] = score_task(name, prepared.gold[name], measured.get(name), probe_dir)
-    result.environment = (run.measurements or {}).get("environment", {})
+        outcomes[name], result.tasks[name] = score_task(name, prepared.gold[name], measured.get(name),
+                                                        work / "probe")
+    result.environment = {**(run.measurements or {}).get("environment", {}), "gpu": gpu.summary()}
     result.score = score_team(outcomes, reference, spec)
-    result.flags = measurement_flags(spec, result.tasks, result.environment,
-                                     ref_record.get("environment", {}), reference)
+    result.flags = [*measurement_flags(spec, result.tasks, result.environment, before.environment, reference),
+                    *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
     if run.status == "timeout":
         result.status, result.error = "timeout", run.error
     elif not any(o.ok for o in outcomes.values()):
@@ -220,4 +240,24 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None)
         result.status, result.error = "partial", run.error or "some tasks failed"
     else:
         result.status = "ok"
-    return _finish(result, config, started)
+    return after
+
+
+def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None) -> TeamResult:
+    """Run one team between two reference runs and write its CSV row and JSON record."""
+    started = time.time()
+    result, submission = load_team(team_dir, config)
+    if submission is None:
+        return finish(result, config, started)
+    say(f"{submission.team}: preparing inputs (labels stripped) from {config.data_dir}")
+    prepared = prepare_inputs(config.spec, config.data_dir, config.out_dir / "_work", config.max_examples)
+    say(f"{submission.team}: building ({config.backend.name} backend, running {submission.setup})")
+    built = build_team(result, submission, config)
+    if not built.ok:
+        return finish(result, config, started)
+    ref_dir = config.out_dir / "reference"
+    ref_built = config.backend.build_reference(config.reference_dir, ref_dir)
+    say("reference: timing BERT-base before the team")
+    before = measure_reference(config, ref_built, prepared, submission.tasks, ref_dir / "before")
+    measure_team(result, submission, built, config, prepared, ref_built, before, ref_dir / "after", say)
+    return finish(result, config, started)

@@ -69,7 +69,11 @@ def _table(headers: Iterable[str], rows: Iterable[tuple[str, list[str]]]) -> str
 
 def _summary_table(summary: dict[str, Any]) -> str:
     def value(v: Any) -> str:
-        return ", ".join(f"{_text(k)}: {_text(n)}" for k, n in v.items()) if isinstance(v, dict) else _text(v)
+        if isinstance(v, dict):
+            return ", ".join(f"{_text(k)}: {_text(n)}" for k, n in v.items())
+        if isinstance(v, (list, tuple)):
+            return ", ".join(_text(item) for item in v) or _text(None)
+        return _text(v)
     return _table(["run", ""], [("", [_text(k), value(v)]) for k, v in summary.items()])
 
 

@@ -69,6 +69,7 @@ class TeamResult:
     spec_name: str
     spec_sha256: str
     team_hash: str = ""
+    harness_version: str = ""
     started_at: str = ""
     duration_s: float = 0.0
     error: str = ""
@@ -78,6 +79,8 @@ class TeamResult:
     environment: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     logs: dict[str, str] = field(default_factory=dict)
+    team_dir: str = ""                 # where the team was read from (the batch cache matches on it)
+    settings_key: str = ""             # hash of what else decides the result (harness, spec, data, sample size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +106,7 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
         "flags": "; ".join(result.flags), "T_s": s.T if s else None, "T_bert_s": s.T_bert if s else None,
         "S_bert": s.S_bert if s else None, "reference_drift": drift,
         "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),
-        "cuda_version": env.get("cuda"), "harness_version": env.get("harness_version"),
+        "cuda_version": env.get("cuda"), "harness_version": result.harness_version or env.get("harness_version"),
         "backend": result.backend, "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
         "team_hash": result.team_hash, "started_at": result.started_at, "duration_s": result.duration_s,
         "error": result.error,

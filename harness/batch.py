@@ -1,0 +1,235 @@
+"""The organizers' nightly batch: every team folder, resumable, cached, one batch per box at a time.
+
+Order of work: the reference is timed at the start, between teams and at the end, so every team is bracketed
+by the two reference runs nearest to it in time. The next team's image builds in the background while the
+current team is measured (builds use CPUs, never the GPU). A team whose content, harness version, spec and
+run settings are unchanged since its last completed result is not run again: its result is reused and the
+summary says so. One team's failure is a row, never the end of the batch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import pandas as pd
+
+from harness import __version__
+from harness.backends.base import Built
+from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_reference,
+                              measure_team, prepare_inputs)
+from harness.report import write_report
+from harness.results import TeamResult, results_frame
+from harness.scoring import score_team
+from harness.submission import MANIFEST, Submission
+
+LOCK_NAME = "batch.lock"
+
+
+class BatchProgress(Protocol):
+    """What the batch tells whoever watches it (the CLI draws it with rich)."""
+
+    def start(self, total: int) -> None: ...
+
+    def stage(self, message: str) -> None: ...
+
+    def team_done(self, result: TeamResult, cached: bool) -> None: ...
+
+
+class SilentProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def stage(self, message: str) -> None:
+        pass
+
+    def team_done(self, result: TeamResult, cached: bool) -> None:
+        pass
+
+
+@dataclass
+class BatchSummary:
+    started_at: str
+    finished_at: str = ""
+    teams: int = 0
+    cached: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    compliant: int = 0
+    reference_runs: int = 0
+    gpu: str = ""
+    harness_version: str = __version__
+    out_dir: str = ""
+
+
+@contextmanager
+def box_lock(lock_dir: Path) -> Iterator[None]:
+    """Hold the box's batch lock (released by the kernel if this process dies), or say who holds it."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / LOCK_NAME
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown process"
+        handle.close()
+        raise HarnessError(f"another batch holds this box ({holder}; lock {path}): wait for it to finish") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.seek(0)
+        handle.truncate()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def team_folders(submissions_dir: Path) -> list[Path]:
+    """Every sub-folder is a team (one without a manifest becomes an invalid_submission row)."""
+    if not submissions_dir.is_dir():
+        raise HarnessError(f"{submissions_dir} is not a folder of team folders")
+    folders = sorted(p for p in submissions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise HarnessError(f"{submissions_dir} holds no team folders (each with a {MANIFEST})")
+    return folders
+
+
+def run_settings_key(config: RunConfig) -> str:
+    """What besides the team's content changes a result: harness, spec, data, sample size, backend, device."""
+    inputs = hashlib.sha256()
+    for task in config.spec.tasks:
+        gold = Path(config.data_dir) / task.gold_file
+        inputs.update(gold.read_bytes() if gold.is_file() else b"missing")
+    parts = [__version__, config.spec.sha256, inputs.hexdigest(), str(config.max_examples), config.backend.name,
+             config.device]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def cached_result(out_dir: Path, team_dir: Path, content_hash: str, settings: str) -> dict[str, Any] | None:
+    """The last completed record of this team, if nothing that matters has changed since."""
+    for candidate in out_dir.glob("*/result.json"):
+        try:
+            record = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (record.get("team_dir") == str(team_dir) and record.get("team_hash") == content_hash
+                and record.get("settings_key") == settings):
+            return record
+    return None
+
+
+def result_from_record(record: dict[str, Any], config: RunConfig) -> TeamResult:
+    """Rebuild a TeamResult from its JSON record (the score is recomputed from the stored figures)."""
+    from harness.scoring import ReferenceTask, TaskOutcome
+
+    fields = {k: v for k, v in record.items() if k in TeamResult.__dataclass_fields__ and k != "score"}
+    result = TeamResult(**fields)
+    if record.get("score") is not None:
+        outcomes = {name: TaskOutcome(name, info.get("score"), info.get("params"), info.get("time_s"),
+                                      "" if "score" in info else str(info.get("error") or "failed"))
+                    for name, info in result.tasks.items()}
+        reference = {name: ReferenceTask(int(r["params"]), float(r["time_s"]), float(r["drift"]))
+                     for name, r in result.reference.items()}
+        result.score = score_team(outcomes, reference, config.spec)
+    return result
+
+
+def leaderboard(results: list[TeamResult], config: RunConfig) -> pd.DataFrame:
+    """Compliant teams by final score (best first), then the others by status and score, with the reason."""
+    frame = results_frame(results, config.spec)
+    frame["_compliant"] = frame["compliant"].astype(bool)
+    frame["_score"] = pd.to_numeric(frame["score"], errors="coerce").fillna(float("-inf"))
+    frame = frame.sort_values(["_compliant", "_score", "team"], ascending=[False, False, True], kind="stable")
+    frame.insert(0, "rank", [str(i + 1) if c else "" for i, c in enumerate(frame["_compliant"])])
+    return frame.drop(columns=["_compliant", "_score"]).reset_index(drop=True)
+
+
+def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
+              progress: BatchProgress = SilentProgress()) -> BatchSummary:
+    """Run every team folder and write leaderboard.csv, report.html, summary.json and per-team records."""
+    summary = BatchSummary(started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           out_dir=str(config.out_dir))
+    teams = team_folders(submissions_dir)
+    summary.teams = len(teams)
+    with box_lock(lock_dir):
+        results = _run_teams(teams, config, progress, summary)
+    summary.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary.counts = {status: int(n) for status, n in pd.Series([r.status for r in results]).value_counts().items()}
+    summary.compliant = sum(1 for r in results if r.score is not None and r.score.compliant)
+    frame = leaderboard(results, config)
+    out = config.out_dir
+    frame.to_csv(out / "leaderboard.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(vars(summary), indent=2, default=str), encoding="utf-8")
+    write_report(frame, config.spec, out / "report.html", summary=vars(summary))
+    return summary
+
+
+def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, summary: BatchSummary
+               ) -> list[TeamResult]:
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    progress.start(len(teams))
+    settings = run_settings_key(config)
+    progress.stage("preparing inputs (labels stripped)")
+    prepared = prepare_inputs(config.spec, config.data_dir, out / "_work", config.max_examples)
+    loaded = [load_team(team, config) for team in teams]
+    todo: list[tuple[TeamResult, Submission]] = []
+    results: list[TeamResult] = []
+    for team_dir, (result, submission) in zip(teams, loaded):
+        record = submission and cached_result(out, team_dir.resolve(), submission.content_hash, settings)
+        if record:
+            cached = result_from_record(record, config)
+            summary.cached.append(cached.team)
+            results.append(cached)
+            progress.team_done(cached, cached=True)
+        elif submission is None:
+            result.settings_key, result.team_dir = settings, str(team_dir.resolve())
+            results.append(finish(result, config, time.time(), write_csv=False))
+            progress.team_done(result, cached=False)
+        else:
+            result.settings_key, result.team_dir = settings, str(team_dir.resolve())
+            todo.append((result, submission))
+    if todo:
+        results += _measure_all(todo, config, prepared, progress, summary)
+    return results
+
+
+def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, prepared, progress: BatchProgress,
+                 summary: BatchSummary) -> list[TeamResult]:
+    """Reference, team, reference, team, ... reference; the next build runs while a team is measured."""
+    ref_dir = config.out_dir / "reference"
+    ref_built = config.backend.build_reference(config.reference_dir, ref_dir)
+    progress.stage("reference: timing BERT-base at the start")
+    before = measure_reference(config, ref_built, prepared, config.spec.task_names, ref_dir / "run-0")
+    summary.reference_runs = 1
+    summary.gpu = str(before.environment.get("device_name") or "")
+    done: list[TeamResult] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
+        pending: Future[Built] = builder.submit(build_team, *todo[0], config)
+        for index, (result, submission) in enumerate(todo):
+            started = time.time()
+            progress.stage(f"{submission.team}: building")
+            built = pending.result()
+            if index + 1 < len(todo):
+                pending = builder.submit(build_team, *todo[index + 1], config)
+            if built.ok:
+                before = measure_team(result, submission, built, config, prepared, ref_built, before,
+                                      ref_dir / f"run-{summary.reference_runs}", progress.stage)
+                summary.reference_runs += 1
+            done.append(finish(result, config, started, write_csv=False))
+            progress.team_done(result, cached=False)
+    return done
