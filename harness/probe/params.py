@@ -403,6 +403,18 @@ def _describe(tensor: Array) -> str:
 
 # --- ONNX files ------------------------------------------------------------------------------------------
 
+def _add_unique(tensors: list[tuple[str, int]], seen: set[str]) -> tuple[int, int]:
+    """(elements of tensors whose content digest is not in `seen` yet, how many were repeats); updates `seen`."""
+    params = dropped = 0
+    for digest, numel in tensors:
+        if digest in seen:
+            dropped += 1
+        else:
+            seen.add(digest)
+            params += numel
+    return params, dropped
+
+
 def count_onnx_initializers(path: Path | str) -> OnnxCount:
     """Initializer elements of one ONNX file, identical tensors (dtype, dims, bytes) counted once.
 
@@ -411,15 +423,8 @@ def count_onnx_initializers(path: Path | str) -> OnnxCount:
     Sparse initializers count their dense size; float >= 2-D tensors in Constant nodes count too (some
     exporters fold weights into constants). Raises ImportError when onnx is not installed.
     """
-    seen: set[str] = set()
-    params = dropped = 0
     tensors = _onnx_weight_tensors(Path(path))
-    for digest, numel in tensors:
-        if digest in seen:
-            dropped += 1
-        else:
-            seen.add(digest)
-            params += numel
+    params, dropped = _add_unique(tensors, set())
     return OnnxCount(path=str(path), params=params, initializers=len(tensors), duplicates_dropped=dropped)
 
 
@@ -443,12 +448,8 @@ def _count_onnx_files(entries: list[tuple[str, Path]], flags: list[str],
                          f"{type(exc).__name__}: {exc}")
             continue
         counted_files.append(str(path))
-        for digest, numel in tensors:
-            if digest in seen:
-                dropped += 1
-            else:
-                seen.add(digest)
-                params += numel
+        added, repeated = _add_unique(tensors, seen)
+        params, dropped = params + added, dropped + repeated
     if dropped:
         notes.append(f"{dropped} ONNX initializer(s) identical to another were counted once")
     return params, dropped, counted_files
