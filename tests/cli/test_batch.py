@@ -8,14 +8,17 @@ import pytest
 
 from conftest import TEAMS
 from harness.batch import box_lock
+from harness.pipeline import DEMO_TEAM_DIR
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def submissions(tmp_path):
+    """The bundled demo team, a too-large team, a too-slow team and a broken team."""
     folder = tmp_path / "submissions"
-    for team in ("ok_team", "big_team", "slow_team", "missing_class_team"):
+    shutil.copytree(DEMO_TEAM_DIR, folder / "demo_team")
+    for team in ("big_team", "slow_team", "missing_class_team"):
         shutil.copytree(TEAMS / team, folder / team)
     return folder
 
@@ -24,9 +27,9 @@ def test_batch_ranks_four_teams_then_serves_the_rerun_from_cache(invoke, run_arg
     first = invoke("batch", submissions, *run_args)
     assert first.exit_code == 0, first.output
     board = pd.read_csv(tmp_path / "out" / "leaderboard.csv", keep_default_na=False)
-    assert list(board["team"][:1]) == ["ok_team"] and str(board["rank"][0]) == "1"
+    assert list(board["team"][:1]) == ["demo-team"] and str(board["rank"][0]) == "1"
     rows = {r["team"]: r for _, r in board.iterrows()}
-    assert rows["ok_team"]["compliant"] in (True, "True")
+    assert rows["demo-team"]["compliant"] in (True, "True"), rows["demo-team"]["reason"]
     big, slow, broken = rows["big_team"], rows["slow_team"], rows["missing_class_team"]
     assert float(big["params"]) == 12_000_000 and big["compliant"] in (False, "False") and "parameters" in big["reason"]
     assert float(slow["speedup"]) < 1 and "speedup" in slow["reason"]
@@ -51,7 +54,7 @@ def test_a_changed_team_is_rerun_and_the_others_are_not(invoke, run_args, tmp_pa
     for team in ("big_team", "slow_team", "missing_class_team"):
         shutil.rmtree(submissions / team)
     assert invoke("batch", submissions, *run_args).exit_code == 0
-    (submissions / "ok_team" / "notes.txt").write_text("changed")
+    (submissions / "demo_team" / "notes.txt").write_text("changed")
     shutil.copytree(TEAMS / "big_team", submissions / "big_team")
     result = invoke("batch", submissions, *run_args)
     assert result.exit_code == 0, result.output
