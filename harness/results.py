@@ -117,7 +117,10 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
 
 
 def results_frame(results: list[TeamResult], spec: Spec) -> pd.DataFrame:
-    return pd.DataFrame([result_row(r, spec) for r in results], columns=columns(spec))
+    frame = pd.DataFrame([result_row(r, spec) for r in results], columns=columns(spec))
+    counts = ["params", "S_bert", *(f"{t}_params" for t in spec.task_names)]
+    frame[counts] = frame[counts].astype("Int64")  # parameter counts stay integers beside empty cells
+    return frame
 
 
 def write_results_csv(results: list[TeamResult], path: Path, spec: Spec, replace_teams: bool = True) -> Path:
