@@ -102,6 +102,7 @@ def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, time
 def execute(team_dir: Path, **options):
     config = run_config(**options)
     console = Console(stderr=True)
+    console.log(f"backend: {config.backend.name}", highlight=False)
     with console.status("starting") as status:
         result = run_team(team_dir, config, say=lambda message: (status.update(message), console.log(message)))
     return config.spec, result
