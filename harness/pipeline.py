@@ -196,11 +196,13 @@ def build_team(result: TeamResult, submission: Submission, config: RunConfig) ->
     return built
 
 
-def refuse_busy_gpu(config: RunConfig) -> None:
-    """Measurements need the GPU to themselves: refuse (or, by option, only flag) another process on it."""
+def refuse_busy_gpu(config: RunConfig) -> str | None:
+    """Measurements need the GPU to themselves: refuse another process on it, or (by option) return the
+    reason so that the row is flagged."""
     busy = gpu_busy_reason()
     if busy and not config.allow_busy_gpu:
         raise HarnessError(f"{busy}: stop it before timing, or pass --allow-busy-gpu to time anyway (flagged)")
+    return busy
 
 
 def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
@@ -208,8 +210,7 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                  say: Say = lambda message: None) -> ReferenceRun:
     """Probe the team, time the reference again, score on the host; returns the reference run after it."""
     spec, work = config.spec, config.out_dir / submission.team
-    refuse_busy_gpu(config)
-    busy = gpu_busy_reason()
+    busy = refuse_busy_gpu(config)
     say(f"{submission.team}: running the probe on {', '.join(submission.tasks)}")
     manifest = probe_manifest(spec, built, submission.predictor, submission.tasks, prepared.inputs_dir,
                               config.device, reference=False)
