@@ -27,10 +27,10 @@ import pandas as pd
 from harness import __version__
 from harness.backends.base import Built
 from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_reference,
-                              measure_team, prepare_inputs)
+                              measure_team, prepare_inputs, task_outcome)
 from harness.report import write_report
 from harness.results import TeamResult, results_frame
-from harness.scoring import score_team
+from harness.scoring import ReferenceTask, score_team
 from harness.submission import MANIFEST, Submission
 
 LOCK_NAME = "batch.lock"
@@ -134,14 +134,10 @@ def cached_result(out_dir: Path, team_dir: Path, content_hash: str, settings: st
 
 def result_from_record(record: dict[str, Any], config: RunConfig) -> TeamResult:
     """Rebuild a TeamResult from its JSON record (the score is recomputed from the stored figures)."""
-    from harness.scoring import ReferenceTask, TaskOutcome
-
     fields = {k: v for k, v in record.items() if k in TeamResult.__dataclass_fields__ and k != "score"}
     result = TeamResult(**fields)
     if record.get("score") is not None:
-        outcomes = {name: TaskOutcome(name, info.get("score"), info.get("params"), info.get("time_s"),
-                                      "" if "score" in info else str(info.get("error") or "failed"))
-                    for name, info in result.tasks.items()}
+        outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
         reference = {name: ReferenceTask(int(r["params"]), float(r["time_s"]), float(r["drift"]))
                      for name, r in result.reference.items()}
         result.score = score_team(outcomes, reference, config.spec)
@@ -196,12 +192,12 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
             summary.cached.append(cached.team)
             results.append(cached)
             progress.team_done(cached, cached=True)
-        elif submission is None:
-            result.settings_key, result.team_dir = settings, str(team_dir.resolve())
+            continue
+        result.settings_key, result.team_dir = settings, str(team_dir.resolve())
+        if submission is None:
             results.append(finish(result, config, time.time(), write_csv=False))
             progress.team_done(result, cached=False)
         else:
-            result.settings_key, result.team_dir = settings, str(team_dir.resolve())
             todo.append((result, submission))
     if todo:
         results += _measure_all(todo, config, prepared, progress, summary)

@@ -117,26 +117,32 @@ def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, t
     return ReferenceRun(measured, run.measurements.get("environment", {}))
 
 
-def score_task(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None, probe_dir: Path
-               ) -> tuple[TaskOutcome, dict[str, Any]]:
-    """Score one task's predictions on the host, where the gold labels are."""
+def task_outcome(name: str, info: dict[str, Any]) -> TaskOutcome:
+    """The scoring view of one task's record in TeamResult.tasks (fresh from task_info or read back from result.json)."""
+    if "score" not in info:
+        return TaskOutcome(name, error=str(info.get("error") or "failed"))
+    return TaskOutcome(name, info["score"], int(info["params"]), float(info["time_s"]))
+
+
+def task_info(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None, probe_dir: Path
+              ) -> dict[str, Any]:
+    """Score one task's predictions on the host, where the gold labels are; the record for TeamResult.tasks."""
     if measured is None:
-        return TaskOutcome(name, error="not run"), {"error": "not run"}
+        return {"error": "not run"}
     if not measured.get("ok"):
-        return TaskOutcome(name, error=measured.get("error") or "failed"), {"error": measured.get("error")}
+        return {"error": measured.get("error")}
     task = get_task(name)
     try:
         records, problems = task.read_predictions(probe_dir / predictions_file(name))
     except TaskDataError as exc:
-        return TaskOutcome(name, error=str(exc)), {"error": str(exc)}
+        return {"error": str(exc)}
     scored = task.score(gold, records, problems)
     timing, params = measured["timing"], measured["params"]
-    info = {"score": scored.score, "metrics": scored.metrics, "problems": list(scored.problems),
+    return {"score": scored.score, "metrics": scored.metrics, "problems": list(scored.problems),
             "n_gold": scored.n_gold, "n_pred": scored.n_pred, "params": params["counted"],
             "param_report": params, "time_s": timing["median_round_s"],
             "time_per_example_s": timing["time_per_example_s"], "timing": timing,
             "consistent_across_rounds": measured.get("consistent_across_rounds", True)}
-    return TaskOutcome(name, scored.score, int(params["counted"]), float(timing["median_round_s"])), info
 
 
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
@@ -225,10 +231,9 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     result.reference = {name: vars(r) for name, r in reference.items()}
 
     measured = (run.measurements or {}).get("tasks", {})
-    outcomes = {}
-    for name in submission.tasks:
-        outcomes[name], result.tasks[name] = score_task(name, prepared.gold[name], measured.get(name),
-                                                        work / "probe")
+    result.tasks = {name: task_info(name, prepared.gold[name], measured.get(name), work / "probe")
+                    for name in submission.tasks}
+    outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
     result.environment = {**(run.measurements or {}).get("environment", {}), "gpu": gpu.summary()}
     result.score = score_team(outcomes, reference, spec)
     result.flags = [*measurement_flags(spec, result.tasks, result.environment, before.environment, reference),

@@ -35,34 +35,18 @@ def test_malformed_toml_names_the_file(tmp_path):
         load_spec(path)
 
 
-def test_missing_key_is_named(tmp_path):
-    text = _bundled_text().replace("min_speedup = 8.0", "")
-    with pytest.raises(SpecError, match=r"missing key limits\.min_speedup"):
-        load_spec(_write(tmp_path, text))
-
-
-def test_wrong_type_is_named(tmp_path):
-    text = _bundled_text().replace("rounds = 3", 'rounds = "three"')
-    with pytest.raises(SpecError, match=r"timing\.rounds must be int"):
-        load_spec(_write(tmp_path, text))
-
-
-def test_unknown_key_in_a_task_is_named(tmp_path):
-    text = _bundled_text().replace('name = "csl"', 'name = "csl"\nbatchsize = 4')
-    with pytest.raises(SpecError, match=r"unknown key tasks\[1\]\.batchsize"):
-        load_spec(_write(tmp_path, text))
-
-
-def test_ranking_metric_must_be_a_metric(tmp_path):
-    text = _bundled_text().replace('ranking_metric = "em"', 'ranking_metric = "bleu"')
-    with pytest.raises(SpecError, match=r"tasks\[3\]\.ranking_metric 'bleu'"):
-        load_spec(_write(tmp_path, text))
-
-
-def test_unknown_aggregate_is_refused(tmp_path):
-    text = _bundled_text().replace('size_aggregate = "max"', 'size_aggregate = "median"')
-    with pytest.raises(SpecError, match=r"formula\.size_aggregate"):
-        load_spec(_write(tmp_path, text))
+@pytest.mark.parametrize("old, new, message", [
+    ("min_speedup = 8.0", "", r"missing key limits\.min_speedup"),
+    ("rounds = 3", 'rounds = "three"', r"timing\.rounds must be int"),
+    ('name = "csl"', 'name = "csl"\nbatchsize = 4', r"unknown key tasks\[1\]\.batchsize"),
+    ('ranking_metric = "em"', 'ranking_metric = "bleu"', r"tasks\[3\]\.ranking_metric 'bleu'"),
+    ('size_aggregate = "max"', 'size_aggregate = "median"', r"formula\.size_aggregate"),
+])
+def test_a_bad_key_is_named(tmp_path, old, new, message):
+    text = _bundled_text()
+    assert old in text
+    with pytest.raises(SpecError, match=message):
+        load_spec(_write(tmp_path, text.replace(old, new)))
 
 
 def test_missing_file_says_so(tmp_path):
