@@ -1,9 +1,9 @@
 """Benchmark: the harness's own overhead per team in a batch (everything except timed inference), cold and
 cached, over N copies of the demo team.
 
-overhead per team = (batch wall time - timed inference of the teams - timed inference of the reference
-runs) / N, where timed inference is the sum of every timed round (warm-up excluded) read back from the
-probes' measurements.json. The cached run does no inference at all: its whole wall time is overhead.
+overhead per team = (batch wall time - timed inference of the teams and of their interleaved reference) / N,
+where timed inference is the sum of every timed round (warm-up excluded) from each team's result.json.
+Warm-up is counted as overhead here. The cached run does no inference at all: its whole wall time is overhead.
 
     python bench/batch_overhead.py [--copies 3] [--backend local|docker] [--max-examples 4]
 """
@@ -25,9 +25,10 @@ from harness.spec import load_spec
 
 def timed_inference_s(out_dir: Path) -> float:
     total = 0.0
-    for measurements in out_dir.glob("**/measurements.json"):
-        record = json.loads(measurements.read_text(encoding="utf-8"))
-        total += sum(sum(t["timing"]["rounds_s"]) for t in record["tasks"].values() if t.get("ok"))
+    for path in out_dir.glob("*/result.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for side in (*(t.get("timing", {}) for t in record["tasks"].values()), *record["reference"].values()):
+            total += sum(sum(r) for r in side.get("rounds_s", []))
     return total
 
 
@@ -58,7 +59,7 @@ def main() -> None:
             inference = timed_inference_s(tmp / "out") if label == "cold" else 0.0
             print(f"{label:>6}: wall {wall:8.1f} s   timed inference {inference:8.2f} s   "
                   f"overhead per team {(wall - inference) / args.copies:7.2f} s   "
-                  f"(reference runs {summary.reference_runs}, cached {len(summary.cached)})", flush=True)
+                  f"(teams timed {summary.reference_runs}, cached {len(summary.cached)})", flush=True)
 
 
 if __name__ == "__main__":

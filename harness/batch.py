@@ -1,10 +1,12 @@
 """The organizers' nightly batch: every team folder, resumable, cached, one batch per box at a time.
 
-Order of work: the reference is timed at the start, between teams and at the end, so every team is bracketed
-by the two reference runs nearest to it in time. The next team's image builds in the background while the
+Every team is timed against its own reference worker, interleaved round by round inside its measurement
+(harness.timekeeper), so no reference run is shared between teams. The next team's image builds in the background while the
 current team is measured (builds use CPUs, never the GPU). A team whose content, harness version, spec and
 run settings are unchanged since its last completed result is not run again: its result is reused and the
-summary says so. One team's failure is a row, never the end of the batch.
+summary says so, unless its build failed (the cause may be the box, a mirror or the runner image rather than
+the team, so a failed build is always tried again) or the batch is told to rebuild. The reference is timed
+only inside a team's measurement: a batch of failed builds times nothing. One team's failure is a row, never the end of the batch.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ import pandas as pd
 
 from harness import __version__
 from harness.backends.base import Built
-from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_reference,
-                              measure_team, prepare_inputs, task_outcome)
+from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_team, prepare_inputs,
+                              reference_task, task_outcome)
 from harness.report import write_report
 from harness.results import TeamResult, results_frame
-from harness.scoring import ReferenceTask, score_team
+from harness.scoring import score_team
 from harness.submission import MANIFEST, Submission
 
 LOCK_NAME = "batch.lock"
+RETRIED_STATUSES = ("build_failed",)   # never served from the cache
 
 
 class BatchProgress(Protocol):
@@ -120,14 +123,14 @@ def run_settings_key(config: RunConfig) -> str:
 
 
 def cached_result(out_dir: Path, team_dir: Path, content_hash: str, settings: str) -> dict[str, Any] | None:
-    """The last completed record of this team, if nothing that matters has changed since."""
+    """The last completed record of this team, if nothing that matters has changed since and its build worked."""
     for candidate in out_dir.glob("*/result.json"):
         try:
             record = json.loads(candidate.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
         if (record.get("team_dir") == str(team_dir) and record.get("team_hash") == content_hash
-                and record.get("settings_key") == settings):
+                and record.get("settings_key") == settings and record.get("status") not in RETRIED_STATUSES):
             return record
     return None
 
@@ -138,8 +141,7 @@ def result_from_record(record: dict[str, Any], config: RunConfig) -> TeamResult:
     result = TeamResult(**fields)
     if record.get("score") is not None:
         outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
-        reference = {name: ReferenceTask(int(r["params"]), float(r["time_s"]), float(r["drift"]))
-                     for name, r in result.reference.items()}
+        reference = {name: reference_task(r) for name, r in result.reference.items()}
         result.score = score_team(outcomes, reference, config.spec)
     return result
 
@@ -155,14 +157,16 @@ def leaderboard(results: list[TeamResult], config: RunConfig) -> pd.DataFrame:
 
 
 def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
-              progress: BatchProgress = SilentProgress()) -> BatchSummary:
-    """Run every team folder and write leaderboard.csv, report.html, summary.json and per-team records."""
+              progress: BatchProgress = SilentProgress(), reuse_results: bool = True) -> BatchSummary:
+    """Run every team folder and write leaderboard.csv, report.html, summary.json and per-team records.
+
+    `reuse_results` False reruns every team even when its last result still holds (--rebuild)."""
     summary = BatchSummary(started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            out_dir=str(config.out_dir))
     teams = team_folders(submissions_dir)
     summary.teams = len(teams)
     with box_lock(lock_dir):
-        results = _run_teams(teams, config, progress, summary)
+        results = _run_teams(teams, config, progress, summary, reuse_results)
     summary.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     summary.counts = {status: int(n) for status, n in pd.Series([r.status for r in results]).value_counts().items()}
     summary.compliant = sum(1 for r in results if r.score is not None and r.score.compliant)
@@ -174,19 +178,20 @@ def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
     return summary
 
 
-def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, summary: BatchSummary
-               ) -> list[TeamResult]:
+def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, summary: BatchSummary,
+               reuse_results: bool = True) -> list[TeamResult]:
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     progress.start(len(teams))
     settings = run_settings_key(config)
     progress.stage("preparing inputs (labels stripped)")
-    prepared = prepare_inputs(config.spec, config.data_dir, out / "_work", config.max_examples)
+    prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
     loaded = [load_team(team, config) for team in teams]
     todo: list[tuple[TeamResult, Submission]] = []
     results: list[TeamResult] = []
     for team_dir, (result, submission) in zip(teams, loaded):
-        record = submission and cached_result(out, team_dir.resolve(), submission.content_hash, settings)
+        record = (submission and reuse_results
+                  and cached_result(out, team_dir.resolve(), submission.content_hash, settings))
         if record:
             cached = result_from_record(record, config)
             summary.cached.append(cached.team)
@@ -206,13 +211,8 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
 
 def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, prepared, progress: BatchProgress,
                  summary: BatchSummary) -> list[TeamResult]:
-    """Reference, team, reference, team, ... reference; the next build runs while a team is measured."""
-    ref_dir = config.out_dir / "reference"
-    ref_built = config.backend.build_reference(config.reference_dir, ref_dir)
-    progress.stage("reference: timing BERT-base at the start")
-    before = measure_reference(config, ref_built, prepared, config.spec.task_names, ref_dir / "run-0")
-    summary.reference_runs = 1
-    summary.gpu = str(before.environment.get("device_name") or "")
+    """One team after the other, each against its own interleaved reference; the next build runs meanwhile."""
+    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
     done: list[TeamResult] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
         pending: Future[Built] = builder.submit(build_team, *todo[0], config)
@@ -223,9 +223,9 @@ def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, p
             if index + 1 < len(todo):
                 pending = builder.submit(build_team, *todo[index + 1], config)
             if built.ok:
-                before = measure_team(result, submission, built, config, prepared, ref_built, before,
-                                      ref_dir / f"run-{summary.reference_runs}", progress.stage)
+                measure_team(result, submission, built, config, prepared, ref_built, progress.stage)
                 summary.reference_runs += 1
+                summary.gpu = summary.gpu or str(result.environment.get("device_name") or "")
             done.append(finish(result, config, started, write_csv=False))
             progress.team_done(result, cached=False)
     return done

@@ -14,12 +14,14 @@ from rich.console import Console
 
 from harness import __version__
 from harness.backends import BACKENDS, DockerUnavailable, make_backend
-from harness.backends.docker import RUNNER_IMAGE
-from harness.batch import run_batch
+from harness.backends.docker import RUNNER_IMAGE, connect
+from harness.batch import box_lock, run_batch
 from harness.check import verdicts
 from harness.doctor import diagnose
 from harness.gpu import nvml_unavailable_reason
-from harness.console import print_findings, print_task_score, print_team_result, print_verdicts
+from harness.cleanup import collect_garbage
+from harness.console import (plain, print_findings, print_gc_report, print_task_score, print_team_result,
+                             print_verdicts, visible)
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
@@ -62,6 +64,10 @@ def run_options(default_backend: str):
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=default_cache_dir, show_default="~/.cache/lightlm-harness",
                      help="where built team environments are kept"),
+        click.option("--rebuild", is_flag=True,
+                     help="build every team again from its setup script, ignoring a cached build of the same "
+                          "content (batch: and rerun teams whose result is unchanged). Failed builds are never "
+                          "cached: they are retried on the next run anyway"),
     ]
 
     def decorate(command):
@@ -85,26 +91,27 @@ def with_harness_errors(command):
         try:
             return command(*args, **kwargs)
         except (HarnessError, DockerUnavailable) as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(visible(exc)) from exc
     return wrapper
 
 
 def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir, reference_dir,
-               runner_image, allow_busy_gpu=False) -> RunConfig:
+               runner_image, allow_busy_gpu=False, rebuild=False) -> RunConfig:
     spec = load_spec_or_fail(spec_path)
     if not data_dir.is_dir():
         raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
-    return RunConfig(spec=spec, backend=make_backend(backend, cache_dir, spec, runner_image), data_dir=data_dir,
-                     out_dir=out_dir, max_examples=max_examples, device=device, timeout_s=timeout_s,
-                     reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
+    backend = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild)
+    return RunConfig(spec=spec, backend=backend, data_dir=data_dir, out_dir=out_dir, max_examples=max_examples,
+                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
 
 
 def execute(team_dir: Path, **options):
     config = run_config(**options)
     console = Console(stderr=True)
-    console.log(f"backend: {config.backend.name}", highlight=False)
+    console.log(plain(f"backend: {config.backend.name}"))
     with console.status("starting") as status:
-        result = run_team(team_dir, config, say=lambda message: (status.update(message), console.log(message)))
+        result = run_team(team_dir, config,
+                          say=lambda message: (status.update(plain(message)), console.log(plain(message))))
     return config.spec, result
 
 
@@ -117,6 +124,7 @@ def main():
     harness run baselines/demo_team          one team: build, measure, score, write results/results.csv
     harness check my_team/                   self-check before submitting, a verdict per rule
     harness batch submissions/               every team: leaderboard.csv, report.html
+    harness gc submissions/                  remove team images and builds no team folder needs
     harness score csl gold.json pred.json    score one prediction file
     """
 
@@ -128,18 +136,20 @@ def main():
 def run(team_dir, **options):
     """Build one team from its setup script, time it against BERT-base, score it, write a CSV row.
 
-    The reference is timed before and after the team on the same inputs, batch sizes and device, and
-    the speedup uses both. Results go to OUT/results.csv (one row per team, columns documented in the
+    The team and the BERT-base reference run in two workers at once and the host times them interleaved,
+    round by round, on the same inputs, batch sizes and device; the speedup carries a 95% interval. Results go to OUT/results.csv (one row per team, columns documented in the
     README), OUT/TEAM/result.json, the predictions and the logs.
 
     \b
     Example:
       harness run baselines/demo_team --backend local --out results
       harness run teams/alpha --data-dir /data/clue --max-examples 200
+      harness run teams/alpha --rebuild    # run setup.sh again although the folder is unchanged
     """
     spec, result = execute(team_dir, **options)
     print_team_result(Console(), result, spec)
-    click.echo(f"wrote {options['out_dir'] / 'results.csv'} and {options['out_dir'] / result.team / 'result.json'}")
+    click.echo(visible(f"wrote {options['out_dir'] / 'results.csv'} and "
+                       f"{options['out_dir'] / result.team / 'result.json'}"))
 
 
 @main.command()
@@ -179,32 +189,35 @@ class RichBatchProgress:
         self.task = self.progress.add_task("starting", total=total)
 
     def stage(self, message: str) -> None:
-        self.progress.update(self.task, description=message)
+        self.progress.update(self.task, description=visible(message))   # its column reads no markup
 
     def team_done(self, result, cached: bool) -> None:
         how = "cached" if cached else result.status
-        self.progress.console.log(f"{result.team}: {how}" + (f" ({result.error})" if result.error else ""),
-                                  markup=False, highlight=False)
+        self.progress.console.log(plain(f"{result.team}: {how}" + (f" ({result.error})" if result.error else "")))
         self.progress.advance(self.task)
 
 
 @main.command()
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @run_options(default_backend="docker")
+@click.option("--gc", "collect", is_flag=True,
+              help="afterwards, remove team images and local builds no team folder needs (see `harness gc`)")
 @with_harness_errors
-def batch(submissions_dir, **options):
+def batch(submissions_dir, collect=False, **options):
     """Run every team folder in SUBMISSIONS_DIR: the organizers' nightly job.
 
     Writes OUT/leaderboard.csv (compliant teams ranked by final score, then the others with the reason),
-    OUT/report.html, OUT/summary.json and a record and logs per team. The reference is timed at the start,
-    between teams and at the end; each team's speedup uses the two runs around it. A rerun skips teams
-    whose content, harness, spec and settings are unchanged (and says so); an interrupted batch resumes
-    where it stopped; a lock keeps a second batch off the box. One team's failure never stops the batch:
-    the exit code says only whether the harness itself failed.
+    OUT/report.html, OUT/summary.json and a record and logs per team. Each team is timed against its own
+    reference worker, interleaved round by round, so a batch of failed builds times nothing. A rerun skips
+    teams whose content, harness, spec and settings are unchanged (and says so), except teams whose build
+    failed (the cause may be the box, not the team: they are built again); --rebuild reruns every team from
+    a fresh build. An interrupted batch resumes where it stopped; a lock keeps a second batch off the box.
+    One team's failure never stops the batch: the exit code says only whether the harness itself failed.
 
     \b
     Example:
       harness batch /srv/submissions --data-dir /srv/clue --out /srv/results/nightly
+      harness batch /srv/submissions --rebuild    # after the runner image or the box changed
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.progress import TimeRemainingColumn
@@ -212,19 +225,67 @@ def batch(submissions_dir, **options):
     config = run_config(**options)
     console = Console(stderr=True)
     if nvml_unavailable_reason():
-        console.print(f"note: {nvml_unavailable_reason()}; GPU health is not recorded", highlight=False)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn()]
+        console.print(plain(f"note: {nvml_unavailable_reason()}; GPU health is not recorded"))
+    columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
     with Progress(*columns, console=console) as progress:
         summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
-                            progress=RichBatchProgress(progress))
+                            progress=RichBatchProgress(progress), reuse_results=not options["rebuild"])
     out = config.out_dir
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     click.echo(f"{summary.teams} teams ({counts}; {len(summary.cached)} from cache, "
-               f"{summary.compliant} compliant); {summary.reference_runs} reference runs")
+               f"{summary.compliant} compliant); {summary.reference_runs} teams timed against the reference")
     if summary.cached:
-        click.echo(f"unchanged since their last result, not rerun: {', '.join(summary.cached)}")
+        click.echo(visible(f"unchanged since their last result, not rerun: {', '.join(summary.cached)}"))
     click.echo(f"wrote {out / 'leaderboard.csv'}, {out / 'report.html'}, {out / 'summary.json'}")
+    if collect:
+        garbage_collect([submissions_dir], config.spec, options["cache_dir"], options["runner_image"],
+                        config.backend.name)
+
+
+def garbage_collect(folders: list[Path], spec, cache_dir: Path, runner_image: str, backend: str,
+                    dry_run: bool = False) -> None:
+    """Shared by `gc` and `batch --gc`: docker images too unless the backend is local (and an engine answers)."""
+    client = None
+    if backend != "local":
+        try:
+            client = connect()
+        except DockerUnavailable as exc:
+            if backend == "docker":
+                raise
+            click.echo(f"no Docker engine: local builds only ({exc})", err=True)
+    with box_lock(cache_dir):  # never while a batch on this box may be building or using them
+        report = collect_garbage(folders, spec, cache_dir, runner_image, client, dry_run)
+    print_gc_report(Console(), report, dry_run)
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@spec_option
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True,
+              help="what to clean: docker (team images and local builds), local (local builds only), "
+                   "auto (docker when an engine answers)")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=default_cache_dir,
+              show_default="~/.cache/lightlm-harness", help="where built team environments are kept")
+@click.option("--runner-image", default=RUNNER_IMAGE, show_default=True,
+              help="the runner image current team images are built FROM (never removed)")
+@click.option("--dry-run", is_flag=True, help="say what would be removed, remove nothing")
+@with_harness_errors
+def gc(folders, spec_path, backend, cache_dir, runner_image, dry_run):
+    """Remove team images and local builds that no current team folder needs, and say what that freed.
+
+    FOLDERS are team folders or folders of team folders (the batch's SUBMISSIONS_DIR). Kept: what the
+    next run of those teams would reuse (same content, harness version, spec, runner image; for local
+    builds the same interpreter and environment) and the runner image. Everything else labelled as a
+    team image, and every other local build under --cache-dir, is removed: results never need them.
+
+    \b
+    Example:
+      harness gc /srv/submissions --dry-run
+      harness gc /srv/submissions --spec specs/nlpcc2020.toml
+    """
+    garbage_collect(list(folders), load_spec_or_fail(spec_path), cache_dir, runner_image, backend, dry_run)
 
 
 @main.command()

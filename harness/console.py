@@ -1,14 +1,42 @@
-"""What people see on the terminal: rich tables for scores, results and self-check verdicts."""
+"""What people see on the terminal: rich tables for scores, results and self-check verdicts.
+
+Team names, reasons, errors, flags and log tails come from untrusted submissions. They reach the terminal
+only through `plain`, which never reads them as rich markup (`[/opt/wheels]` stays literal) and shows
+control characters as escapes, so a team's output cannot recolour, overwrite or clear the console.
+Our own fixed strings may use markup; anything that interpolates a value does not.
+"""
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.check import Verdict
 from harness.results import TeamResult
 from harness.spec import Spec
 from harness.tasks import TaskScore
+
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides that reorder a line
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\r": "\\r", "\x1b": "\\x1b"}
+
+
+def visible(text: object) -> str:
+    """`text` with every control character written as an escape (ESC as \\x1b, CR as \\r)."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode()), str(text))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """Untrusted text for rich: no markup, no control characters."""
+    return Text(visible(text), style=style)
+
+
+def labelled(label: str, style: str, text: object) -> Text:
+    """`label: text`, the label styled by us, the text plain."""
+    return Text.assemble((f"{label}: ", style), plain(text))
 
 
 def _fmt(value, pattern: str = "{:.2f}") -> str:
@@ -16,50 +44,56 @@ def _fmt(value, pattern: str = "{:.2f}") -> str:
 
 
 def print_task_score(console: Console, scored: TaskScore, ranking_metric: str) -> None:
-    table = Table(title=f"{scored.task}: {scored.score:.2f} ({ranking_metric})", title_justify="left")
+    table = Table(title=plain(f"{scored.task}: {scored.score:.2f} ({ranking_metric})"), title_justify="left")
     table.add_column("metric")
     table.add_column("value (0-100)", justify="right")
     for name, value in scored.metrics.items():
-        table.add_row(name, f"{value:.2f}")
+        table.add_row(plain(name), f"{value:.2f}")
     console.print(table)
-    console.print(f"gold examples: {scored.n_gold}   predictions: {scored.n_pred}")
+    console.print(f"gold examples: {scored.n_gold}   predictions: {scored.n_pred}", highlight=False)
     if scored.problems:
         console.print(f"[yellow]{len(scored.problems)} problem(s) with the predictions:[/yellow]")
         for problem in scored.problems[:20]:
-            console.print(f"  - {problem}", markup=False)
+            console.print(plain(f"  - {problem}"))
         if len(scored.problems) > 20:
-            console.print(f"  ... and {len(scored.problems) - 20} more (use --json for all)")
+            console.print(f"  ... and {len(scored.problems) - 20} more (use --json for all)", highlight=False)
 
 
 def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
     s = result.score
-    table = Table(title=f"{result.team}: {result.status}", title_justify="left")
+    table = Table(title=plain(f"{result.team}: {result.status}"), title_justify="left")
     for column in ("task", "score", "ms/example", "params"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name in spec.task_names:
         info = result.tasks.get(name, {})
         per_example = info.get("time_per_example_s")
         table.add_row(name, _fmt(info.get("score")), _fmt(per_example * 1000 if per_example else None),
-                      _fmt(info.get("params"), "{:,}") if "params" in info else str(info.get("error") or "-"))
+                      _fmt(info.get("params"), "{:,}") if "params" in info else plain(info.get("error") or "-"))
     console.print(table)
     if s is not None:
-        console.print(f"P = {s.P:.2f}   S = {_fmt(s.S, '{:,}')}   speedup = {_fmt(s.speedup, '{:.2f}x')}   "
-                      f"compliant = {s.compliant}   res = {_fmt(s.res, '{:.4f}')}")
+        interval = f" [{s.speedup_low:.2f}, {s.speedup_high:.2f}] {s.speed_verdict}" if s.speedup is not None else ""
+        console.print(plain(f"P = {s.P:.2f}   S = {_fmt(s.S, '{:,}')}   speedup = {_fmt(s.speedup, '{:.2f}x')}"
+                            f"{interval}   compliant = {s.compliant}   res = {_fmt(s.res, '{:.4f}')}"))
     if result.error:
-        console.print(f"[red]error:[/red] {result.error}", markup=True, highlight=False)
+        console.print(labelled("error", "red", result.error))
     for flag in result.flags:
-        console.print(f"[yellow]flag:[/yellow] {flag}", highlight=False)
+        console.print(labelled("flag", "yellow", flag))
 
 
 def print_findings(console: Console, findings) -> None:
+    """A table of what was checked, then each fix on lines of its own: a command in a fix must copy whole,
+    so it is never folded into a narrow table cell."""
     table = Table(title="harness doctor", title_justify="left")
     table.add_column("check")
     table.add_column("state")
-    table.add_column("detail / what to do", overflow="fold")
-    for f in findings:
-        state = "[green]ok[/green]" if f.ok else "[red]missing[/red]"
-        table.add_row(f.what, state, f.detail if f.ok else f"{f.detail}\n-> {f.fix}")
+    table.add_column("detail", overflow="fold")
+    for f in findings:  # details quote commands such as pip install 'lightlm-harness[gpu]': never markup
+        state = Text("ok", style="green") if f.ok else Text("missing", style="red")
+        table.add_row(plain(f.what), state, plain(f.detail))
     console.print(table)
+    for f in findings:
+        if not f.ok and f.fix:
+            console.print(Text.assemble((f"{visible(f.what)} -> ", "bold"), plain(f.fix)), soft_wrap=True)
 
 
 def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
@@ -68,5 +102,25 @@ def print_verdicts(console: Console, verdicts: list[Verdict]) -> None:
     table.add_column("verdict")
     table.add_column("detail", overflow="fold")
     for v in verdicts:
-        table.add_row(v.rule, "[green]PASS[/green]" if v.passed else "[red]FAIL[/red]", v.detail)
+        verdict = Text("PASS", style="green") if v.passed else Text("FAIL", style="red")
+        table.add_row(plain(v.rule), verdict, plain(v.detail))
     console.print(table)
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n} GB"
+
+
+def print_gc_report(console: Console, report, dry_run: bool) -> None:
+    verb = "would remove" if dry_run else "removed"
+    for item in report.removed:
+        console.print(f"{verb} {item.kind} {item.name} ({human_bytes(item.bytes)})", markup=False, highlight=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    console.print(f"{verb} {len(report.removed)} item(s), {'would free' if dry_run else 'freed'} "
+                  f"{human_bytes(report.freed_bytes)}; kept {len(report.kept)} needed by the current teams "
+                  "(and the runner image)", markup=False, highlight=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from harness.backends.docker import RUNNER_IMAGE, DockerUnavailable, connect
+from harness.backends.docker import RUNNER_IMAGE, DockerUnavailable, connect, docker_sdk_problem, runner_build_hint
 from harness.gpu import gpu_snapshot, nvml_unavailable_reason
 
 
@@ -19,6 +20,12 @@ class Finding:
 
 
 def docker_findings(runner_image: str = RUNNER_IMAGE) -> list[Finding]:
+    problem = docker_sdk_problem()
+    if problem:
+        return [Finding("Docker SDK", False, problem,
+                        "python3 -m pip install docker (it comes with the harness: python3 -m pip install -e .); "
+                        "if something shadows it, rename that folder or file, or run from another folder; until "
+                        "then `harness check --backend local` works without it")]
     try:
         client = connect()
     except DockerUnavailable as exc:
@@ -26,14 +33,13 @@ def docker_findings(runner_image: str = RUNNER_IMAGE) -> list[Finding]:
                         "install Docker Engine and start it (systemctl start docker); until then "
                         "`harness check --backend local` works without it")]
     info = client.info()
-    found = [Finding("Docker engine", True, f"server {info.get('ServerVersion')}, {info.get('Driver')} storage")]
+    found = [Finding("Docker SDK", True, f"docker {importlib.metadata.version('docker')}"),
+             Finding("Docker engine", True, f"server {info.get('ServerVersion')}, {info.get('Driver')} storage")]
     try:
         image = client.images.get(runner_image)
         found.append(Finding("runner image", True, f"{runner_image} ({image.short_id})"))
     except Exception:
-        found.append(Finding("runner image", False, f"{runner_image} is not built",
-                             f"docker build -f Dockerfile.runner -t {runner_image} .   (no registry? see "
-                             "docker/README.md for the offline base image and wheelhouse)"))
+        found.append(Finding("runner image", False, f"{runner_image} is not built", runner_build_hint(runner_image)))
     runtimes = info.get("Runtimes") or {}
     found.append(Finding("NVIDIA container runtime", "nvidia" in runtimes,
                          "present" if "nvidia" in runtimes else f"runtimes: {', '.join(runtimes) or 'none'}",
@@ -58,7 +64,7 @@ def gpu_findings() -> list[Finding]:
 
 
 def local_findings() -> list[Finding]:
-    """The local backend runs the probe with this Python: it needs torch and transformers."""
+    """The local backend runs the workers (team and reference) with this Python: it needs torch and transformers."""
     code = "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.is_available())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:

@@ -68,6 +68,26 @@ THROTTLE_BITS = {0x4: "software power cap", 0x8: "hardware slowdown", 0x20: "sof
                  0x40: "hardware thermal slowdown", 0x80: "power brake"}
 
 
+def process_memory_bytes(pid: int | None) -> int | None:
+    """Device memory NVML sees held by process `pid` (a worker, by its host pid), over every GPU; None when
+    NVML cannot say. Read from the host, so the team's code cannot bend it."""
+    nvml = _nvml() if pid else None
+    if nvml is None:
+        return None
+    try:
+        total, seen = 0, False
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                if process.pid == pid and process.usedGpuMemory is not None:
+                    total, seen = total + int(process.usedGpuMemory), True
+        return total if seen else None
+    except Exception:
+        return None
+    finally:
+        nvml.nvmlShutdown()
+
+
 def gpu_busy_reason() -> str | None:
     """Why the GPU is not ours alone (processes already on it), or None; None without NVML too."""
     busy = [g for g in gpu_snapshot() if g["processes"]]

@@ -1,4 +1,4 @@
-"""One team, end to end: validate, build, measure between two reference runs, score, write the row.
+"""One team, end to end: validate, build, measure against the interleaved reference, score, write the row.
 
 This is DESIGN.md's data flow in code. Every failure of the team's (bad manifest, failed setup, crash,
 timeout, malformed predictions) becomes a status and a one-line reason on its row; only a failure of the
@@ -7,6 +7,8 @@ harness itself (the reference cannot run, the data cannot be read) raises Harnes
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,14 +17,17 @@ from typing import Any, Callable
 
 from harness import __version__
 from harness.backends.base import Backend, Built
+from harness.crosscheck import unaccounted_weights, weight_file_bytes
+from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
-from harness.probe.manifest import ProbeTask, RunManifest, predictions_file
+from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference
 from harness.results import TeamResult, write_result_json, write_results_csv
-from harness.scoring import ReferenceTask, TaskOutcome, bracket_reference, score_team
+from harness.safe_files import fresh_dir
+from harness.scoring import ReferenceTask, TaskOutcome, score_team
 from harness.spec import Spec
-from harness.submission import Submission, SubmissionError, load_submission
+from harness.submission import Submission, SubmissionError, folder_label, load_submission
 from harness.tasks import TaskDataError, get_task
-from harness.tasks.base import write_json_lines
+from harness.timekeeper import TimingPlan
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = REPO_DIR / "baselines" / "bert_reference"
@@ -56,16 +61,15 @@ class RunConfig:
 
 @dataclass
 class PreparedData:
-    """Label-free inputs for the probe (written to inputs_dir) and the gold kept on the host."""
+    """Label-free inputs (only the timekeeper holds them; it sends them batch by batch) and the gold."""
 
-    inputs_dir: Path
+    inputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     gold: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def prepare_inputs(spec: Spec, data_dir: Path, work_dir: Path, max_examples: int | None) -> PreparedData:
+def prepare_inputs(spec: Spec, data_dir: Path, max_examples: int | None) -> PreparedData:
     """Strip labels from every task's gold file; only these inputs ever reach team code."""
-    prepared = PreparedData(work_dir.resolve() / "inputs")
-    prepared.inputs_dir.mkdir(parents=True, exist_ok=True)
+    prepared = PreparedData()
     for task_spec in spec.tasks:
         task = get_task(task_spec.name)
         try:
@@ -77,92 +81,88 @@ def prepare_inputs(spec: Spec, data_dir: Path, work_dir: Path, max_examples: int
         if not gold:
             raise HarnessError(f"{task_spec.gold_file} in {data_dir} holds no examples")
         prepared.gold[task_spec.name] = gold
-        write_json_lines(task.strip_labels(gold), prepared.inputs_dir / task_spec.input_file)
+        prepared.inputs[task_spec.name] = task.strip_labels(gold)
     return prepared
 
 
-def probe_manifest(spec: Spec, built: Built, predictor: str, tasks: tuple[str, ...], inputs_dir: Path,
-                   device: str, reference: bool) -> RunManifest:
-    probe_tasks = []
-    for name in tasks:
-        ts = spec.task(name)
-        options = ({"max_seq_length": ts.max_seq_length, "padding": spec.reference.padding,
-                    "doc_stride": spec.reference.doc_stride, "seed": spec.timing.seed} if reference else {})
-        probe_tasks.append(ProbeTask(ts.name, ts.input_file, ts.batch_size, options))
-    t = spec.timing
-    return RunManifest(team_dir=built.team_dir, predictor=predictor, inputs_dir=str(inputs_dir),
-                       tasks=tuple(probe_tasks), warmup_batches=t.warmup_batches, rounds=t.rounds, seed=t.seed,
-                       noisy_spread=t.noisy_spread, device=device)
-
-
-@dataclass(frozen=True)
-class ReferenceRun:
-    """One timing of the reference on some tasks, and the environment it ran in."""
-
-    tasks: dict[str, ReferenceTask]
-    environment: dict[str, Any]
-
-
-def measure_reference(config: RunConfig, built: Built, prepared: PreparedData, tasks: tuple[str, ...],
-                      out_dir: Path) -> ReferenceRun:
-    """Time the BERT-base reference on `tasks`; its failure is the harness's, so it raises."""
-    manifest = probe_manifest(config.spec, built, REFERENCE_PREDICTOR, tasks, prepared.inputs_dir,
-                              config.device, reference=True)
-    # --timeout is for team code; the reference always gets the spec's own limit
-    run = config.backend.run(built, manifest, out_dir, config.spec.sandbox.timeout_s, out_dir / "probe.log")
-    if not run.ok:
-        raise HarnessError(f"the BERT-base reference failed ({run.error}); see {run.log_path}")
-    measured = {name: ReferenceTask(int(t["params"]["counted"]), float(t["timing"]["median_round_s"]), 0.0)
-                for name, t in run.measurements["tasks"].items()}
-    return ReferenceRun(measured, run.measurements.get("environment", {}))
-
-
 def task_outcome(name: str, info: dict[str, Any]) -> TaskOutcome:
-    """The scoring view of one task's record in TeamResult.tasks (fresh from task_info or read back from result.json)."""
+    """The scoring view of one task's record in TeamResult.tasks (fresh or read back from result.json)."""
     if "score" not in info:
         return TaskOutcome(name, error=str(info.get("error") or "failed"))
-    return TaskOutcome(name, info["score"], int(info["params"]), float(info["time_s"]))
+    rounds = tuple(tuple(r) for r in info.get("timing", {}).get("scored_rounds_s", ()))
+    return TaskOutcome(name, info["score"], int(info["params"]), float(info["time_s"]), rounds=rounds)
 
 
-def task_info(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None, probe_dir: Path
-              ) -> dict[str, Any]:
-    """Score one task's predictions on the host, where the gold labels are; the record for TeamResult.tasks."""
+def reference_task(info: dict[str, Any]) -> ReferenceTask:
+    return ReferenceTask(int(info["params"]), float(info["time_s"]), tuple(tuple(r) for r in info.get("rounds_s", ())))
+
+
+def task_info(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
+              predictions: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Score one task's first-sight predictions (held in host memory) against gold; the TeamResult.tasks record."""
     if measured is None:
         return {"error": "not run"}
-    if not measured.get("ok"):
+    if not measured.get("ok") or predictions is None:
         return {"error": measured.get("error")}
-    task = get_task(name)
-    try:
-        records, problems = task.read_predictions(probe_dir / predictions_file(name))
-    except TaskDataError as exc:
-        return {"error": str(exc)}
-    scored = task.score(gold, records, problems)
-    timing, params = measured["timing"], measured["params"]
+    scored = get_task(name).score(gold, predictions, [])
+    params = measured["params"]
+    timing = {k: v for k, v in measured.items() if k not in ("ok", "params")}
     return {"score": scored.score, "metrics": scored.metrics, "problems": list(scored.problems),
             "n_gold": scored.n_gold, "n_pred": scored.n_pred, "params": params["counted"],
-            "param_report": params, "time_s": timing["median_round_s"],
-            "time_per_example_s": timing["time_per_example_s"], "timing": timing,
-            "consistent_across_rounds": measured.get("consistent_across_rounds", True)}
+            "param_report": params, "dtypes": params.get("dtypes", []), "time_s": measured["time_s"],
+            "time_per_example_s": measured["time_per_example_s"], "timing": timing,
+            "caching_suspected": measured["caching_suspected"],
+            "consistent_across_rounds": measured["consistent_across_rounds"]}
+
+
+def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, dict[str, Any]]) -> list[str]:
+    """A count under the limit contradicted by the device: the team's worker holds more GPU memory (NVML,
+    read from the host) than BERT-base's, whose 102M parameters are nine times the limit."""
+    flags = []
+    for name, info in tasks.items():
+        team = info.get("timing", {}).get("device_memory_bytes")
+        ref = references.get(name, {}).get("device_memory_bytes")
+        if team and ref and team > ref:
+            flags.append(f"{name}: the worker holds {team / 2**20:,.0f} MiB of GPU memory after load, more than "
+                         f"BERT-base's {ref / 2**20:,.0f} MiB, with {info.get('params', 0):,} parameters counted")
+    return flags
+
+
+def weight_file_flags(built: Built, submission: Submission, counted: int | None, limit: int) -> list[str]:
+    """weights_unaccounted when the weight files of the built environment imply far more than was counted.
+
+    Local builds are scanned whole (the team's copy and its venv, where setup.sh may have fetched weights);
+    for a Docker image only the submitted folder is scanned here (the image's own layers are not)."""
+    if counted is None or counted >= limit:
+        return []    # over the limit anyway
+    local = Path(built.handle).is_file()
+    folder = Path(built.team_dir).parent if local else submission.team_dir
+    reason = unaccounted_weights(counted, limit, file_bytes=weight_file_bytes(folder))
+    return [reason] if reason else []
 
 
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
-                      ref_env: dict[str, Any], reference: dict[str, ReferenceTask]) -> list[str]:
+                      ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Everything that makes a number less trustworthy, said on the row."""
     flags = []
     for name, info in tasks.items():
+        timing = info.get("timing", {})
         for flag in info.get("param_report", {}).get("flags", []):
             flags.append(f"{name}: {flag}")
-        if info.get("timing", {}).get("noisy"):
-            flags.append(f"{name}: rounds differ by {info['timing']['spread']:.0%} (noisy box)")
+        if info.get("caching_suspected"):
+            flags.append(f"{name}: caching_suspected (first sight / repeats {timing['first_sight_ratio']:.2f}, "
+                         f"reference {timing['reference_first_sight_ratio']:.2f}); T from first sight only")
         if info.get("consistent_across_rounds") is False:
-            flags.append(f"{name}: predictions differ between timing rounds (the first round is scored)")
+            flags.append(f"{name}: predictions differ between timing rounds (the first-sight round is scored)")
+        if timing and not timing.get("warmup_settled", True):
+            flags.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
         if info.get("problems"):
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
-    drift = max((r.drift for r in reference.values()), default=0.0)
-    if drift > spec.timing.noisy_spread:
-        flags.append(f"reference runs before and after the team differ by {drift:.0%}")
+    flags += device_memory_flags(tasks, references or {})
     if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
         flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")
+    if team_env.get("torch_threads") != ref_env.get("torch_threads"):
+        flags.append(f"thread counts differ: team {team_env.get('torch_threads')}, reference {ref_env.get('torch_threads')}")
     if team_env.get("device") == "cpu":
         flags.append("timed on CPU: indicative only, the competition times on the GPU box")
     expected = spec.box.expected_gpu
@@ -182,7 +182,7 @@ def finish(result: TeamResult, config: RunConfig, started: float, write_csv: boo
 
 def load_team(team_dir: Path, config: RunConfig) -> tuple[TeamResult, Submission | None]:
     """A fresh result for the team, and its submission (None, with the reason on the row, when invalid)."""
-    result = TeamResult(team=Path(team_dir).name, status="invalid_submission", backend=config.backend.name,
+    result = TeamResult(team=folder_label(team_dir), status="invalid_submission", backend=config.backend.name,
                         spec_name=config.spec.name, spec_sha256=config.spec.sha256, harness_version=__version__,
                         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
@@ -195,7 +195,13 @@ def load_team(team_dir: Path, config: RunConfig) -> tuple[TeamResult, Submission
 
 
 def build_team(result: TeamResult, submission: Submission, config: RunConfig) -> Built:
-    built = config.backend.build(submission, config.out_dir / submission.team)
+    """Build the team into a fresh output folder (nothing an earlier run left there is written through)."""
+    work_dir = fresh_dir(config.out_dir / submission.team)
+    try:
+        built = config.backend.build(submission, work_dir)
+    except SubmissionError as exc:  # the folder changed under us, or cannot be read while copying
+        result.status, result.error = "invalid_submission", str(exc)
+        return Built(False, "", "", work_dir / "build.log", error=str(exc))
     result.logs["build"] = str(built.log_path)
     if not built.ok:
         result.status, result.error = "build_failed", built.error
@@ -211,59 +217,82 @@ def refuse_busy_gpu(config: RunConfig) -> str | None:
     return busy
 
 
+def timing_plan(spec: Spec, run_seed: int) -> TimingPlan:
+    t = spec.timing
+    return TimingPlan(run_seed=run_seed, rounds=t.rounds, max_rounds=t.max_rounds, warmup_min_s=t.warmup_min_s,
+                      warmup_max_s=t.warmup_max_s, settle_tolerance=t.settle_tolerance, confidence=t.confidence,
+                      min_speedup=spec.limits.min_speedup)
+
+
+def reference_options(spec: Spec) -> Callable[[str], dict[str, Any]]:
+    return lambda task: {"max_seq_length": spec.task(task).max_seq_length, "padding": spec.reference.padding,
+                         "doc_stride": spec.reference.doc_stride, "seed": spec.timing.seed}
+
+
+def worker_threads(spec: Spec) -> int:
+    """The same torch thread count for both workers: the spec's, or the sandbox's CPUs on this box."""
+    return spec.timing.threads or max(1, min(os.cpu_count() or 1, int(spec.sandbox.cpus)))
+
+
 def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
-                 prepared: PreparedData, ref_built: Built, before: ReferenceRun, after_dir: Path,
-                 say: Say = lambda message: None) -> ReferenceRun:
-    """Probe the team, time the reference again, score on the host; returns the reference run after it."""
+                 prepared: PreparedData, ref_built: Built, say: Say = lambda message: None) -> None:
+    """Time the team against the reference, interleaved, on the timekeeper; score on the host."""
     spec, work = config.spec, config.out_dir / submission.team
     busy = refuse_busy_gpu(config)
-    say(f"{submission.team}: running the probe on {', '.join(submission.tasks)}")
-    manifest = probe_manifest(spec, built, submission.predictor, submission.tasks, prepared.inputs_dir,
-                              config.device, reference=False)
-    with GpuMonitor() as gpu:
-        run = config.backend.run(built, manifest, work / "probe", config.probe_timeout_s, work / "probe.log")
-    result.logs["probe"] = str(run.log_path)
-
-    say("reference: timing BERT-base after the team")
-    after = measure_reference(config, ref_built, prepared, tuple(before.tasks), after_dir)
-    reference = bracket_reference({t: before.tasks[t] for t in submission.tasks},
-                                  {t: after.tasks[t] for t in submission.tasks})
-    result.reference = {name: vars(r) for name, r in reference.items()}
-
-    measured = (run.measurements or {}).get("tasks", {})
-    result.tasks = {name: task_info(name, prepared.gold[name], measured.get(name), work / "probe")
+    result.run_seed = secrets.randbits(32)    # drawn per run, recorded, never announced to the worker
+    team = WorkerSpec("team", built, submission.predictor, config.probe_timeout_s)
+    reference = WorkerSpec("reference", ref_built, REFERENCE_PREDICTOR, spec.sandbox.timeout_s,
+                           reference_options(spec), spec.reference.precision)
+    say(f"{submission.team}: timing {', '.join(submission.tasks)} against BERT-base, interleaved")
+    try:
+        with GpuMonitor() as gpu:
+            measured, predictions = measure_against_reference(
+                config.backend, team, reference, spec, prepared.inputs, submission.tasks,
+                timing_plan(spec, result.run_seed), config.device, worker_threads(spec), work,
+                work / "predictions", round_snapshot)
+    except ReferenceFailed as exc:
+        raise HarnessError(f"the BERT-base reference failed ({exc}); see {work / 'reference.log'}") from exc
+    result.logs.update(worker=str(work / "worker.log"), reference=str(work / "reference.log"))
+    result.reference = {name: {"params": r["params"]["counted"], **{k: v for k, v in r.items() if k != "params"}}
+                        for name, r in measured.reference.items()}
+    result.reference_precision = next((r.get("precision") for r in measured.reference.values()), {})
+    result.tasks = {name: task_info(name, prepared.gold[name], measured.tasks.get(name), predictions.get(name))
                     for name in submission.tasks}
     outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
-    result.environment = {**(run.measurements or {}).get("environment", {}), "gpu": gpu.summary()}
-    result.score = score_team(outcomes, reference, spec)
-    result.flags = [*measurement_flags(spec, result.tasks, result.environment, before.environment, reference),
+    result.environment = {**measured.environment, "gpu": gpu.summary(), "box": cpu_description(),
+                          "reference": measured.reference_environment}
+    references = {name: reference_task(r) for name, r in result.reference.items()}
+    result.score = score_team(outcomes, references, spec)
+    result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
+                                       result.reference),
+                    *weight_file_flags(built, submission, result.score.S, spec.limits.max_params),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
-    if run.status == "timeout":
-        result.status, result.error = "timeout", run.error
+    if result.score.speed_verdict == "borderline":
+        result.flags.append(f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "
+                            f"after {spec.timing.max_rounds} rounds")
+    errors = "; ".join(f"{n}: {t['error']}" for n, t in measured.tasks.items() if not t.get("ok"))
+    if measured.timed_out:
+        result.status, result.error = "timeout", measured.timed_out
     elif not any(o.ok for o in outcomes.values()):
-        result.status, result.error = "probe_failed", run.error or "no task produced predictions"
+        result.status, result.error = "probe_failed", errors or measured.error or "no task produced predictions"
     elif result.score.failed_tasks:
-        result.status, result.error = "partial", run.error or "some tasks failed"
+        result.status, result.error = "partial", errors or measured.error or "some tasks failed"
     else:
         result.status = "ok"
-    return after
 
 
 def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None) -> TeamResult:
-    """Run one team between two reference runs and write its CSV row and JSON record."""
+    """Run one team against the interleaved reference and write its CSV row and JSON record."""
     started = time.time()
     result, submission = load_team(team_dir, config)
     if submission is None:
         return finish(result, config, started)
     say(f"{submission.team}: preparing inputs (labels stripped) from {config.data_dir}")
-    prepared = prepare_inputs(config.spec, config.data_dir, config.out_dir / "_work", config.max_examples)
+    prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
     say(f"{submission.team}: building ({config.backend.name} backend, running {submission.setup})")
     built = build_team(result, submission, config)
     if not built.ok:
         return finish(result, config, started)
-    ref_dir = config.out_dir / "reference"
-    ref_built = config.backend.build_reference(config.reference_dir, ref_dir)
-    say("reference: timing BERT-base before the team")
-    before = measure_reference(config, ref_built, prepared, submission.tasks, ref_dir / "before")
-    measure_team(result, submission, built, config, prepared, ref_built, before, ref_dir / "after", say)
+    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
+    measure_team(result, submission, built, config, prepared, ref_built, say)
     return finish(result, config, started)

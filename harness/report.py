@@ -77,13 +77,21 @@ def _summary_table(summary: dict[str, Any]) -> str:
     return _table(["run", ""], [("", [_text(k), value(v)]) for k, v in summary.items()])
 
 
+def _why(reason: Any, error: Any) -> str:
+    """The row's reason and, when it says more, the actual error: a generic reason ("no parameter count")
+    alone would hide what went wrong, as the CSV does not."""
+    reason, error = _text(reason), _text(error)
+    parts = [p for p in (reason, f"error: {error}" if error not in (MISSING, reason) else MISSING) if p != MISSING]
+    return "; ".join(parts)
+
+
 def _leaderboard(frame: pd.DataFrame) -> str:
     rows, rank = [], 0
     for row in frame.to_dict("records"):
         compliant = _truthy(row["compliant"])
         rank += compliant
         failed = _number(row["score"]) is None
-        why = next((_text(row[c]) for c in ("reason", "error") if _text(row[c]) != MISSING), "")
+        why = _why(row["reason"], row["error"])
         numbers = [("score", "{:.4f}"), ("P", "{:.2f}"), ("params", "{:,.0f}"), ("speedup", "{:,.1f}x")]
         cells = [str(rank) if compliant else "", _text(row["team"]), _text(row["status"]),
                  *(f'<td class="num">{_fmt(row[c], pattern)}</td>' for c, pattern in numbers),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.safe_files import write_new_text
 from harness.scoring import TeamScore
 from harness.spec import Spec
 
@@ -23,19 +24,23 @@ TEAM_COLUMNS = {
     "P": "mean ranking score over the spec's tasks, 0-100 (failed tasks count 0)",
     "params": "S: counted parameters, aggregated over tasks as the spec says (NLPCC 2020: the largest task model)",
     "params_ok": "params below the spec's limit (12,000,000, strict)",
-    "speedup": "T_bert / T over the tasks both ran (same inputs, batch size and device)",
-    "speed_ok": "speedup at least the spec's minimum (8x)",
-    "compliant": "params_ok and speed_ok",
+    "speedup": "T_bert / T over the tasks both ran (same inputs, batch size and device, timed interleaved)",
+    "speedup_low": "low bound of the speedup's 95% confidence interval (two-level bootstrap over rounds, then batches)",
+    "speedup_high": "high bound of the speedup's 95% confidence interval",
+    "speed_verdict": "pass (speedup_low >= 8x), fail (speedup_high < 8x), borderline (the interval straddles 8x after the spec's round budget) or unknown",
+    "speed_ok": "True on pass, False on fail, empty when borderline",
+    "compliant": "params_ok and speed_ok (a borderline row is not compliant)",
     "reason": "why the row is not compliant, or which tasks failed",
-    "flags": "measurement warnings: unregistered weights, noisy rounds, predictions differing across rounds, reference drift, CPU timing",
-    "T_s": "T: team time in seconds (median round, aggregated over tasks as the spec says)",
-    "T_bert_s": "T_bert: reference time in seconds over the same tasks (mean of the runs bracketing the team)",
+    "flags": "measurement warnings: caching_suspected, borderline, unregistered weights, weight files implying more parameters, predictions differing across rounds, warm-up not settled, CPU timing",
+    "T_s": "T: team time in seconds (mean pass over the timed rounds, first sight only when caching is suspected; aggregated over tasks as the spec says)",
+    "T_bert_s": "T_bert: reference time in seconds over the same tasks (mean pass, timed interleaved with the team)",
     "S_bert": "reference parameters, aggregated like params",
-    "reference_drift": "largest relative difference between the reference runs before and after the team",
+    "reference_precision": "the reference's pinned precision as verified right before timing (fp32-strict: TF32 off)",
+    "run_seed": "seed drawn for this run: batch order and warm-up inputs",
 }
 TASK_COLUMNS = {
     "{task}_score": "the task's ranking metric, 0-100 (accuracy, macro F1 or EM)",
-    "{task}_time_per_example_ms": "median-round time per example in milliseconds",
+    "{task}_time_per_example_ms": "mean-pass time per example in milliseconds (the timed unit: one batch's round trip)",
     "{task}_params": "counted parameters of the task's model",
 }
 TRAILING_COLUMNS = {
@@ -79,6 +84,8 @@ class TeamResult:
     environment: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     logs: dict[str, str] = field(default_factory=dict)
+    run_seed: int | None = None        # batch order and warm-up inputs of this run
+    reference_precision: dict[str, Any] = field(default_factory=dict)
     team_dir: str = ""                 # where the team was read from (the batch cache matches on it)
     settings_key: str = ""             # hash of what else decides the result (harness, spec, data, sample size)
 
@@ -93,18 +100,29 @@ def _task_cells(task: str, info: dict[str, Any]) -> dict[str, Any]:
             f"{task}_params": info.get("params")}
 
 
+def precision_label(state: dict[str, Any]) -> str | None:
+    """A short cell for the verified precision state (the full settings stay in the JSON record)."""
+    if not state:
+        return None
+    strict = (state.get("matmul_allow_tf32") is False and state.get("cudnn_allow_tf32") is False
+              and state.get("float32_matmul_precision") == "highest")
+    return "fp32-strict" if strict else ";".join(f"{k}={v}" for k, v in sorted(state.items()))
+
+
 def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
     s = result.score
     env = result.environment
-    drift = max((r.get("drift", 0.0) for r in result.reference.values()), default=None)
     row: dict[str, Any] = {
         "team": result.team, "status": result.status,
         "score": s.res if s else None, "P": s.P if s else None, "params": s.S if s else None,
         "params_ok": s.params_ok if s else False, "speedup": s.speedup if s else None,
+        "speedup_low": s.speedup_low if s else None, "speedup_high": s.speedup_high if s else None,
+        "speed_verdict": s.speed_verdict if s else None,
         "speed_ok": s.speed_ok if s else False, "compliant": s.compliant if s else False,
         "reason": "; ".join(s.reasons) if s else result.error,
         "flags": "; ".join(result.flags), "T_s": s.T if s else None, "T_bert_s": s.T_bert if s else None,
-        "S_bert": s.S_bert if s else None, "reference_drift": drift,
+        "S_bert": s.S_bert if s else None, "reference_precision": precision_label(result.reference_precision),
+        "run_seed": result.run_seed,
         "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),
         "cuda_version": env.get("cuda"), "harness_version": result.harness_version or env.get("harness_version"),
         "backend": result.backend, "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
@@ -118,7 +136,7 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
 
 def results_frame(results: list[TeamResult], spec: Spec) -> pd.DataFrame:
     frame = pd.DataFrame([result_row(r, spec) for r in results], columns=columns(spec))
-    counts = ["params", "S_bert", *(f"{t}_params" for t in spec.task_names)]
+    counts = ["params", "S_bert", "run_seed", *(f"{t}_params" for t in spec.task_names)]
     frame[counts] = frame[counts].astype("Int64")  # parameter counts stay integers beside empty cells
     return frame
 
@@ -137,6 +155,5 @@ def write_results_csv(results: list[TeamResult], path: Path, spec: Spec, replace
 
 
 def write_result_json(result: TeamResult, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return path
+    """The JSON record, created anew: a link or FIFO left where it goes is removed, never written through."""
+    return write_new_text(path, json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))

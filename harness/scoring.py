@@ -3,28 +3,38 @@
 res = w_P * P/100 + w_S * (1 - S / (size_factor * S_bert)) + w_T * (1 - T / T_bert)
 
 P is the mean ranking score over every task of the spec (a task that failed or did not run scores 0 and is
-named, but is no breach of the limits). S and T aggregate per-task figures as the spec says; T and T_bert are taken over the same tasks (those
-where both the team and the reference produced a time), so the ratio compares like with like.
+named, but is no breach of the limits). S and T aggregate per-task figures as the spec says; T and T_bert are
+taken over the same tasks (those where both the team and the reference produced a time), so the ratio
+compares like with like. A task's time is its mean pass seconds over the timed rounds.
+
+The speed limit is decided on the speedup's confidence interval, not its point: pass when the low bound
+reaches the minimum, fail when the high bound is below it, borderline otherwise (speed_ok is then None: the
+row is neither compliant nor ruled out, and says so).
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
+from harness import stats
 from harness.spec import Formula, Limits, Spec
+
+Rounds = Sequence[Sequence[float]]      # rounds x batches, seconds, canonical batch order
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """One task of one model: its ranking score (0-100), counted parameters and median-round seconds."""
+    """One task of one model: its ranking score (0-100), counted parameters, mean pass seconds, and the
+    per-batch seconds of the rounds that time counts (first sight only for a team suspected of caching)."""
 
     task: str
     score: float | None = None
     params: int | None = None
     time_s: float | None = None
     error: str = ""
+    rounds: Rounds = ()
 
     @property
     def ok(self) -> bool:
@@ -33,11 +43,11 @@ class TaskOutcome:
 
 @dataclass(frozen=True)
 class ReferenceTask:
-    """The reference on one task: parameters, time (mean of the bracketing runs) and their disagreement."""
+    """The reference on one task, timed interleaved with the team: parameters, mean pass seconds, rounds."""
 
     params: int
     time_s: float
-    drift: float          # |before - after| / mean; 0 when measured once
+    rounds: Rounds = ()
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,11 @@ class TeamScore:
     S_bert: int | None
     T_bert: float | None
     speedup: float | None
+    speedup_low: float | None
+    speedup_high: float | None
+    speed_verdict: str            # pass, fail, borderline, or unknown (no speedup)
     params_ok: bool
-    speed_ok: bool
+    speed_ok: bool | None         # None: borderline after the spec's round budget
     compliant: bool
     res: float | None
     failed_tasks: tuple[str, ...]
@@ -69,23 +82,6 @@ def aggregate(values: Iterable[float], how: str) -> float:
     raise ValueError(f"unknown aggregate {how!r}")
 
 
-def bracket_reference(before: Mapping[str, ReferenceTask], after: Mapping[str, ReferenceTask] | None
-                      ) -> dict[str, ReferenceTask]:
-    """Combine the reference runs before and after a team: mean time per task, and how far they differed."""
-    if not after:
-        return dict(before)
-    combined = {}
-    for task, first in before.items():
-        second = after.get(task)
-        if second is None:
-            combined[task] = first
-            continue
-        mean = (first.time_s + second.time_s) / 2
-        drift = abs(first.time_s - second.time_s) / mean if mean > 0 else 0.0
-        combined[task] = ReferenceTask(first.params, mean, drift)
-    return combined
-
-
 def final_score(P: float, S: float, S_bert: float, T: float, T_bert: float, formula: Formula) -> float:
     """The guideline's formula, P on 0-100."""
     return (formula.score_weight * P / 100
@@ -93,25 +89,48 @@ def final_score(P: float, S: float, S_bert: float, T: float, T_bert: float, form
             + formula.time_weight * (1 - T / T_bert))
 
 
-def check_limits(S: int | None, speedup: float | None, limits: Limits) -> tuple[bool, bool, list[str]]:
-    """(params_ok, speed_ok, reasons): parameters strictly below the limit, speedup at least the minimum."""
+def check_limits(S: int | None, interval: stats.Interval | None, limits: Limits
+                 ) -> tuple[bool, bool | None, str, list[str]]:
+    """(params_ok, speed_ok, speed verdict, reasons): parameters strictly below the limit; speed decided on
+    the interval (None when it straddles the minimum)."""
     reasons = []
     params_ok = S is not None and S < limits.max_params
     if S is None:
         reasons.append("no parameter count (no task ran)")
     elif not params_ok:
         reasons.append(f"{S:,} parameters; the limit is fewer than {limits.max_params:,}")
-    speed_ok = speedup is not None and speedup >= limits.min_speedup
-    if speedup is None:
+    if interval is None:
         reasons.append("no speedup (no task timed on both the team and the reference)")
-    elif not speed_ok:
-        reasons.append(f"speedup {speedup:.2f}x; at least {limits.min_speedup:g}x is required")
-    return params_ok, speed_ok, reasons
+        return params_ok, False, "unknown", reasons
+    verdict = stats.verdict(interval, limits.min_speedup)
+    span = f"{interval.point:.2f}x [{interval.low:.2f}, {interval.high:.2f}]"
+    if verdict == "fail":
+        reasons.append(f"speedup {span}; at least {limits.min_speedup:g}x is required")
+    elif verdict == "borderline":
+        reasons.append(f"speedup {span} straddles the required {limits.min_speedup:g}x (borderline)")
+    speed_ok = {"pass": True, "fail": False}.get(verdict)
+    return params_ok, speed_ok, verdict, reasons
+
+
+def speedup_interval(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, ReferenceTask],
+                     tasks: Sequence[str], spec: Spec) -> stats.Interval | None:
+    """The speedup over `tasks` with its interval; a point-only interval when rounds were not kept."""
+    if not tasks:
+        return None
+    T = sum(outcomes[t].time_s for t in tasks)
+    T_bert = sum(reference[t].time_s for t in tasks)
+    if not T or not T_bert:
+        return None
+    if all(outcomes[t].rounds and reference[t].rounds for t in tasks):
+        return stats.speedup_interval([outcomes[t].rounds for t in tasks], [reference[t].rounds for t in tasks],
+                                      confidence=spec.timing.confidence)
+    point = T_bert / T
+    return stats.Interval(point, point, point, spec.timing.confidence, "point only (no rounds kept)")
 
 
 def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, ReferenceTask], spec: Spec
                ) -> TeamScore:
-    """Everything the leaderboard needs from per-task outcomes and the (bracketed) reference."""
+    """Everything the leaderboard needs from per-task outcomes and the interleaved reference."""
     tasks = spec.task_names
     failed = tuple(t for t in tasks if t not in outcomes or not outcomes[t].ok)
     P = statistics.fmean(outcomes[t].score if t not in failed else 0.0 for t in tasks)
@@ -122,12 +141,15 @@ def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, Refe
     S_bert = int(aggregate((r.params for r in reference.values()), how_S)) if reference else None
     T = aggregate((outcomes[t].time_s for t in timed), how_T) if timed else None
     T_bert = aggregate((reference[t].time_s for t in timed), how_T) if timed else None
-    speedup = T_bert / T if T and T_bert else None
-    params_ok, speed_ok, reasons = check_limits(S, speedup, spec.limits)
+    interval = speedup_interval(outcomes, reference, timed, spec)
+    params_ok, speed_ok, verdict, reasons = check_limits(S, interval, spec.limits)
     if failed:
         reasons.append(f"failed or missing tasks score 0: {', '.join(failed)}")
     res = (final_score(P, S, S_bert, T, T_bert, spec.formula)
            if None not in (S, S_bert, T, T_bert) else None)
-    return TeamScore(P=P, S=S, T=T, S_bert=S_bert, T_bert=T_bert, speedup=speedup, params_ok=params_ok,
-                     speed_ok=speed_ok, compliant=params_ok and speed_ok, res=res,
+    return TeamScore(P=P, S=S, T=T, S_bert=S_bert, T_bert=T_bert,
+                     speedup=interval.point if interval else None,
+                     speedup_low=interval.low if interval else None,
+                     speedup_high=interval.high if interval else None, speed_verdict=verdict,
+                     params_ok=params_ok, speed_ok=speed_ok, compliant=params_ok and speed_ok is True, res=res,
                      failed_tasks=failed, reasons=tuple(reasons))

@@ -7,6 +7,7 @@ come from a spec file, so another competition is another file.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,6 +21,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 DEFAULT_SPEC = SPECS_DIR / "nlpcc2020.toml"
 AGGREGATES = ("max", "sum", "mean")
+PRECISIONS = ("fp32-strict", "free")
 
 
 class SpecError(ValueError):
@@ -44,25 +46,54 @@ class Formula:
 
 @dataclass(frozen=True)
 class Timing:
-    warmup_batches: int
+    warmup_min_s: float
+    warmup_max_s: float
+    settle_tolerance: float
     rounds: int
+    max_rounds: int
+    confidence: float
+    caching_tolerance: float
+    threads: int
     seed: int
-    noisy_spread: float
 
 
 @dataclass(frozen=True)
 class Reference:
     padding: str
     doc_stride: int
+    precision: str
 
 
 @dataclass(frozen=True)
 class Sandbox:
+    """Bounds on one probe run (Docker backend: the container; local backend: the subprocess's timeout)."""
+
     timeout_s: float
     memory: str
     shm_size: str
     pids_limit: int
     cpus: float
+    tmp_size: str             # the tmpfs on /tmp
+    log_max_size: str         # the container log, capped by the engine; the host reads at most this much
+
+
+@dataclass(frozen=True)
+class Build:
+    """Bounds on building one team's image from its setup script; exceeding one is a build_failed row."""
+
+    timeout_s: float          # wall clock for the whole build; the build is killed after it
+    memory: str               # memory (and memory+swap) of each build step
+    cpus: int                 # CPUs a build step may use
+    network: bool             # whether setup scripts reach the network (pip install); false for air-gapped boxes
+    max_image_growth: str     # how much larger than the runner image a team image may be
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as "512m", "16g" or "1024" (k, m, g, t: powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512m, 16g)")
+    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " "))
 
 
 @dataclass(frozen=True)
@@ -90,6 +121,7 @@ class Spec:
     timing: Timing
     reference: Reference
     sandbox: Sandbox
+    build: Build
     box: Box
     tasks: tuple[TaskSpec, ...]
     path: Path
@@ -106,7 +138,7 @@ class Spec:
         return tuple(task.name for task in self.tasks)
 
 
-_TYPES = {int: (int,), float: (int, float), str: (str,), tuple[str, ...]: (list,)}
+_TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,), tuple[str, ...]: (list,)}
 
 
 def _build(cls: type, table: Any, where: str, path: Path, extra: dict[str, Any] | None = None) -> Any:
@@ -122,8 +154,8 @@ def _build(cls: type, table: Any, where: str, path: Path, extra: dict[str, Any] 
         if key not in table:
             raise SpecError(f"{path}: missing key {where}.{key}")
         value = table[key]
-        kind = {"int": int, "float": float, "str": str, "tuple[str, ...]": tuple[str, ...]}[type_name]
-        if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
+        kind = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple[str, ...]}[type_name]
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, _TYPES[kind]):
             raise SpecError(f"{path}: {where}.{key} must be {type_name}, got {value!r}")
         if kind is tuple[str, ...]:
             if not all(isinstance(item, str) for item in value):
@@ -145,10 +177,20 @@ def _check(spec: Spec) -> None:
             raise SpecError(f"{path}: formula.{key} must be one of {', '.join(AGGREGATES)}")
     if spec.formula.size_factor <= 0:
         raise SpecError(f"{path}: formula.size_factor must be positive")
-    if spec.timing.rounds < 1 or spec.timing.warmup_batches < 0:
-        raise SpecError(f"{path}: timing.rounds must be >= 1 and timing.warmup_batches >= 0")
+    _check_timing(spec.timing, path)
+    if spec.reference.precision not in PRECISIONS:
+        raise SpecError(f"{path}: reference.precision must be one of {', '.join(PRECISIONS)}")
     if spec.reference.padding not in ("max_length", "longest"):
         raise SpecError(f"{path}: reference.padding must be 'max_length' or 'longest'")
+    sizes = [("sandbox", key) for key in ("memory", "shm_size", "tmp_size", "log_max_size")]
+    for section, key in [*sizes, ("build", "memory"), ("build", "max_image_growth")]:
+        where, value = f"{section}.{key}", getattr(getattr(spec, section), key)
+        try:
+            parse_size(value)
+        except ValueError as exc:
+            raise SpecError(f"{path}: {where}: {exc}") from None
+    if spec.build.timeout_s <= 0 or spec.build.cpus < 1:
+        raise SpecError(f"{path}: build.timeout_s must be positive and build.cpus >= 1")
     if not spec.tasks:
         raise SpecError(f"{path}: no [[tasks]] defined")
     seen: set[str] = set()
@@ -161,6 +203,21 @@ def _check(spec: Spec) -> None:
             raise SpecError(f"{path}: {where}.ranking_metric {task.ranking_metric!r} is not in its metrics")
         if task.batch_size < 1 or task.max_seq_length < 1:
             raise SpecError(f"{path}: {where}.batch_size and max_seq_length must be >= 1")
+
+
+def _check_timing(t: Timing, path: Path) -> None:
+    if t.rounds < 2:
+        raise SpecError(f"{path}: timing.rounds must be >= 2 (the caching audit compares first sight with repeats)")
+    if t.max_rounds < t.rounds:
+        raise SpecError(f"{path}: timing.max_rounds must be >= timing.rounds")
+    if not 0 < t.confidence < 1:
+        raise SpecError(f"{path}: timing.confidence must be between 0 and 1 (e.g. 0.95)")
+    if t.warmup_min_s < 0 or t.warmup_max_s < t.warmup_min_s:
+        raise SpecError(f"{path}: timing.warmup_min_s must be >= 0 and timing.warmup_max_s >= warmup_min_s")
+    if t.settle_tolerance <= 0 or t.caching_tolerance <= 0:
+        raise SpecError(f"{path}: timing.settle_tolerance and timing.caching_tolerance must be positive")
+    if t.threads < 0:
+        raise SpecError(f"{path}: timing.threads must be >= 0 (0: as many as the sandbox's CPUs)")
 
 
 def load_spec(path: str | Path | None = None) -> Spec:
@@ -176,7 +233,7 @@ def load_spec(path: str | Path | None = None) -> Spec:
         raise SpecError(f"{path}: not valid TOML: {exc}") from exc
 
     sections = {"limits": Limits, "formula": Formula, "timing": Timing, "reference": Reference,
-                "sandbox": Sandbox, "box": Box}
+                "sandbox": Sandbox, "build": Build, "box": Box}
     known = {"name", "title", "tasks", *sections}
     unknown = sorted(set(raw) - known)
     if unknown:

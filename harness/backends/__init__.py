@@ -4,22 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.backends.base import Backend, Built, ProbeRun
+from harness.backends.base import Backend, Built, WorkerHandle
 from harness.backends.docker import RUNNER_IMAGE, DockerBackend, DockerUnavailable
 from harness.backends.local import LocalBackend
 from harness.spec import Spec
+from harness.submission import Submission
 
 BACKENDS = ("docker", "local")
 
 
-def make_backend(name: str, cache_dir: Path, spec: Spec, runner_image: str = RUNNER_IMAGE) -> Backend:
-    """The backend called `name`, configured from the spec's sandbox settings.
+def discard_build(backend: Backend, submission: Submission) -> None:
+    """Forget the cached build of this content, so that the next build runs the setup script again."""
+    backend.discard(submission)
+
+
+class Rebuilding:
+    """A backend that builds every team afresh (--rebuild) and otherwise is the backend it wraps."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.name = backend.name
+
+    def build(self, submission: Submission, work_dir: Path) -> Built:
+        discard_build(self.backend, submission)
+        return self.backend.build(submission, work_dir)
+
+    def __getattr__(self, attribute: str):
+        return getattr(self.backend, attribute)
+
+
+def make_backend(name: str, cache_dir: Path, spec: Spec, runner_image: str = RUNNER_IMAGE, rebuild: bool = False
+                 ) -> Backend:
+    """The backend called `name`, configured from the spec's sandbox settings; `rebuild` ignores cached builds.
 
     "auto" means docker when an engine answers and the runner image is there, else local: what a
     participant's self-check wants on a laptop without Docker.
     """
+    if rebuild:
+        return Rebuilding(make_backend(name, cache_dir, spec, runner_image))
     if name == "local":
-        return LocalBackend(cache_dir=Path(cache_dir), setup_timeout_s=spec.sandbox.timeout_s)
+        return LocalBackend(cache_dir=Path(cache_dir), setup_timeout_s=spec.build.timeout_s)
     if name == "docker":
         backend = DockerBackend(cache_dir=Path(cache_dir), spec=spec, runner_image=runner_image)
         backend.runner_id()  # fail now, with the build command, rather than after preparing everything
@@ -32,4 +56,5 @@ def make_backend(name: str, cache_dir: Path, spec: Spec, runner_image: str = RUN
     raise ValueError(f"unknown backend {name!r}; known: auto, {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "Built", "DockerUnavailable", "ProbeRun", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Built", "DockerUnavailable", "Rebuilding", "WorkerHandle", "discard_build",
+           "make_backend"]

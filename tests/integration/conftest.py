@@ -1,7 +1,8 @@
 """Docker tests run wherever an engine answers. When one answers, a missing runner image is built (offline:
-debootstrap base + wheelhouse, see docker/README.md) rather than skipped; only a machine without an engine
+debootstrap base + wheelhouse, see runner-image/README.md) rather than skipped; only a machine without an engine
 skips them."""
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +12,10 @@ import pytest
 from harness.backends.docker import DockerUnavailable, connect
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_RUNNER_IMAGE = "lightlm-harness/runner:test"
+# One tag per checkout (unless HARNESS_TEST_RUNNER_IMAGE names one): several checkouts testing against one
+# engine must not rebuild each other's runner image under the team builds that run FROM it.
+TEST_RUNNER_IMAGE = os.environ.get("HARNESS_TEST_RUNNER_IMAGE",
+                                   f"lightlm-harness/runner:test-{hashlib.sha256(str(REPO).encode()).hexdigest()[:8]}")
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +35,7 @@ def runner_image(docker_client):
     Every step is cached: seconds when nothing changed, a few minutes after a change to the harness, the
     first time about ten (debootstrap, Debian's torch, the wheelhouse).
     """
-    build = subprocess.run(["bash", str(REPO / "docker" / "build-runner-offline.sh"), TEST_RUNNER_IMAGE],
+    build = subprocess.run(["bash", str(REPO / "runner-image" / "build-runner-offline.sh"), TEST_RUNNER_IMAGE],
                            cwd=REPO, capture_output=True, text=True)
     if build.returncode != 0:
         pytest.fail(f"a Docker engine answers but the runner image could not be built:\n"

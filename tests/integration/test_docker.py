@@ -1,14 +1,16 @@
 """The production path on a real Docker engine: builds, isolation, failures as rows, nothing left behind."""
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from harness.backends.docker import CONTAINER_LABEL, TEAM_LABEL
+from harness.backends.docker import OWNER_LABEL, TEAM_LABEL, build_context_prefix, run_owner
 from harness.cli import main
 
 pytestmark = pytest.mark.docker
@@ -29,6 +31,22 @@ def harness_cli(tmp_path, runner_image):
     return invoke
 
 
+def own_containers(client):
+    """Probe containers this test process started: another harness run on the same engine has its own."""
+    return client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={run_owner()}"})
+
+
+def new_dangling_team_layers(client, before):
+    return [image for image in client.images.list(filters={"dangling": True, "label": TEAM_LABEL})
+            if image.id not in before]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dangling_before(docker_client):
+    """Dangling team layers that were there before this module ran (another run's, say): not ours."""
+    return {image.id for image in docker_client.images.list(filters={"dangling": True, "label": TEAM_LABEL})}
+
+
 def row(tmp_path, team):
     frame = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False)
     return frame[frame["team"] == team].iloc[0]
@@ -43,21 +61,24 @@ def test_demo_team_end_to_end_with_harness_run(harness_cli, tmp_path):
     assert int(r["params"]) < 12_000_000 and float(r["speedup"]) > 1
     assert r["score"] != ""
     for task in ("cluewsc2020", "csl", "cluener2020", "cmrc2018"):
-        assert (tmp_path / "out" / "demo-team" / "probe" / f"{task}_predict.json").exists()
+        assert (tmp_path / "out" / "demo-team" / "predictions" / f"{task}_predict.json").exists()
+    assert float(r["speedup_low"]) <= float(r["speedup"]) <= float(r["speedup_high"])
+    assert r["reference_precision"] == "fp32-strict"
     # an unchanged team is never rebuilt
     again = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "1")
     assert again.exit_code == 0, again.output
     assert "cached image" in (tmp_path / "out" / "demo-team" / "build.log").read_text()
 
 
-def test_failing_setup_is_a_build_failed_row_and_the_next_team_runs(harness_cli, tmp_path, docker_client):
+def test_failing_setup_is_a_build_failed_row_and_the_next_team_runs(harness_cli, tmp_path, docker_client,
+                                                                    dangling_before):
     result = harness_cli("run", TEAMS / "setup_fails_team")
     assert result.exit_code == 0, result.output
     r = row(tmp_path, "setup_fails_team")
     assert r["status"] == "build_failed"
     assert "cannot find my weights" in r["error"]
     assert "cannot find my weights" in (tmp_path / "out" / "setup_fails_team" / "build.log").read_text()
-    assert not docker_client.images.list(filters={"dangling": True, "label": TEAM_LABEL})
+    assert not new_dangling_team_layers(docker_client, dangling_before)
     nxt = harness_cli("run", TEAMS / "ok_team", "--max-examples", "1")
     assert nxt.exit_code == 0, nxt.output
     assert row(tmp_path, "ok_team")["status"] == "ok"
@@ -73,19 +94,22 @@ def test_hostile_team_is_contained(harness_cli, tmp_path, docker_client):
     assert result.exit_code == 0, result.output
     r = row(tmp_path, "hostile_team")
     assert r["status"] == "timeout" and "timed out after 60 s" in r["error"]
-    report = json.loads((tmp_path / "out" / "hostile_team" / "probe" / "hostile_report.json").read_text())
+    log = (tmp_path / "out" / "hostile_team" / "worker.log").read_text()
+    report = json.loads(log.split("HOSTILE_REPORT ", 1)[1].splitlines()[0])
     assert report["uid"] == 10001
-    for attempt in ("network", "read_gold", "labels_in_inputs", "write_outside_out", "fork_bomb"):
+    for attempt in ("network", "read_gold", "labels_in_inputs", "write_outside_out", "replace_socket", "fork_bomb"):
         assert report[attempt].startswith("blocked"), (attempt, report[attempt])
     assert "stopped after" in report["fork_bomb"]
     assert not sentinel.exists()
     # the host's copy of the gold file is untouched and nothing is left running
     assert '"label"' in (FIXTURES / "data" / "csl" / "dev.json").read_text(encoding="utf-8")
-    assert not docker_client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+    assert not own_containers(docker_client)
 
 
-def test_nothing_is_left_behind(docker_client, runner_image):
-    """Runs last in this module: no probe container, no dangling team layer, no build context."""
-    assert not docker_client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
-    assert not docker_client.images.list(filters={"dangling": True, "label": TEAM_LABEL})
-    assert not list(Path("/tmp").glob("harness-build-*"))
+def test_nothing_is_left_behind(docker_client, runner_image, dangling_before):
+    """Runs last in this module: no worker container, no dangling team layer, no build context or channel folder of this run's
+    (other harness runs on the same engine and box keep theirs: they are not this run's to judge)."""
+    assert not own_containers(docker_client)
+    assert not new_dangling_team_layers(docker_client, dangling_before)
+    assert not list(Path(tempfile.gettempdir()).glob(build_context_prefix() + "*"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"harness-channel-{os.getpid()}-*"))

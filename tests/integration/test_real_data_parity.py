@@ -1,4 +1,5 @@
-"""The four task modules on the real CLUE files, where a checkout has them beside it (skipped elsewhere).
+"""The four task modules on the real CLUE files, where a checkout has them beside it (skipped elsewhere):
+the folder named by HARNESS_CLUE_DATA, else ../shared/data/clue next to the repository.
 
 Expected NER numbers are the ones printed in the official CLUENER2020 score.py for its "bert base" run,
 which is the baseline prediction file stored with the data.
@@ -6,6 +7,7 @@ which is the baseline prediction file stored with the data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from harness.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[2]
-CANDIDATES = (Path("/work/shared/data/clue"), REPO.parent / "shared" / "data" / "clue")
+BESIDE_THE_REPO = REPO.parent / "shared" / "data" / "clue"
 
 # score.py (CLUEbenchmark/CLUENER2020), "bert base", on 0-1
 OFFICIAL_BERT_BASE_NER = {
@@ -26,11 +28,15 @@ OFFICIAL_BERT_BASE_NER_MACRO = 0.6471829433597345
 
 @pytest.fixture(scope="module")
 def clue() -> Path:
-    """The real data folder, or a skip: a user's fresh clone does not have it."""
-    for candidate in CANDIDATES:
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("real CLUE data not found at " + " or ".join(map(str, CANDIDATES)))
+    """The real data folder, or a skip: a user's fresh clone does not have it (a named folder must exist)."""
+    named = os.environ.get("HARNESS_CLUE_DATA")
+    if named:
+        if not Path(named).is_dir():
+            pytest.fail(f"HARNESS_CLUE_DATA={named} is not a folder")
+        return Path(named)
+    if BESIDE_THE_REPO.is_dir():
+        return BESIDE_THE_REPO
+    pytest.skip(f"real CLUE data not found at {BESIDE_THE_REPO} (set HARNESS_CLUE_DATA to its folder)")
 
 
 @pytest.mark.parametrize("task_name, gold_file", [

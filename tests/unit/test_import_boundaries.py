@@ -1,4 +1,4 @@
-"""The probe runs in team containers with only torch and numpy; the host install needs no torch."""
+"""The worker runs in team containers with only torch and numpy; the host install needs no torch."""
 
 import subprocess
 import sys
@@ -12,13 +12,14 @@ def imported_after(statement: str) -> set[str]:
     return {name.split(".")[0] for name in out.split()}
 
 
-def test_probe_imports_no_host_libraries():
+def test_worker_imports_no_host_libraries():
     pytest.importorskip("torch")
-    modules = imported_after("import harness.probe.runner, harness.probe.__main__")
+    modules = imported_after("import harness.probe.worker, harness.probe.channel")
     assert not modules & {"click", "pandas", "docker", "rich"}
 
 
 @pytest.mark.parametrize("module", ["harness.cli", "harness.pipeline", "harness.scoring", "harness.results",
-                                    "harness.backends", "harness.tasks", "harness.spec", "harness.submission"])
+                                    "harness.backends", "harness.tasks", "harness.spec", "harness.submission",
+                                    "harness.timekeeper", "harness.measurement"])
 def test_host_modules_do_not_import_torch(module):
     assert "torch" not in imported_after(f"import {module}")

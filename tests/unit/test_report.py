@@ -32,7 +32,8 @@ def leaderboard_frame():
                  task_scores=(82, 62, 72, 72)),
             _row(HOSTILE, "ok", 0.6000, 65.0, 5_000_000, 3.0, reason="speedup 3.0x < 8x",
                  task_scores=(75, 55, 65, 65)),
-            _row("broken-team", "probe_failed", error="probe exited 1: <b>CUDA</b> out of memory")]
+            _row("broken-team", "probe_failed", reason="no parameter count (no task ran)",
+                 error="probe exited 1: <b>CUDA</b> out of memory")]
     return pd.DataFrame(rows, columns=columns(SPEC))
 
 
@@ -53,6 +54,12 @@ def test_every_team_appears_and_untrusted_strings_are_escaped(page):
     assert "<script" not in page and "<b>CUDA</b>" not in page
     assert "&lt;b&gt;CUDA&lt;/b&gt; out of memory" in page
     assert '<meta charset="utf-8">' in page
+
+
+def test_a_failed_team_shows_its_reason_and_its_actual_error(page):
+    assert ("no: no parameter count (no task ran); error: probe exited 1: &lt;b&gt;CUDA&lt;/b&gt; out of memory"
+            in page)
+    assert "no: speedup 3.0x &lt; 8x</td>" in page       # no error: the reason alone
 
 
 def test_only_the_compliant_team_gets_a_rank(page):

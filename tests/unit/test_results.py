@@ -14,7 +14,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_column_order_is_fixed():
     cols = columns(SPEC)
-    assert cols[:9] == ["team", "status", "score", "P", "params", "params_ok", "speedup", "speed_ok", "compliant"]
+    assert cols[:12] == ["team", "status", "score", "P", "params", "params_ok", "speedup", "speedup_low",
+                         "speedup_high", "speed_verdict", "speed_ok", "compliant"]
     assert cols[len(TEAM_COLUMNS):len(TEAM_COLUMNS) + 3] == [
         "cluewsc2020_score", "cluewsc2020_time_per_example_ms", "cluewsc2020_params"]
     assert cols[-1] == "error" and len(cols) == len(TEAM_COLUMNS) + 4 * len(TASK_COLUMNS) + len(TRAILING_COLUMNS)
@@ -28,7 +29,7 @@ def test_readme_documents_every_column():
 def _result(team, P_scores=(80, 60, 70, 50)):
     tasks = SPEC.task_names
     outcomes = {t: TaskOutcome(t, s, 5_000_000, 1.0) for t, s in zip(tasks, P_scores)}
-    ref = {t: ReferenceTask(100_000_000, 10.0, 0.0) for t in tasks}
+    ref = {t: ReferenceTask(100_000_000, 10.0) for t in tasks}
     result = TeamResult(team=team, status="ok", backend="local", spec_name=SPEC.name, spec_sha256=SPEC.sha256,
                         score=score_team(outcomes, ref, SPEC))
     result.tasks = {t: {"score": s, "params": 5_000_000, "time_per_example_s": 0.002} for t, s in zip(tasks, P_scores)}

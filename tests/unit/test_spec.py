@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec import DEFAULT_SPEC, SpecError, load_spec
+from harness.spec import DEFAULT_SPEC, SpecError, load_spec, parse_size
 
 
 def test_bundled_spec_holds_the_guideline_rules():
@@ -37,10 +37,16 @@ def test_malformed_toml_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("old, new, message", [
     ("min_speedup = 8.0", "", r"missing key limits\.min_speedup"),
-    ("rounds = 3", 'rounds = "three"', r"timing\.rounds must be int"),
+    ("rounds = 5", 'rounds = "five"', r"timing\.rounds must be int"),
+    ("max_rounds = 20", "max_rounds = 2", r"timing\.max_rounds must be >= timing\.rounds"),
+    ("confidence = 0.95", "confidence = 95", r"timing\.confidence must be between 0 and 1"),
+    ('precision = "fp32-strict"', 'precision = "tf32"', r"reference\.precision must be one of"),
     ('name = "csl"', 'name = "csl"\nbatchsize = 4', r"unknown key tasks\[1\]\.batchsize"),
     ('ranking_metric = "em"', 'ranking_metric = "bleu"', r"tasks\[3\]\.ranking_metric 'bleu'"),
     ('size_aggregate = "max"', 'size_aggregate = "median"', r"formula\.size_aggregate"),
+    ('log_max_size = "10m"', 'log_max_size = "lots"', r"sandbox\.log_max_size: not a size: 'lots'"),
+    ("network = true", 'network = "yes"', r"build\.network must be bool"),
+    ("cpus = 4 ", "cpus = 0 ", r"build\.cpus >= 1"),
 ])
 def test_a_bad_key_is_named(tmp_path, old, new, message):
     text = _bundled_text()
@@ -52,3 +58,14 @@ def test_a_bad_key_is_named(tmp_path, old, new, message):
 def test_missing_file_says_so(tmp_path):
     with pytest.raises(SpecError, match="cannot read spec file"):
         load_spec(tmp_path / "nope.toml")
+
+
+def test_sizes_read_as_bytes():
+    assert parse_size("1024") == 1024 and parse_size("512m") == 512 * 2**20 and parse_size("2G") == 2 * 2**30
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("-1g")
+
+
+def test_bundled_spec_bounds_builds():
+    build = load_spec().build
+    assert build.network is True and build.timeout_s > 0 and parse_size(build.max_image_growth) > 2**30

@@ -1,0 +1,218 @@
+"""One team measured against the reference: both workers up at once, every task through the timekeeper.
+
+The host starts a worker for the team and one for the BERT-base reference (each behind its own socket, in
+its own process or container), hands every task to harness.timekeeper, scores the first-sight predictions
+in memory against the gold it never sends, and only then writes files, into folders the team never had.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from harness import stats
+from harness.backends.base import Backend, Built, log_tail
+from harness.gpu import process_memory_bytes
+from harness.probe import channel
+from harness.safe_files import fresh_dir
+from harness.spec import Spec
+from harness.tasks import get_task
+from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
+                                measure_task, same_predictions)
+
+# A first-sight slowdown smaller than this share of the reference's pass time cannot move a verdict or the
+# formula's time term noticeably: it is noise on a very fast model, not a cache worth flagging.
+CACHING_MATERIAL_SHARE = 0.01
+STRICT_FP32 = {"matmul_allow_tf32": False, "cudnn_allow_tf32": False, "float32_matmul_precision": "highest"}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What to start and load on one side."""
+
+    name: str                      # team or reference
+    built: Built
+    predictor: str                 # module:Class
+    timeout_s: float
+    options: Callable[[str], dict[str, Any]] = lambda task: {}
+    precision: str = "free"
+
+
+@dataclass
+class Measured:
+    """Everything the timekeeper learned about one team and the reference, per task."""
+
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)         # team side, per task
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    reference_environment: dict[str, Any] = field(default_factory=dict)
+    timed_out: str = ""
+    error: str = ""
+
+
+class ReferenceFailed(RuntimeError):
+    """The reference worker failed: no fair row can be written."""
+
+
+@contextmanager
+def running_worker(backend: Backend, side: WorkerSpec, log_path: Path) -> Iterator[WorkerLink]:
+    """A started, connected worker; stopped, killed and cleaned up on the way out, whatever happened."""
+    channel_dir = Path(tempfile.mkdtemp(prefix=f"harness-channel-{os.getpid()}-"))   # short: socket paths are limited
+    os.chmod(channel_dir, 0o755)
+    server, _ = channel.listen(channel_dir)
+    handle = backend.start_worker(side.built, channel_dir, log_path)
+    link = None
+    try:
+        link = WorkerLink.accept(side.name, server, handle.alive, time.monotonic() + side.timeout_s,
+                                 getattr(handle, "pid", None))
+        link.host_pid = handle.host_pid()
+        yield link
+    except WorkerFailed as exc:
+        if not exc.side:
+            exc.side = side.name
+        if isinstance(exc, WorkerTimeout) and exc.side == side.name:
+            handle.kill()              # past its deadline: no polite stop
+        raise
+    finally:
+        try:
+            if link is not None:
+                link.stop()            # a dead or killed worker only makes the polite stop fail quietly
+        finally:
+            handle.close()
+            server.close()
+            shutil.rmtree(channel_dir, ignore_errors=True)
+
+
+def check_reference_precision(link: WorkerLink, precision: str) -> dict[str, Any]:
+    """The reference's precision settings, verified against the spec's pin right before timing."""
+    _, reply = link.call("precision")
+    state = reply["precision"]
+    if precision == "fp32-strict":
+        wrong = {k: state.get(k) for k, v in STRICT_FP32.items() if state.get(k) != v}
+        wrong.update({k: v for k, v in state.items() if k.endswith("fp32_precision") and v not in ("ieee", "none")})
+        if wrong:
+            raise ReferenceFailed(f"reference precision is not fp32-strict right before timing: {wrong}")
+    return state
+
+
+def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> dict[str, Any]:
+    time_s = statistics.fmean(sum(r) for r in rounds)
+    return {"time_s": time_s, "time_per_example_s": time_s / n_examples, "load_s": side.load_s,
+            "first_call_s": side.first_call_s, "warmup_windows_s": side.warmup_windows_s,
+            "rounds_s": side.rounds, "scored_rounds_s": rounds}
+
+
+def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tuple[dict, dict]:
+    """(team record, reference record) of one timed task; the team's T from first sight when it seems to cache."""
+    team, ref = times.team, times.reference
+    suspected, team_ratio, ref_ratio = stats.caching_suspected(team.rounds, ref.rounds,
+                                                               spec.timing.caching_tolerance)
+    saved = sum(team.rounds[0]) - statistics.fmean(sum(r) for r in team.rounds[1:])
+    suspected = suspected and saved > CACHING_MATERIAL_SHARE * statistics.fmean(sum(r) for r in ref.rounds)
+    scored = team.rounds[:1] if suspected else team.rounds
+    team_record = side_record(team, scored, n_examples)
+    team_record.update(caching_suspected=suspected, first_sight_ratio=team_ratio, reference_first_sight_ratio=ref_ratio,
+                       consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
+                       warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
+                       interval=vars(times.interval) if times.interval else None)
+    return team_record, side_record(ref, ref.rounds, n_examples)
+
+
+def measure_against_reference(backend: Backend, team: WorkerSpec, reference: WorkerSpec, spec: Spec,
+                              inputs: dict[str, list[dict[str, Any]]], tasks: tuple[str, ...], plan: TimingPlan,
+                              device: str, threads: int, log_dir: Path, predictions_dir: Path,
+                              box_snapshot: Callable[[], dict[str, Any]] = dict) -> tuple[Measured, dict]:
+    """Time `tasks` on both workers; returns the measurements and the scored (first-sight) predictions."""
+    measured, predictions = Measured(), {}
+    try:
+        with running_worker(backend, reference, log_dir / "reference.log") as ref_link:
+            with running_worker(backend, team, log_dir / "worker.log") as team_link:
+                _measure_tasks(team_link, ref_link, team, reference, spec, inputs, tasks, plan, device, threads,
+                               box_snapshot, measured, predictions)
+    except WorkerTimeout as exc:
+        if exc.side == "reference":
+            raise ReferenceFailed(str(exc)) from exc
+        measured.timed_out = f"timed out after {team.timeout_s:g} s and was killed"
+    except WorkerFailed as exc:
+        if exc.side == "reference":
+            raise ReferenceFailed(str(exc)) from exc
+        tail = log_tail(log_dir / "worker.log", 1)
+        measured.error = f"{exc}" + (f": {tail}" if tail else "")
+    write_predictions(predictions, predictions_dir)
+    return measured, predictions
+
+
+def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec, reference: WorkerSpec, spec: Spec,
+                   inputs: dict[str, list[dict[str, Any]]], tasks: tuple[str, ...], plan: TimingPlan, device: str,
+                   threads: int, box_snapshot: Callable[[], dict[str, Any]], measured: Measured,
+                   predictions: dict[str, list[dict[str, Any]]]) -> None:
+    for name in tasks:
+        ts = spec.task(name)
+        loads = {side.name: {"task": name, "device": device, "options": side.options(name),
+                             "seed": spec.timing.seed, "precision": side.precision, "threads": threads,
+                             "team_dir": side.built.team_dir, "predictor": side.predictor}
+                 for side in (team, reference)}
+        precision: dict[str, Any] = {}
+        try:
+            times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
+                                 box_snapshot, lambda: precision.update(
+                                     check_reference_precision(ref_link, reference.precision)))
+            team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
+            _, team_params = team_link.call("params")
+            _, ref_params = ref_link.call("params")
+        except WorkerTimeout as exc:
+            if exc.side == "reference":
+                raise ReferenceFailed(str(exc)) from exc
+            measured.tasks[name] = {"ok": False, "error": f"timed out after {team.timeout_s:g} s and was killed"}
+            measured.environment = _environment(team_link)
+            raise
+        except WorkerFailed as exc:
+            if exc.side == "reference":
+                raise ReferenceFailed(str(exc)) from exc
+            measured.tasks[name] = {"ok": False, "error": str(exc)}
+            if not team_link_alive(team_link):
+                measured.error = f"the team's worker died during {name}: {exc}"
+                break
+            continue
+        team_record.update(ok=True, params=team_params["report"], device_memory_bytes=worker_memory(team_link, device))
+        ref_record.update(params=ref_params["report"], precision=precision,
+                          device_memory_bytes=worker_memory(ref_link, device))
+        measured.tasks[name], measured.reference[name] = team_record, ref_record
+        predictions[name] = times.team.predictions[0]
+    measured.environment = _environment(team_link)
+    measured.reference_environment = _environment(ref_link)
+
+
+def worker_memory(link: WorkerLink, device: str) -> int | None:
+    """Device memory the worker holds with this task's model loaded, from NVML on the host (GPU only)."""
+    return process_memory_bytes(getattr(link, "host_pid", None)) if device != "cpu" else None
+
+
+def team_link_alive(link: WorkerLink) -> bool:
+    try:
+        link.call("precision")
+        return True
+    except WorkerFailed:
+        return False
+
+
+def _environment(link: WorkerLink) -> dict[str, Any]:
+    return {**link.environment, "protocol": link.hello.get("protocol")}
+
+
+def predictions_file(task: str) -> str:
+    return f"{task}_predict.json"
+
+
+def write_predictions(predictions: dict[str, list[dict[str, Any]]], folder: Path) -> None:
+    """The scored predictions in the official formats, into a folder made fresh (after the workers stopped)."""
+    fresh_dir(folder)
+    for name, records in predictions.items():
+        get_task(name).write_predictions(records, folder / predictions_file(name))

@@ -1,0 +1,86 @@
+"""The channel between the timekeeper (host) and a worker (team or reference): framed JSON over a Unix socket.
+
+Standard library only: the worker side runs inside team images. A frame is a 4-byte big-endian length and
+that many bytes of UTF-8 JSON. The length is checked against MAX_MESSAGE_BYTES before anything is read, so
+a hostile worker cannot make the host allocate without bound; anything that is not a well-formed frame is a
+ChannelError (never a crash of the host).
+
+The host creates and listens on the socket in a folder it owns (mounted read-only into containers, so the
+team cannot swap the socket for something else); the worker connects to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SOCKET_NAME = "worker.sock"
+_HEADER = struct.Struct(">I")
+
+
+class ChannelError(Exception):
+    """The other side sent something that is not a frame of this protocol, or went away."""
+
+
+def encode(message: Any) -> bytes:
+    """One whole frame; encoded before timing starts so that the timed unit is the round trip itself."""
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise ChannelError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ChannelError(f"frame is not UTF-8 JSON: {exc}") from None
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            raise ChannelError(f"the other side closed the channel ({got} of {size} bytes received)")
+        got += n
+    return bytes(buffer)
+
+
+def recv_frame(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """The raw body of the next frame (undecoded: the timekeeper stops its clock before decoding)."""
+    (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
+    if size > max_bytes:
+        raise ChannelError(f"frame of {size} bytes announced; the limit is {max_bytes}")
+    return _recv_exactly(sock, size)
+
+
+def send(sock: socket.socket, message: Any) -> None:
+    sock.sendall(encode(message))
+
+
+def recv(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+    return decode(recv_frame(sock, max_bytes))
+
+
+def listen(channel_dir: Path, name: str = SOCKET_NAME) -> tuple[socket.socket, Path]:
+    """A listening socket in `channel_dir` (created fresh by the caller); connectable by the worker's uid."""
+    path = Path(channel_dir) / name
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    os.chmod(path, 0o777)   # the container's non-root user must connect; the folder itself is read-only to it
+    server.listen(1)
+    return server, path
+
+
+def connect(path: str | Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    return sock

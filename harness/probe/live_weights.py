@@ -1,0 +1,162 @@
+"""Weights the whole worker process holds, beyond what the predictor shows.
+
+The predictor-visible count (params.count_parameters) walks the predictor's attributes and trusts its
+``parameter_sources()``. A team can keep a model where no walk from the predictor leads: in a closure cell,
+behind a bound method, in a global of some module, created during the first predict() call, or behind
+overridden ``parameters()``. So after loading, and again after the timed passes, the worker also looks at
+every live object the garbage collector knows and everything those objects refer to, keeps the torch
+tensors and numpy arrays that could hold weights (floating point, quantized, or one-byte integers that a
+hand-rolled quantization would use; id tables and masks are left out), and measures the memory they span,
+whole storages at a time, so a weight hidden as a view of a bigger buffer is not a way out.
+
+Memory already claimed by the predictor-visible count is subtracted region by region; what is left is
+hidden, counted towards the limit and described by where it was found. Nothing a team could call is called
+here: only ``type()``, ``gc`` and the tensors' own storage pointers.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+Region = tuple[str, int, int]          # (device, first byte, end byte)
+_ONE_BYTE_INTS = {torch.int8, torch.uint8}
+_WHERE_SHOWN = 5                       # holders named in the report
+
+
+@dataclass(frozen=True)
+class HiddenWeights:
+    """Weight-like elements live in the process but outside the memory the predictor-visible count saw."""
+
+    elements: int
+    where: tuple[str, ...]             # the largest hidden storages first: what held them, and their size
+    live_elements: int                 # every weight-like element live in the process, seen or not
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"elements": self.elements, "where": list(self.where), "live_elements": self.live_elements}
+
+
+def _tensor_storage(tensor: torch.Tensor) -> tuple[Region, int] | None:
+    """The whole storage a weight-like tensor views, and its element size; None for other tensors."""
+    if not (tensor.is_floating_point() or tensor.is_quantized or tensor.dtype in _ONE_BYTE_INTS):
+        return None
+    try:
+        storage = tensor.untyped_storage()
+        address, nbytes = storage.data_ptr(), storage.nbytes()
+    except Exception:  # sparse, meta or other layouts without one plain storage
+        return None
+    if not address or not nbytes:
+        return None
+    return (str(tensor.device), address, address + nbytes), tensor.element_size()
+
+
+def _array_storage(array: np.ndarray) -> tuple[Region, int] | None:
+    """The whole buffer a weight-like numpy array views (its root base array), and its element size."""
+    if not (np.issubdtype(array.dtype, np.floating) or array.dtype in (np.int8, np.uint8)):
+        return None
+    root = array
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    address = root.__array_interface__["data"][0]
+    if not address or not root.nbytes:
+        return None
+    return ("cpu", address, address + root.nbytes), array.itemsize
+
+
+def _describe_holder(holder: Any, names: dict[int, str]) -> str:
+    if id(holder) in names:
+        return names[id(holder)]
+    if isinstance(holder, types.CellType):
+        return "a closure cell"
+    if isinstance(holder, types.FrameType):
+        return f"a running frame ({holder.f_code.co_name})"
+    return f"a {type(holder).__name__}"
+
+
+def _holder_names() -> dict[int, str]:
+    """Readable names for the dicts that usually hold weights: module globals, nn.Module registries."""
+    names = {id(vars(m)): f"globals of module {name}" for name, m in list(sys.modules.items())
+             if isinstance(m, types.ModuleType)}
+    for obj in gc.get_objects():
+        if issubclass(type(obj), nn.Module):
+            for registry in ("_parameters", "_buffers"):
+                table = obj.__dict__.get(registry)
+                if table is not None:
+                    names[id(table)] = f"{registry[1:]} of an {type(obj).__name__} module"
+    return names
+
+
+def live_storages() -> dict[Region, tuple[int, Any]]:
+    """Every weight-like storage the garbage collector can reach: region -> (element size, one holder)."""
+    gc.collect()
+    found: dict[Region, tuple[int, Any]] = {}
+    kinds: dict[type, str] = {}
+
+    def kind(cls: type) -> str:
+        if cls not in kinds:
+            kinds[cls] = ("tensor" if issubclass(cls, torch.Tensor)
+                          else "array" if issubclass(cls, np.ndarray) else "")
+        return kinds[cls]
+
+    def add(obj: Any, what: str, holder: Any) -> None:
+        storage = _tensor_storage(obj) if what == "tensor" else _array_storage(obj)
+        if storage is not None and storage[0] not in found:
+            found[storage[0]] = (storage[1], holder)
+
+    for holder in gc.get_objects():
+        what = kind(type(holder))
+        if what:
+            add(holder, what, holder)
+        for referent in gc.get_referents(holder):
+            what = kind(type(referent))
+            if what == "array":   # numpy arrays are not tracked by gc: only their holders lead to them
+                add(referent, what, holder)
+    return found
+
+
+def _uncovered_bytes(region: Region, claimed: list[Region]) -> int:
+    """Bytes of `region` that no claimed region covers."""
+    device, low, high = region
+    spans = sorted((max(low, c_low), min(high, c_high)) for c_dev, c_low, c_high in claimed
+                   if c_dev == device and c_low < high and c_high > low)
+    covered, cursor = 0, low
+    for start, end in spans:
+        start = max(start, cursor)
+        if end > start:
+            covered += end - start
+            cursor = end
+    return (high - low) - covered
+
+
+def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
+    """Weight-like elements live in this process outside the `claimed` memory regions."""
+    claimed = list(claimed)
+    storages = live_storages()
+    names = None
+    hidden: list[tuple[int, str]] = []
+    live = 0
+    for region, (itemsize, holder) in storages.items():
+        live += (region[2] - region[1]) // itemsize
+        extra = _uncovered_bytes(region, claimed) // itemsize
+        if extra:
+            names = names if names is not None else _holder_names()
+            hidden.append((extra, _describe_holder(holder, names)))
+    hidden.sort(key=lambda item: -item[0])
+    where = tuple(f"{n:,} in {holder}" for n, holder in hidden[:_WHERE_SHOWN])
+    if len(hidden) > _WHERE_SHOWN:
+        where += (f"{sum(n for n, _ in hidden[_WHERE_SHOWN:]):,} in {len(hidden) - _WHERE_SHOWN} more",)
+    return HiddenWeights(sum(n for n, _ in hidden), where, live)
+
+
+def live_onnx_sessions() -> list[Any]:
+    """Every ONNX Runtime session object alive in the process (their weights live in C++ memory)."""
+    return [obj for obj in gc.get_objects()
+            if str(getattr(type(obj), "__module__", "")).startswith("onnxruntime")
+            and type(obj).__name__.endswith("Session")]

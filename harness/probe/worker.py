@@ -1,0 +1,259 @@
+"""python -m harness.probe.worker SOCKET: serve one predictor to the timekeeper, and nothing else.
+
+The worker is the only harness code that runs next to team code, so it owns nothing that matters: it does
+no timing and writes no files. It connects to the host's socket, says hello, then answers requests:
+
+  load {task, device, options, seed, precision, threads}  import module:Class, Predictor(task, device, **options)
+  predict {batch}                                         -> {predictions}
+  params                                                  -> the parameter report (harness.probe.params)
+  precision                                               -> the matmul/cuDNN precision settings in force
+  stop
+
+Every failure is a reply {ok: false, error}; the host decides what it means. Whatever team code patches in
+this process (clocks, harness modules, files it writes on exit) cannot reach a number the host keeps.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import platform
+import random
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.probe import channel
+from harness.probe.params import count_parameters
+
+PRECISIONS = ("fp32-strict", "free")
+
+
+class WorkerError(Exception):
+    """A failure caused by the team's code, reported as a one-line reason."""
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkerError(f"device {requested!r} requested but torch sees no CUDA device")
+    return requested
+
+
+def describe_environment(device: str) -> dict[str, Any]:
+    import torch
+
+    env = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
+           "python": platform.python_version(), "machine": platform.machine(),
+           "torch_threads": torch.get_num_threads(), "device_name": "cpu", "pid": os.getpid()}
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        env.update(device_name=props.name, cudnn=torch.backends.cudnn.version(), gpu_memory_bytes=props.total_memory)
+    return env
+
+
+# Where newer torch keeps its fp32 precision switches ("ieee" = no TF32); the ones present are set and read.
+FP32_PRECISION_SETTINGS = ("backends", "backends.cuda.matmul", "backends.cudnn", "backends.cudnn.conv",
+                           "backends.cudnn.rnn")
+
+
+def _attribute(owner: Any, name: str) -> Any:
+    """getattr that also survives torch modules raising AssertionError for unknown names (torch 1.x cudnn)."""
+    try:
+        return getattr(owner, name)
+    except Exception:
+        return None
+
+
+def _fp32_switches():
+    import torch
+
+    for path in FP32_PRECISION_SETTINGS:
+        owner = torch
+        for part in path.split("."):
+            owner = _attribute(owner, part) if owner is not None else None
+        if owner is not None and _attribute(owner, "fp32_precision") is not None:
+            yield path, owner
+
+
+def set_precision(precision: str) -> None:
+    """fp32-strict: no TF32 anywhere, float32 matmul precision "highest" (what the spec pins the reference to)."""
+    if precision not in PRECISIONS:
+        raise WorkerError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if precision == "free":
+        return
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    for _, owner in _fp32_switches():       # newer torch: the settings that win over the legacy flags
+        try:
+            owner.fp32_precision = "ieee"
+        except Exception:
+            pass
+
+
+def read_precision() -> dict[str, Any]:
+    """The settings in force now: checked by the host right before timing, and recorded on the row."""
+    import torch
+
+    state: dict[str, Any] = {"matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                             "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    for path, owner in _fp32_switches():
+        state[f"{path.replace('.', '_')}_fp32_precision"] = str(owner.fp32_precision)
+    return state
+
+
+TEAM_VENV_VARIABLE = "HARNESS_TEAM_VENV"
+
+
+def team_site_dirs() -> list[str]:
+    """site-packages of the team's own environment, named by $HARNESS_TEAM_VENV (Dockerfile.runner).
+
+    The worker starts isolated (`python -I` from the harness's root-owned venv), so nothing the team wrote at
+    build time runs before it; the team's packages join sys.path only now, as plain paths: `.pth` files there
+    are never processed.
+    """
+    venv = os.environ.get(TEAM_VENV_VARIABLE)
+    return sorted(str(p) for p in Path(venv).glob("lib/python*/site-packages") if p.is_dir()) if venv else []
+
+
+def load_predictor_class(team_dir: str, entry: str) -> type:
+    module_name, class_name = entry.split(":", 1)
+    for path in [*team_site_dirs(), team_dir]:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # team code: any exception is the team's failure
+        raise WorkerError(f"cannot import predictor module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise WorkerError(f"predictor module {module_name!r} has no class {class_name!r}")
+    return cls
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed)
+    except ImportError:
+        pass
+
+
+class Worker:
+    """One predictor at a time, replaced by each load."""
+
+    def __init__(self) -> None:
+        self.predictor: Any = None
+        self.team_dir = ""
+
+    def load(self, request: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        self.predictor = None          # the previous task's model goes before the next one loads
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if request.get("threads"):
+            torch.set_num_threads(int(request["threads"]))
+        set_precision(request.get("precision") or "free")
+        device = resolve_device(request.get("device") or "auto")
+        seed_everything(int(request.get("seed") or 0))
+        self.team_dir = request["team_dir"]
+        cls = load_predictor_class(self.team_dir, request["predictor"])
+        task = request["task"]
+        try:
+            self.predictor = cls(task, device, **(request.get("options") or {}))
+        except Exception as exc:
+            raise WorkerError(f"Predictor({task!r}, {device!r}) raised {type(exc).__name__}: {exc}") from exc
+        return {"environment": describe_environment(device)}
+
+    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.predictor is None:
+            raise WorkerError("predict before load")
+        output = self.predictor.predict(request["batch"])
+        if isinstance(output, tuple):
+            output = list(output)
+        return {"predictions": output}
+
+    def params(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.predictor is None:
+            raise WorkerError("params before load")
+        report = count_parameters(self.predictor, Path(self.team_dir)).to_dict()
+        report["dtypes"] = tensor_dtypes(self.predictor)
+        return {"report": report}
+
+    def precision(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"precision": read_precision()}
+
+
+def tensor_dtypes(predictor: Any) -> list[str]:
+    """dtypes of the parameters of every torch module the predictor holds (the team's precision, recorded)."""
+    import torch
+
+    seen: set[str] = set()
+    for value in vars(predictor).values() if hasattr(predictor, "__dict__") else ():
+        if isinstance(value, torch.nn.Module):
+            seen.update(str(p.dtype).removeprefix("torch.") for p in value.parameters())
+    return sorted(seen)
+
+
+def serve(sock) -> None:
+    worker = Worker()
+    channel.send(sock, {"ok": True, "hello": True, "protocol": channel.PROTOCOL_VERSION, "pid": os.getpid()})
+    handlers = {"load": worker.load, "predict": worker.predict, "params": worker.params,
+                "precision": worker.precision}
+    while True:
+        try:
+            request = channel.recv(sock)
+        except channel.ChannelError:
+            return                                  # the host went away: nothing left to serve
+        op = request.get("op") if isinstance(request, dict) else None
+        if op == "stop":
+            try:
+                channel.send(sock, {"ok": True})
+            except OSError:          # the host may close right after asking: nothing left to tell it
+                pass
+            return
+        handler = handlers.get(op)
+        try:
+            if handler is None:
+                raise WorkerError(f"unknown request {op!r}")
+            reply = {"ok": True, **handler(request)}
+            frame = channel.encode(reply)
+        except Exception as exc:  # the team's failure, or an unencodable answer: a reply, never a crash
+            if not isinstance(exc, WorkerError):
+                traceback.print_exc()
+            reason = str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+            frame = channel.encode({"ok": False, "error": reason})
+        sock.sendall(frame)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m harness.probe.worker SOCKET", file=sys.stderr)
+        return 2
+    sock = channel.connect(args[0])
+    try:
+        serve(sock)
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The statistics behind a defensible speedup: its 95% interval, the verdict on a limit, warm-up settling,
+and the caching audit.
+
+Timings come as rounds x batches (seconds per batch, canonical batch order): one round is one pass over all
+of a task's inputs. A team's round and the reference's round of the same index were measured next to each
+other (interleaved), so drift of the box between rounds falls on both; resampling them together (paired)
+keeps that pairing, and resampling the same batch indices on both sides keeps the content pairing.
+
+The interval is a two-level percentile bootstrap (Kalibera & Jones, "Rigorous benchmarking in reasonable
+time"): rounds are resampled with replacement, then batches within each resampled round. Tasks are
+resampled independently and their mean pass times added, as the formula's T adds them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+TaskRounds = Sequence[Sequence[float]]
+METHOD = "two-level paired percentile bootstrap (rounds, then batches within rounds)"
+_CHUNK = 250          # resamples drawn at once: bounds memory on large tasks
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class Interval:
+    point: float
+    low: float
+    high: float
+    confidence: float
+    method: str = METHOD
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width relative to the point estimate (0.03 = +-3%)."""
+        return (self.high - self.low) / 2 / self.point if self.point else float("inf")
+
+
+def _matrix(rounds: TaskRounds, side: str) -> np.ndarray:
+    array = np.asarray(rounds, dtype=float)
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(f"{side} timings must be a non-empty rounds x batches table")
+    return array
+
+
+def mean_pass_s(rounds: TaskRounds) -> float:
+    """Mean over rounds of one pass's total seconds: the time the formula uses for one task."""
+    return float(_matrix(rounds, "the").sum(axis=1).mean())
+
+
+def _resampled_pass_means(team: np.ndarray, ref: np.ndarray, n: int, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """n bootstrap replicates of (team, reference) mean pass seconds for one task."""
+    batches = team.shape[1]
+    paired = team.shape[0] == ref.shape[0]
+    team_rounds = rng.integers(0, team.shape[0], (n, team.shape[0]))
+    ref_rounds = team_rounds if paired else rng.integers(0, ref.shape[0], (n, ref.shape[0]))
+    width = max(team.shape[0], ref.shape[0])
+    picks = rng.integers(0, batches, (n, width, batches))   # the same batch draws for both sides
+
+    def replicate(table: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+        chosen = picks[:, :rounds.shape[1], :]
+        return table[rounds[:, :, None], chosen].sum(axis=2).mean(axis=1)
+
+    return replicate(team, team_rounds), replicate(ref, ref_rounds)
+
+
+def speedup_interval(team: Sequence[TaskRounds], reference: Sequence[TaskRounds], confidence: float = 0.95,
+                     resamples: int = 2000, seed: int = 0) -> Interval:
+    """T_reference / T_team with a percentile-bootstrap interval; one entry per task on both sides."""
+    if len(team) != len(reference) or not team:
+        raise ValueError("team and reference need timings for the same, non-empty list of tasks")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be between 0 and 1")
+    pairs = []
+    for i, (t, r) in enumerate(zip(team, reference)):
+        t, r = _matrix(t, "team"), _matrix(r, "reference")
+        if t.shape[1] != r.shape[1]:
+            raise ValueError(f"task {i}: team has {t.shape[1]} batches per round, the reference {r.shape[1]}")
+        pairs.append((t, r))
+    point = (sum(r.sum(axis=1).mean() for _, r in pairs)
+             / max(sum(t.sum(axis=1).mean() for t, _ in pairs), _TINY))
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, resamples, _CHUNK):
+        n = min(_CHUNK, resamples - start)
+        team_T, ref_T = np.zeros(n), np.zeros(n)
+        for t, r in pairs:
+            team_mean, ref_mean = _resampled_pass_means(t, r, n, rng)
+            team_T += team_mean
+            ref_T += ref_mean
+        ratios.append(ref_T / np.maximum(team_T, _TINY))
+    all_ratios = np.concatenate(ratios)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(all_ratios, [tail, 100 - tail])
+    return Interval(float(point), float(min(low, point)), float(max(high, point)), confidence)
+
+
+def verdict(interval: Interval, minimum: float) -> str:
+    """'pass' when even the low bound reaches the minimum, 'fail' when even the high bound is below it,
+    'borderline' otherwise (measure more, or report the row as undecided)."""
+    if interval.low >= minimum:
+        return "pass"
+    if interval.high < minimum:
+        return "fail"
+    return "borderline"
+
+
+def settled(window_seconds: Sequence[float], tolerance: float) -> bool:
+    """Warm-up is over when the last window took within `tolerance` (relative) of the one before it."""
+    if len(window_seconds) < 2:
+        return False
+    before, last = window_seconds[-2], window_seconds[-1]
+    return abs(last - before) <= tolerance * max(before, _TINY)
+
+
+def first_sight_ratio(rounds: TaskRounds) -> float:
+    """First round's pass time over the median repeat pass: far above 1 when repeats are served from a cache."""
+    passes = _matrix(rounds, "the").sum(axis=1)
+    if len(passes) < 2:
+        raise ValueError("the caching audit needs at least two rounds")
+    return float(passes[0] / max(statistics.median(passes[1:]), _TINY))
+
+
+def caching_suspected(team: TaskRounds, reference: TaskRounds, tolerance: float) -> tuple[bool, float, float]:
+    """(suspected, team ratio, reference ratio): the team's first-sight slowdown exceeds the reference's
+    own by more than `tolerance` (0.5 = 50% more), as MLPerf's TEST04 compares cached and fresh runs."""
+    team_ratio, ref_ratio = first_sight_ratio(team), first_sight_ratio(reference)
+    return team_ratio > ref_ratio * (1 + tolerance), team_ratio, ref_ratio

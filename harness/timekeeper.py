@@ -1,0 +1,307 @@
+"""The timekeeper: harness code in the host process that times workers it does not trust.
+
+It owns the inputs, the batch schedule, the clock and the predictions. The timed unit is one batch's round
+trip: from sending the pre-encoded batch to holding the whole reply in host memory (predict() end to end,
+tokenization included, for the team and the reference alike). Decoding and checking happen after the clock
+stops. Nothing a worker writes anywhere is read back; a worker's only influence is the bytes it replies.
+
+Per task: both workers load (load round trip and the first call recorded apart), warm up on perturbed
+copies of the inputs (harness.warmup_inputs) until each side's window time settles, then time rounds. A
+round is one pass over every batch, in an order shuffled from the run seed, for the team and for the
+reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
+first sight: its predictions are the ones scored, and the caching audit compares it with the repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from harness import stats
+from harness.probe import channel
+from harness.tasks import get_task
+from harness.warmup_inputs import warmup_examples
+
+Batch = list[dict[str, Any]]
+MIN_WINDOW_S = 0.1
+
+
+class WorkerFailed(Exception):
+    """The worker replied with an error, broke the protocol, or died; the message says which, `side` whose."""
+
+    def __init__(self, message: str, side: str = ""):
+        super().__init__(message)
+        self.side = side
+
+
+class WorkerTimeout(WorkerFailed):
+    """The worker's wall-clock deadline passed; the caller kills it."""
+
+
+class WorkerLink:
+    """The host end of one worker's channel, with the worker's wall-clock deadline."""
+
+    def __init__(self, name: str, sock: socket.socket, deadline: float, hello: dict[str, Any]):
+        self.name, self.sock, self.deadline, self.hello = name, sock, deadline, hello
+        self.environment: dict[str, Any] = {}      # what the worker said about itself at its last load
+        self.host_pid: int | None = None           # set by whoever started it, for NVML's per-process memory
+        # The socket stays blocking (a socket timeout would add a poll() to every send and receive inside
+        # the timed unit); a watchdog shuts the connection down at the deadline instead.
+        self.sock.settimeout(None)
+        self.expired = False
+        self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _broken(self, exc: Exception) -> WorkerFailed:
+        if self.expired or time.monotonic() >= self.deadline:
+            return WorkerTimeout(f"{self.name} worker passed its deadline", self.name)
+        return WorkerFailed(f"{self.name} worker channel broke: {exc}", self.name)
+
+    @classmethod
+    def accept(cls, name: str, server: socket.socket, alive: Callable[[], bool], deadline: float,
+               expected_pid: int | None = None) -> "WorkerLink":
+        """Wait for the worker to connect and say hello; give up when it dies or the deadline passes.
+
+        Where the worker's pid is known (a local subprocess), the peer's credentials must show that pid: no
+        other process of the same user may stand in for the worker.
+        """
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerTimeout(f"{name} worker did not connect before its deadline", name)
+            server.settimeout(min(0.5, remaining))
+            try:
+                sock, _ = server.accept()
+                break
+            except socket.timeout:
+                if not alive():
+                    raise WorkerFailed(f"{name} worker exited before connecting", name) from None
+        if expected_pid is not None and peer_pid(sock) not in (None, expected_pid):
+            sock.close()
+            raise WorkerFailed(f"a process other than the {name} worker connected to its socket", name)
+        link = cls(name, sock, deadline, {})
+        hello = link.receive()
+        if not isinstance(hello, dict) or hello.get("protocol") != channel.PROTOCOL_VERSION:
+            raise WorkerFailed(f"{name} worker speaks protocol {hello!r}, not {channel.PROTOCOL_VERSION}: "
+                               "rebuild the image with this harness", name)
+        link.hello = hello
+        return link
+
+    def round_trip(self, frame: bytes) -> tuple[float, bytes]:
+        """Seconds from sending `frame` to holding the whole reply, and the reply's undecoded body."""
+        if self.expired or time.monotonic() >= self.deadline:
+            raise WorkerTimeout(f"{self.name} worker passed its deadline", self.name)
+        try:
+            start = time.perf_counter()
+            self.sock.sendall(frame)
+            body = channel.recv_frame(self.sock)
+            seconds = time.perf_counter() - start
+        except (OSError, channel.ChannelError) as exc:
+            raise self._broken(exc) from None
+        return seconds, body
+
+    def receive(self) -> Any:
+        """The next message, unprompted (the worker's hello)."""
+        try:
+            return channel.recv(self.sock)
+        except (OSError, channel.ChannelError) as exc:
+            raise self._broken(exc) from None
+
+    def call(self, op: str, **fields: Any) -> tuple[float, dict[str, Any]]:
+        """An untimed-by-design request (load, params, precision); (round-trip seconds, reply)."""
+        seconds, body = self.round_trip(channel.encode({"op": op, **fields}))
+        reply = _reply(body, self.name)
+        return seconds, reply
+
+    def stop(self) -> None:
+        self._watchdog.cancel()
+        try:
+            self.sock.settimeout(2)
+            channel.send(self.sock, {"op": "stop"})
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The connected peer's pid from SO_PEERCRED (Linux); None where the platform cannot say."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
+
+
+def _reply(body: bytes, name: str) -> dict[str, Any]:
+    try:
+        reply = channel.decode(body)
+    except channel.ChannelError as exc:
+        raise WorkerFailed(f"{name} worker: {exc}", name) from None
+    if not isinstance(reply, dict):
+        raise WorkerFailed(f"{name} worker replied {type(reply).__name__}, not an object", name)
+    if not reply.get("ok"):
+        raise WorkerFailed(str(reply.get("error") or f"{name} worker failed"), name)
+    return reply
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """The [timing] settings the timekeeper needs, plus the run's seed and the limit it decides on."""
+
+    run_seed: int
+    rounds: int
+    max_rounds: int
+    warmup_min_s: float
+    warmup_max_s: float
+    settle_tolerance: float
+    confidence: float
+    min_speedup: float
+
+
+@dataclass
+class SideTimes:
+    """One worker on one task: per-round per-batch seconds (canonical batch order) and what it answered."""
+
+    load_s: float = 0.0
+    first_call_s: float = 0.0
+    warmup_windows_s: list[float] = field(default_factory=list)
+    rounds: list[list[float]] = field(default_factory=list)
+    predictions: list[list[dict[str, Any]]] = field(default_factory=list)   # per round, canonical order
+
+
+@dataclass
+class TaskTimes:
+    team: SideTimes
+    reference: SideTimes
+    orders: list[list[int]]
+    warmup_settled: bool
+    warmup_s: float
+    box: list[dict[str, Any]]
+    interval: stats.Interval | None = None
+
+
+def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
+    return [list(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size)]
+
+
+def checked_predictions(task: str, batch: Batch, body: bytes, name: str) -> list[dict[str, Any]]:
+    """The batch's predictions from a reply, checked against the task's format (after the clock stopped)."""
+    output = _reply(body, name).get("predictions")
+    if not isinstance(output, list):
+        raise WorkerFailed(f"predict() returned {type(output).__name__}, expected a list of predictions", name)
+    if len(output) != len(batch):
+        raise WorkerFailed(f"predict() returned {len(output)} predictions for a batch of {len(batch)}", name)
+    checker = get_task(task).check_prediction
+    for example, prediction in zip(batch, output):
+        reason = checker(prediction)
+        if reason is None and prediction.get("id") != example["id"]:
+            reason = f"id {prediction.get('id')!r} does not match the example's id {example['id']!r}"
+        if reason:
+            raise WorkerFailed(f"invalid prediction for example {example['id']!r}: {reason}", name)
+    return output
+
+
+def timed_pass(link: WorkerLink, task: str, batches: Sequence[Batch], frames: Sequence[bytes],
+               order: Sequence[int]) -> tuple[list[float], list[dict[str, Any]]]:
+    """One pass in `order`: seconds and predictions, both returned in canonical batch order."""
+    seconds: list[float] = [0.0] * len(frames)
+    bodies: list[bytes] = [b""] * len(frames)
+    for index in order:
+        seconds[index], bodies[index] = link.round_trip(frames[index])
+    predictions = [p for batch, body in zip(batches, bodies) for p in checked_predictions(task, batch, body, link.name)]
+    return seconds, predictions
+
+
+def predict_frames(batches: Sequence[Batch]) -> list[bytes]:
+    """Every request encoded before any clock starts: encoding is the host's work, not the worker's."""
+    return [channel.encode({"op": "predict", "batch": batch}) for batch in batches]
+
+
+def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], plan: TimingPlan,
+            sides: Sequence[SideTimes]) -> tuple[bool, float]:
+    """Alternate warm-up windows until both sides' window time settles (after warmup_min_s, at most warmup_max_s).
+
+    A window repeats whole passes over every warm-up batch (so every shape is seen) until it lasts at least
+    MIN_WINDOW_S, as pyperf keeps values of 100 ms or more: a 1 ms model is judged over many calls, not one.
+    Its value is the mean seconds per pass.
+    """
+    frames = predict_frames(batches)
+    started = time.monotonic()
+    window = 0
+    while True:
+        pairs = list(zip(links, sides))
+        for link, side in (pairs if window % 2 == 0 else pairs[::-1]):
+            passes: list[float] = []
+            while not passes or sum(passes) < MIN_WINDOW_S:
+                seconds, _ = timed_pass(link, task, batches, frames, range(len(frames)))
+                passes.append(sum(seconds))
+            side.warmup_windows_s.append(sum(passes) / len(passes))
+        window += 1
+        elapsed = time.monotonic() - started
+        done = all(stats.settled(side.warmup_windows_s, plan.settle_tolerance) for side in sides)
+        if done and elapsed >= plan.warmup_min_s:
+            return True, elapsed
+        if elapsed >= plan.warmup_max_s:
+            return False, elapsed
+
+
+def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: Sequence[dict[str, Any]],
+                 batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
+                 box_snapshot: Callable[[], dict[str, Any]] = dict,
+                 before_timing: Callable[[], None] = lambda: None) -> TaskTimes:
+    """Load both workers, warm them up, time interleaved rounds until the task's interval is decided."""
+    sides = {"team": SideTimes(), "reference": SideTimes()}
+    links = {"team": team, "reference": reference}
+    for name in ("reference", "team"):
+        sides[name].load_s, reply = links[name].call("load", **loads[name])
+        links[name].environment = dict(reply.get("environment") or {})
+    batches = make_batches(examples, batch_size)
+    warm = make_batches(warmup_examples(examples, plan.run_seed), batch_size)
+    warm_frames = predict_frames(warm)
+    for name in ("reference", "team"):
+        seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
+        sides[name].first_call_s = seconds[0]
+    settled, warmup_s = warm_up([team, reference], task, warm, plan, [sides["team"], sides["reference"]])
+    before_timing()     # e.g. the reference's precision, verified right before the clock starts
+    frames = predict_frames(batches)
+    rng = random.Random(f"{plan.run_seed}:{task}")
+    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [])
+    while True:
+        order = list(range(len(frames)))
+        rng.shuffle(order)
+        times.orders.append(order)
+        round_index = len(times.orders) - 1
+        times.box.append({"round": round_index, **box_snapshot()})
+        names = ("team", "reference") if round_index % 2 == 0 else ("reference", "team")
+        for name in names:
+            seconds, predictions = timed_pass(links[name], task, batches, frames, order)
+            sides[name].rounds.append(seconds)
+            sides[name].predictions.append(predictions)
+        if len(times.orders) < plan.rounds:
+            continue
+        times.interval = stats.speedup_interval([sides["team"].rounds], [sides["reference"].rounds],
+                                                confidence=plan.confidence, seed=plan.run_seed)
+        if (stats.verdict(times.interval, plan.min_speedup) != "borderline"
+                or len(times.orders) >= plan.max_rounds):
+            return times
+
+
+def same_predictions(rounds: Sequence[Sequence[dict[str, Any]]]) -> bool:
+    """Whether every round answered exactly what round 0 (first sight, the scored one) answered."""
+    first = json.dumps(rounds[0], sort_keys=True, ensure_ascii=False)
+    return all(json.dumps(r, sort_keys=True, ensure_ascii=False) == first for r in rounds[1:])

@@ -1,0 +1,126 @@
+"""Hostile teams on the local backend: every attack of issue 9 leaves the numbers unchanged or flags the row.
+
+All models are sleep-based against the fake reference's 0.2 s per batch: the honest twin (sleep_team) takes
+0.05 s per batch, so its speedup is about 4x; a hostile team with the same model must come out within 25%
+of it. Teams declare two tasks (cluewsc2020, csl) to keep each run to a few seconds, so a run that went well
+is "partial" (the other two tasks score 0) with both declared tasks scored.
+"""
+
+import json
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import FIXTURES, TEAMS
+from harness.cli import main
+from click.testing import CliRunner
+
+pytestmark = pytest.mark.slow
+
+
+def run_team(team_dir, out, cache):
+    args = ["run", str(team_dir), "--spec", str(FIXTURES / "spec_small.toml"), "--data-dir", str(FIXTURES / "data"),
+            "--backend", "local", "--reference", str(TEAMS / "fake_reference"), "--cache-dir", str(cache),
+            "--out", str(out), "--timeout", "60"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out / "results.csv", keep_default_na=False)
+    team = team_dir.name
+    record = json.loads((out / team / "result.json").read_text(encoding="utf-8"))
+    return frame[frame["team"] == team].iloc[0], record
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("honest")
+    return run_team(TEAMS / "sleep_team", tmp / "out", tmp / "cache")
+
+
+def assert_ran(row):
+    assert row["status"] == "partial" and "cluener2020, cmrc2018" in row["reason"], (row["status"], row["error"])
+    assert row["cluewsc2020_score"] != "" and row["csl_score"] != ""
+
+
+def assert_same_speed(row, honest_row):
+    assert_ran(row)
+    assert float(row["speedup"]) == pytest.approx(float(honest_row["speedup"]), rel=0.25)
+    assert float(row["speedup_low"]) <= float(row["speedup"]) <= float(row["speedup_high"])
+
+
+def test_the_honest_twin_is_about_four_times_faster_with_an_interval(honest):
+    row, record = honest
+    assert_ran(row)
+    assert row["params"] == 40
+    assert 2.5 < float(row["speedup"]) < 5.5
+    assert float(row["speedup_low"]) <= float(row["speedup"]) <= float(row["speedup_high"])
+    assert row["speed_verdict"] == "fail" and row["speed_ok"] in (False, "False")
+    assert "caching_suspected" not in row["flags"]
+    assert isinstance(record["run_seed"], int) and record["reference_precision"]["matmul_allow_tf32"] is False
+
+
+def test_patched_clocks_and_harness_functions_change_nothing(tmp_path, honest):
+    row, _ = run_team(TEAMS / "clock_patch_team", tmp_path / "out", tmp_path / "cache")
+    assert_same_speed(row, honest[0])
+    assert "caching_suspected" not in row["flags"]
+
+
+def test_a_shadow_harness_package_is_never_imported(tmp_path, honest):
+    row, record = run_team(TEAMS / "shadow_harness_team", tmp_path / "out", tmp_path / "cache")
+    assert_same_speed(row, honest[0])
+    assert row["params"] == 40 and record["environment"]["device"] == "cpu"   # the fake worker says 1 and cuda
+
+
+def test_forged_files_from_thread_fork_atexit_and_exit_never_reach_the_row(tmp_path, honest):
+    out = tmp_path / "out"
+    team = tmp_path / "forger_team"
+    import shutil
+    shutil.copytree(TEAMS / "forger_team", team)
+    folders = [out / "forger_team", out / "forger_team" / "predictions", out / "forger_team" / "probe", out]
+    (team / "targets.json").write_text(json.dumps({"folders": [str(f) for f in folders]}))
+    row, record = run_team(team, out, tmp_path / "cache")
+    assert_ran(row)
+    # forging costs it time (files written every 10 ms): never faster than its honest twin, nowhere near 99999x
+    assert float(row["speedup"]) < float(honest[0]["speedup"]) * 1.25
+    assert float(row["csl_score"]) == 0 and row["params"] == 40          # forged: label "1" everywhere, 1 parameter
+    assert "forged_by" not in record
+    ours = (out / "forger_team" / "predictions" / "csl_predict.json").read_text(encoding="utf-8")
+    assert '"label": "0"' in ours and '"label": "1"' not in ours
+    # nothing of the team's is left running: a forgery removed now stays removed
+    time.sleep(0.1)
+    for folder in folders:
+        (folder / "measurements.json").unlink(missing_ok=True)
+    time.sleep(0.5)
+    assert not any((folder / "measurements.json").exists() for folder in folders)
+
+
+def test_caching_by_input_text_is_flagged_and_timed_on_first_sight(tmp_path):
+    row, record = run_team(TEAMS / "caching_team", tmp_path / "out", tmp_path / "cache")
+    assert "caching_suspected" in row["flags"]
+    # 0.1 s on first sight against 0.2 s: about 2x, never the thousands the repeats would give
+    assert float(row["speedup"]) < 4 and row["speed_ok"] in (False, "False")
+    timing = record["tasks"]["csl"]["timing"]
+    assert timing["caching_suspected"] and len(timing["scored_rounds_s"]) == 1
+
+
+def test_precomputing_from_input_files_gains_nothing(tmp_path):
+    row, _ = run_team(TEAMS / "precompute_team", tmp_path / "out", tmp_path / "cache")
+    assert_ran(row)
+    assert float(row["speedup"]) < 4 and row["speed_ok"] in (False, "False")
+
+
+def test_links_and_fifos_left_in_the_output_folder_are_never_written_through(tmp_path):
+    out = tmp_path / "out"
+    left = out / "ok_team" / "predictions"
+    left.mkdir(parents=True)
+    sentinel, other = tmp_path / "host_file", tmp_path / "other_host_file"
+    sentinel.write_text("original")
+    other.write_text("original")
+    (left / "csl_predict.json").symlink_to(sentinel)
+    (out / "ok_team" / "result.json").symlink_to(other)
+    os.mkfifo(out / "ok_team" / "worker.log")
+    row, _ = run_team(TEAMS / "ok_team", out, tmp_path / "cache")
+    assert row["status"] == "ok"
+    assert sentinel.read_text() == "original" and other.read_text() == "original"
+    assert not (left / "csl_predict.json").is_symlink() and not (out / "ok_team" / "result.json").is_symlink()

@@ -1,0 +1,78 @@
+"""The channel's framing: round trips, and everything a hostile worker could send instead of a frame."""
+
+import socket
+import struct
+
+import pytest
+
+from harness.probe import channel
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_a_message_round_trips_with_chinese_text(pair):
+    a, b = pair
+    message = {"op": "predict", "batch": [{"id": "甲", "text": "小明去商店，他买了苹果。"}]}
+    channel.send(a, message)
+    assert channel.recv(b) == message
+
+
+def test_frame_is_a_big_endian_length_and_utf8_json():
+    frame = channel.encode({"a": "长"})
+    body = '{"a":"长"}'.encode("utf-8")
+    assert frame == struct.pack(">I", len(body)) + body
+
+
+def test_an_announced_oversize_frame_is_refused_before_reading_it(pair):
+    a, b = pair
+    a.sendall(struct.pack(">I", channel.MAX_MESSAGE_BYTES + 1))
+    with pytest.raises(channel.ChannelError, match="limit"):
+        channel.recv_frame(b)
+
+
+def test_a_smaller_limit_applies_too(pair):
+    a, b = pair
+    channel.send(a, {"x": "y" * 100})
+    with pytest.raises(channel.ChannelError, match="limit is 10"):
+        channel.recv_frame(b, max_bytes=10)
+
+
+def test_garbage_is_a_channel_error(pair):
+    a, b = pair
+    a.sendall(struct.pack(">I", 4) + b"\xff\xfe{[")
+    with pytest.raises(channel.ChannelError, match="not UTF-8 JSON"):
+        channel.recv(b)
+
+
+def test_a_peer_closing_mid_frame_is_a_channel_error(pair):
+    a, b = pair
+    a.sendall(struct.pack(">I", 100) + b'{"trunc')
+    a.close()
+    with pytest.raises(channel.ChannelError, match="closed the channel"):
+        channel.recv(b)
+
+
+def test_encoding_a_message_over_the_limit_fails(monkeypatch):
+    monkeypatch.setattr(channel, "MAX_MESSAGE_BYTES", 8)
+    with pytest.raises(channel.ChannelError, match="exceeds"):
+        channel.encode({"long": "x" * 20})
+
+
+def test_listen_and_connect_through_a_socket_file(tmp_path):
+    server, path = channel.listen(tmp_path)
+    try:
+        client = channel.connect(path)
+        conn, _ = server.accept()
+        channel.send(client, {"hello": 1})
+        assert channel.recv(conn) == {"hello": 1}
+        assert oct(path.stat().st_mode & 0o777) == "0o777"
+        client.close()
+        conn.close()
+    finally:
+        server.close()

@@ -1,0 +1,80 @@
+"""Weights hidden from the predictor-visible count are found in the process (live_weights).
+
+Each hiding place runs in one fresh interpreter, so that tensors other tests keep alive cannot blur the
+process-wide figure; honest predictors there must come out unflagged with the same count as before.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+HIDDEN, VISIBLE = 12_500_000, 34
+HIDING = ["LeftOutOfSources", "BoundMethod", "ClosureCell", "ModuleGlobal", "CreatedInPredict",
+          "StubbedParameters"]
+
+SCRIPT = textwrap.dedent("""
+    import gc, json, sys
+    sys.path[:0] = [sys.argv[1], sys.argv[2]]
+    import hiding_predictors as h
+    from harness.probe.params import count_parameters
+    out = {}
+    for name in ["Honest", *sys.argv[3].split(",")]:
+        predictor = getattr(h, name)()
+        if hasattr(predictor, "predict"):
+            predictor.predict([])          # as the count after the timed passes sees it
+        report = count_parameters(predictor)
+        out[name] = {"counted": report.counted, "visible": report.predictor_visible,
+                     "hidden": report.hidden_weights, "flags": list(report.flags)}
+        del predictor, report
+        h.forget_globals()
+        gc.collect()
+    print(json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def counts():
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(FIXTURES / "params"), str(REPO), ",".join(HIDING)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_an_honest_predictor_is_counted_as_before_and_not_flagged(counts):
+    honest = counts["Honest"]
+    assert (honest["counted"], honest["visible"], honest["hidden"], honest["flags"]) == (VISIBLE, VISIBLE, 0, [])
+
+
+@pytest.mark.parametrize("name", HIDING)
+def test_each_hiding_place_is_caught(counts, name):
+    report = counts[name]
+    assert report["counted"] >= HIDDEN          # over the 12M limit: the row cannot pass
+    assert report["hidden"] + report["visible"] == report["counted"]
+    if report["visible"] < HIDDEN:              # whatever the predictor showed, the rest was found and said
+        assert any("outside what the predictor shows" in flag for flag in report["flags"]), report["flags"]
+
+
+def test_bundled_teams_keep_their_counts_unflagged():
+    script = textwrap.dedent("""
+        import json, sys
+        from pathlib import Path
+        sys.path[:0] = [sys.argv[1], sys.argv[2]]
+        from predictor import Predictor
+        from harness.probe.params import count_parameters
+        report = count_parameters(Predictor("cluewsc2020", "cpu"), Path(sys.argv[2]))
+        print(json.dumps([report.counted, report.hidden_weights, list(report.flags)]))
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(REPO), str(REPO / "baselines" / "demo_team")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # the demo team: a 21,128 x 128 character embedding, a 3-wide convolution 128 -> 128 and two heads
+    expected = 21_128 * 128 + (128 * 128 * 3 + 128) + (2 * 128 + 2)
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [expected, 0, []]

@@ -1,0 +1,112 @@
+"""harness.stats: interval, verdict, settling and the caching audit, against values worked out by hand."""
+
+import random
+
+import pytest
+
+from harness.stats import (Interval, caching_suspected, first_sight_ratio, mean_pass_s, settled,
+                           speedup_interval, verdict)
+
+
+def test_mean_pass_is_the_mean_of_round_totals():
+    # rounds of (1 + 2) and (2 + 3) seconds: passes 3 and 5, mean 4
+    assert mean_pass_s([[1, 2], [2, 3]]) == pytest.approx(4.0)
+
+
+def test_noise_free_timings_give_a_point_interval():
+    team = [[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]]       # 1 s a pass
+    ref = [[[2.0, 2.0], [2.0, 2.0], [2.0, 2.0]]]        # 4 s a pass
+    interval = speedup_interval(team, ref, resamples=200)
+    assert (interval.point, interval.low, interval.high) == pytest.approx((4.0, 4.0, 4.0))
+    assert interval.half_width == pytest.approx(0.0)
+
+
+def test_tasks_add_their_mean_pass_times_before_the_ratio():
+    # task A: team 2 s, reference 6 s a pass; task B: team 1 s, reference 6 s. T = 3, T_bert = 12: 4x,
+    # not the mean of the per-task ratios (3x and 6x: 4.5x)
+    team = [[[1.0, 1.0]], [[0.5, 0.5]]]
+    ref = [[[3.0, 3.0]], [[3.0, 3.0]]]
+    assert speedup_interval(team, ref, resamples=100).point == pytest.approx(4.0)
+
+
+def test_the_interval_contains_the_point_and_widens_with_noise():
+    rng = random.Random(1)
+    quiet = [[[1 + rng.gauss(0, 0.01) for _ in range(20)] for _ in range(5)]]
+    noisy = [[[1 + rng.gauss(0, 0.3) for _ in range(20)] for _ in range(5)]]
+    ref = [[[10 + rng.gauss(0, 0.1) for _ in range(20)] for _ in range(5)]]
+    narrow = speedup_interval(quiet, ref, resamples=1000, seed=3)
+    wide = speedup_interval(noisy, ref, resamples=1000, seed=3)
+    for interval in (narrow, wide):
+        assert interval.low <= interval.point <= interval.high
+    assert wide.half_width > 3 * narrow.half_width
+
+
+def test_the_interval_covers_the_true_ratio_about_95_percent_of_the_time():
+    # simulated experiments with a known true speedup of 10 (reference 10 ms, team 1 ms a batch), noise
+    # independent per batch: a 95% interval should miss in roughly 5 of 100 experiments
+    rng = random.Random(7)
+    covered = 0
+    for experiment in range(100):
+        team = [[[rng.gauss(1.0, 0.2) for _ in range(16)] for _ in range(5)]]
+        ref = [[[rng.gauss(10.0, 1.0) for _ in range(16)] for _ in range(5)]]
+        interval = speedup_interval(team, ref, resamples=400, seed=experiment)
+        covered += interval.low <= 10.0 <= interval.high
+    assert 85 <= covered <= 100
+
+
+def test_unpaired_round_counts_still_give_an_interval():
+    # a team timed on its first-sight round only (caching suspected) against three reference rounds
+    team = [[[1.0, 1.2]]]
+    ref = [[[4.0, 4.8], [4.4, 4.4], [4.2, 4.6]]]
+    interval = speedup_interval(team, ref, resamples=500)
+    assert interval.point == pytest.approx(8.8 / 2.2)
+    assert interval.low <= interval.point <= interval.high
+
+
+@pytest.mark.parametrize("team, ref, message", [
+    ([], [], "non-empty"),
+    ([[[1.0]]], [], "same"),
+    ([[[1.0, 1.0]]], [[[1.0]]], "batches"),
+    ([[[]]], [[[1.0]]], "non-empty"),
+])
+def test_bad_shapes_are_refused(team, ref, message):
+    with pytest.raises(ValueError, match=message):
+        speedup_interval(team, ref, resamples=10)
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (8.0, 9.0, "pass"),          # the low bound reaches 8x exactly: pass
+    (8.5, 12.0, "pass"),
+    (6.0, 7.99, "fail"),
+    (7.5, 8.5, "borderline"),
+    (7.0, 8.0, "borderline"),    # the high bound reaches 8x: not a clear fail
+])
+def test_verdict_is_decided_on_the_interval(low, high, expected):
+    assert verdict(Interval((low + high) / 2, low, high, 0.95), 8.0) == expected
+
+
+@pytest.mark.parametrize("windows, expected", [
+    ([], False),
+    ([1.0], False),
+    ([3.0, 1.0], False),          # 67% faster than before: still warming
+    ([3.0, 1.0, 1.04], True),     # within 5%
+    ([1.0, 1.06], False),         # 6% slower
+])
+def test_settled_compares_the_last_two_windows(windows, expected):
+    assert settled(windows, 0.05) is expected
+
+
+def test_first_sight_ratio_is_first_pass_over_median_repeat():
+    # passes 6, 2, 3, 100: first 6 over the median repeat (3) = 2
+    assert first_sight_ratio([[3, 3], [1, 1], [1, 2], [50, 50]]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="two rounds"):
+        first_sight_ratio([[1.0]])
+
+
+def test_a_team_fast_only_on_repeats_is_suspected_and_an_honest_one_is_not():
+    reference = [[1.1, 1.1], [1.0, 1.0], [1.0, 1.0]]            # ratio 1.1
+    cacher = [[0.5, 0.5], [0.01, 0.01], [0.01, 0.01]]           # ratio 50
+    honest = [[0.12, 0.12], [0.1, 0.1], [0.1, 0.1]]             # ratio 1.2
+    flag, team_ratio, ref_ratio = caching_suspected(cacher, reference, 0.5)
+    assert flag and team_ratio == pytest.approx(50.0) and ref_ratio == pytest.approx(1.1)
+    assert caching_suspected(honest, reference, 0.5)[0] is False

@@ -1,0 +1,158 @@
+"""The timekeeper against in-process fake workers (a thread on a socketpair) with controllable sleep models."""
+
+import os
+import random
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.measurement import task_records
+from harness.probe import channel
+from harness.spec import load_spec
+from harness.timekeeper import (TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout, measure_task, predict_frames,
+                                timed_pass)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SPEC = load_spec(FIXTURES / "spec_small.toml")
+EXAMPLES = [{"id": i, "label_free": f"句子{i}"} for i in range(10)]
+LOADS = {"team": {"task": "csl"}, "reference": {"task": "csl"}}
+
+
+class FakeWorker(threading.Thread):
+    """Answers the worker protocol; `delay(batch, seen)` says how long predict sleeps."""
+
+    def __init__(self, sock, delay, log):
+        super().__init__(daemon=True)
+        self.sock, self.delay, self.log, self.seen = sock, delay, log, set()
+
+    def run(self):
+        try:
+            while True:
+                request = channel.recv(self.sock)
+                if request["op"] == "predict":
+                    ids = tuple(e["id"] for e in request["batch"])
+                    self.log.append(ids)
+                    time.sleep(self.delay(ids, ids in self.seen))
+                    self.seen.add(ids)
+                    channel.send(self.sock, {"ok": True, "predictions": [
+                        {"id": i, "label": "0"} for i in ids]})
+                elif request["op"] == "stop":
+                    return
+                else:
+                    channel.send(self.sock, {"ok": True, "environment": {}, "precision": {}})
+        except channel.ChannelError:
+            return
+
+
+def link(name, delay, log, deadline_s=30.0):
+    host, worker = socket.socketpair()
+    FakeWorker(worker, delay, log).start()
+    return WorkerLink(name, host, time.monotonic() + deadline_s, {"protocol": channel.PROTOCOL_VERSION})
+
+
+def plan(**overrides):
+    values = dict(run_seed=11, rounds=3, max_rounds=3, warmup_min_s=0.0, warmup_max_s=0.3, settle_tolerance=0.5,
+                  confidence=0.95, min_speedup=8.0)
+    values.update(overrides)
+    return TimingPlan(**values)
+
+
+def test_rounds_interleave_shuffle_and_keep_canonical_order():
+    team_log, ref_log = [], []
+    team = link("team", lambda ids, seen: 0.002, team_log)
+    ref = link("reference", lambda ids, seen: 0.008, ref_log)
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
+    assert len(times.orders) == 3 and all(sorted(o) == list(range(5)) for o in times.orders)
+    assert len({tuple(o) for o in times.orders}) > 1                   # shuffled afresh each round
+    assert all(len(r) == 5 for r in times.team.rounds + times.reference.rounds)
+    # round 0's predictions are in canonical order whatever the order they were sent in
+    assert [p["id"] for p in times.team.predictions[0]] == list(range(10))
+    assert 2.0 < times.interval.point < 6.0 and times.interval.low <= times.interval.point <= times.interval.high
+    # timed batches arrive in the shuffled order of each round
+    timed = team_log[-15:]
+    assert [ids[0] // 2 for ids in timed[:5]] == times.orders[0]
+
+
+def test_warm_up_never_shows_a_timed_input_first():
+    team_log = []
+    team = link("team", lambda ids, seen: 0.001, team_log)
+    ref = link("reference", lambda ids, seen: 0.001, [])
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
+    n_timed = 5 * len(times.orders)
+    warm = team_log[:-n_timed]
+    assert warm and all(isinstance(i, int) and i >= 1_000_000_000 for ids in warm for i in ids)
+    assert all(i < 10 for ids in team_log[-n_timed:] for i in ids)
+    assert times.team.warmup_windows_s and times.team.first_call_s > 0
+
+
+def test_a_team_caching_by_input_is_suspected_and_timed_on_first_sight():
+    team = link("team", lambda ids, seen: 0.0 if seen else 0.01, [])
+    ref = link("reference", lambda ids, seen: 0.01, [])
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
+    team_record, _ = task_records("csl", times, len(EXAMPLES), SPEC)
+    assert team_record["caching_suspected"]
+    assert team_record["scored_rounds_s"] == times.team.rounds[:1]
+    assert team_record["time_s"] == pytest.approx(sum(times.team.rounds[0]))
+
+
+def test_a_straddling_interval_earns_more_rounds_up_to_the_budget():
+    # both sides draw each batch's time from the same very wide spread: the interval straddles 1x
+    spread = random.Random(5)
+    team = link("team", lambda ids, seen: spread.choice([0.0005, 0.012]), [])
+    ref = link("reference", lambda ids, seen: spread.choice([0.0005, 0.012]), [])
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(rounds=2, max_rounds=4, min_speedup=1.0), LOADS)
+    assert len(times.orders) == 4 and len(times.team.rounds) == 4 and len(times.reference.rounds) == 4
+
+
+def test_a_silent_worker_times_out_at_its_deadline():
+    host, worker = socket.socketpair()
+    silent = WorkerLink("team", host, time.monotonic() + 0.3, {})
+    started = time.monotonic()
+    with pytest.raises(WorkerTimeout) as caught:
+        silent.round_trip(channel.encode({"op": "predict", "batch": []}))
+    assert caught.value.side == "team" and time.monotonic() - started < 2
+    worker.close()
+
+
+@pytest.mark.parametrize("reply, message", [
+    (b"\x00\x00\x00\x03abc", "not UTF-8 JSON"),
+    (channel.encode([1, 2]), "replied list"),
+    (channel.encode({"ok": False, "error": "boom"}), "boom"),
+    (channel.encode({"ok": True, "predictions": [{"id": 0, "label": "0"}]}), "1 predictions for a batch of 2"),
+    (channel.encode({"ok": True, "predictions": [{"id": 5, "label": "0"}, {"id": 1, "label": "0"}]}),
+     "does not match"),
+])
+def test_bad_replies_are_the_workers_failure_not_the_hosts(reply, message):
+    host, worker = socket.socketpair()
+
+    def answer():
+        channel.recv_frame(worker)
+        worker.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    team = WorkerLink("team", host, time.monotonic() + 5, {})
+    batch = [{"id": 0}, {"id": 1}]
+    with pytest.raises(WorkerFailed, match=message) as caught:
+        timed_pass(team, "csl", [batch], predict_frames([batch]), [0])
+    assert caught.value.side == "team"
+
+
+def test_only_the_expected_process_may_connect(tmp_path):
+    server, path = channel.listen(tmp_path)
+    try:
+        client = channel.connect(path)
+        channel.send(client, {"ok": True, "protocol": channel.PROTOCOL_VERSION})
+        with pytest.raises(WorkerFailed, match="other than the team worker"):
+            WorkerLink.accept("team", server, lambda: True, time.monotonic() + 5, expected_pid=1)
+        client2 = channel.connect(path)
+        channel.send(client2, {"ok": True, "protocol": channel.PROTOCOL_VERSION})
+        link = WorkerLink.accept("team", server, lambda: True, time.monotonic() + 5, expected_pid=os.getpid())
+        assert link.hello["protocol"] == channel.PROTOCOL_VERSION
+        link.stop()
+        client.close()
+        client2.close()
+    finally:
+        server.close()

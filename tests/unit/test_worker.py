@@ -1,0 +1,68 @@
+"""The worker: the protocol over a socketpair with a fixture team, its errors as replies, pinned precision."""
+
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from harness.probe import channel  # noqa: E402
+from harness.probe.worker import WorkerError, read_precision, serve, set_precision  # noqa: E402
+
+TEAMS = Path(__file__).resolve().parents[1] / "fixtures" / "teams"
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    # a real worker serves one team per process; here the teams share this process's module cache
+    for name in ("predictor", "answers"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))          # load puts team folders on it
+    host, inside = socket.socketpair()
+    thread = threading.Thread(target=serve, args=(inside,), daemon=True)
+    thread.start()
+    hello = channel.recv(host)
+    assert hello["protocol"] == channel.PROTOCOL_VERSION
+    yield host
+    host.close()
+
+
+def ask(sock, **request):
+    channel.send(sock, request)
+    return channel.recv(sock)
+
+
+def test_load_predict_params_and_stop(worker):
+    loaded = ask(worker, op="load", task="csl", device="cpu", options={}, seed=1, precision="free", threads=1,
+                 team_dir=str(TEAMS / "ok_team"), predictor="predictor:Predictor")
+    assert loaded["ok"] and loaded["environment"]["device"] == "cpu"
+    reply = ask(worker, op="predict", batch=[{"id": 3, "abst": "摘要", "keyword": ["词"]}])
+    assert reply == {"ok": True, "predictions": [{"id": 3, "label": "0"}]}
+    params = ask(worker, op="params")["report"]
+    assert params["counted"] == 40 and params["dtypes"] == ["float32"]
+    assert ask(worker, op="stop") == {"ok": True}
+
+
+def test_failures_are_replies_never_a_crash(worker):
+    assert "predict before load" in ask(worker, op="predict", batch=[])["error"]
+    assert "unknown request 'rm -rf'" in ask(worker, op="rm -rf")["error"]
+    missing = ask(worker, op="load", task="csl", device="cpu", team_dir=str(TEAMS / "missing_class_team"),
+                  predictor="predictor:Nope")
+    assert not missing["ok"] and "has no class 'Nope'" in missing["error"]
+    sys.modules.pop("predictor", None)
+    ask(worker, op="load", task="csl", device="cpu", team_dir=str(TEAMS / "mixed_team"), predictor="predictor:Predictor")
+    assert ask(worker, op="predict", batch=[{"id": 0}])["error"] == "ValueError: boom in csl"
+    assert ask(worker, op="precision")["ok"]                  # still serving
+
+
+def test_fp32_strict_turns_every_tf32_switch_off():
+    set_precision("fp32-strict")
+    state = read_precision()
+    assert state["matmul_allow_tf32"] is False and state["cudnn_allow_tf32"] is False
+    assert state["float32_matmul_precision"] == "highest"
+    assert all(v == "ieee" for k, v in state.items() if k.endswith("fp32_precision"))
+    with pytest.raises(WorkerError, match="unknown precision"):
+        set_precision("tf32")
