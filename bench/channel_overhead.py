@@ -28,8 +28,9 @@ from harness.timekeeper import WorkerLink
 
 REPO = Path(__file__).resolve().parent.parent
 TEAM = REPO / "tests" / "fixtures" / "teams" / "ok_team"
-BATCH = [{"id": i, "abst": "本文提出一种轻量级中文预训练模型，在多个任务上取得了良好的效果。" * 4,
-          "keyword": ["预训练", "中文", "模型"]} for i in range(16)]
+# Every example's text is its own string (as in real data), so the request's encoding cannot share them.
+BATCH = [{"id": i, "abst": f"第{i}篇：" + "本文提出一种轻量级中文预训练模型，在多个任务上取得了良好的效果。" * 4,
+          "keyword": ["预训练", "中文", f"模型{i}"]} for i in range(16)]
 
 
 def answer(example):
@@ -63,7 +64,7 @@ def main() -> None:
         link = WorkerLink.accept("bench", server, lambda: worker.poll() is None, time.monotonic() + 120)
         link.call("load", task="csl", device="cpu", options={}, seed=0, precision="free", threads=1,
                   team_dir=str(TEAM), predictor="predictor:Predictor")
-        frame = channel.encode({"op": "predict", "batch": BATCH})
+        frame = channel.encode_request({"op": "predict", "batch": BATCH})
         channel_seconds(link, frame, args.calls)            # warm-up
         bare_medians, channel_medians = [], []
         for _ in range(args.rounds):

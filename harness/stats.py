@@ -6,13 +6,21 @@ of a task's inputs. A team's round and the reference's round of the same index w
 other (interleaved), so drift of the box between rounds falls on both; resampling them together (paired)
 keeps that pairing, and resampling the same batch indices on both sides keeps the content pairing.
 
-The interval is a two-level percentile bootstrap (Kalibera & Jones, "Rigorous benchmarking in reasonable
-time"): rounds are resampled with replacement, then batches within each resampled round. Tasks are
-resampled independently and their mean pass times added, as the formula's T adds them.
+The interval is the wider of two (their union):
+- a two-level percentile bootstrap (Kalibera & Jones, "Rigorous benchmarking in reasonable time"): rounds
+  are resampled with replacement, then batches within each resampled round. Tasks are resampled
+  independently and their mean pass times added, as the formula's T adds them.
+- a Student-t interval on the log of the ratio, its variance from the spread of whole rounds (delta method,
+  paired rounds' covariance subtracted), with the fewest rounds of any task less one as degrees of freedom.
+With five rounds the bootstrap alone is too narrow: it cannot see further than the few rounds it resamples,
+and drift of the box from round to round (a shared CPU, a clock change) is exactly what it then misses. The
+t interval widens by the t quantile (2.78 for four degrees of freedom, against 1.96), so a run with few
+rounds says honestly how little it knows.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Sequence
@@ -20,7 +28,8 @@ from typing import Sequence
 import numpy as np
 
 TaskRounds = Sequence[Sequence[float]]
-METHOD = "two-level paired percentile bootstrap (rounds, then batches within rounds)"
+METHOD = ("two-level paired percentile bootstrap (rounds, then batches within rounds), "
+          "widened to a Student-t interval on log ratio over rounds where that is wider")
 _CHUNK = 250          # resamples drawn at once: bounds memory on large tasks
 _TINY = 1e-12
 
@@ -96,7 +105,57 @@ def speedup_interval(team: Sequence[TaskRounds], reference: Sequence[TaskRounds]
     all_ratios = np.concatenate(ratios)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(all_ratios, [tail, 100 - tail])
-    return Interval(float(point), float(min(low, point)), float(max(high, point)), confidence)
+    t_low, t_high = round_level_interval(pairs, float(point), confidence)
+    return Interval(float(point), float(min(low, t_low, point)), float(max(high, t_high, point)), confidence)
+
+
+def round_level_interval(pairs: Sequence[tuple[np.ndarray, np.ndarray]], point: float, confidence: float
+                         ) -> tuple[float, float]:
+    """point * exp(+-t * se(log ratio)), se from the variance of whole-round pass times (delta method).
+
+    Var(log T_ref / T_team) ~ Var(T_ref)/T_ref^2 + Var(T_team)/T_team^2 - 2 Cov/(T_ref T_team), where each
+    task's mean pass time has variance s^2/n over its n rounds and paired rounds (same count on both sides)
+    add their covariance. A side with a single round adds nothing (nothing to estimate a spread from); with
+    no side of two rounds or more the interval is the point.
+    """
+    team_T = sum(t.sum(axis=1).mean() for t, _ in pairs)
+    ref_T = sum(r.sum(axis=1).mean() for _, r in pairs)
+    variance, counts = 0.0, []
+    for t, r in pairs:
+        x, y = t.sum(axis=1), r.sum(axis=1)
+        if len(x) > 1:
+            variance += x.var(ddof=1) / len(x) / team_T ** 2
+            counts.append(len(x))
+        if len(y) > 1:
+            variance += y.var(ddof=1) / len(y) / ref_T ** 2
+            counts.append(len(y))
+        if len(x) == len(y) > 1:
+            variance -= 2 * np.cov(x, y, ddof=1)[0, 1] / len(x) / (team_T * ref_T)
+    if not counts or variance <= 0:
+        return point, point
+    spread = t_quantile((1 + confidence) / 2, min(counts) - 1) * math.sqrt(variance)
+    return point * math.exp(-spread), point * math.exp(spread)
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """The Student-t quantile (0.5 < probability < 1): bisection on the CDF, integrated numerically from
+    the density (no scipy on a participant's laptop)."""
+    if not 0.5 < probability < 1 or df < 1:
+        raise ValueError("t_quantile needs 0.5 < probability < 1 and df >= 1")
+    log_scale = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(x: float) -> float:
+        grid = np.linspace(0.0, x, 4001)
+        density = np.exp(log_scale - (df + 1) / 2 * np.log1p(grid ** 2 / df))
+        return 0.5 + float(np.sum((density[1:] + density[:-1]) / 2) * (x / 4000))
+
+    low, high = 0.0, 1.0
+    while cdf(high) < probability:
+        low, high = high, high * 2
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < probability else (low, middle)
+    return (low + high) / 2
 
 
 def verdict(interval: Interval, minimum: float) -> str:
@@ -109,11 +168,17 @@ def verdict(interval: Interval, minimum: float) -> str:
     return "borderline"
 
 
+SETTLE_WINDOWS = 3
+
+
 def settled(window_seconds: Sequence[float], tolerance: float) -> bool:
-    """Warm-up is over when the last window took within `tolerance` (relative) of the one before it."""
-    if len(window_seconds) < 2:
+    """Warm-up is over when the median of the last three windows is within `tolerance` (relative) of the
+    median of the three before: a trend that has flattened out, judged on medians so that one window hit by
+    a stray interruption neither ends the warm-up early nor keeps it going."""
+    if len(window_seconds) < 2 * SETTLE_WINDOWS:
         return False
-    before, last = window_seconds[-2], window_seconds[-1]
+    before = statistics.median(window_seconds[-2 * SETTLE_WINDOWS:-SETTLE_WINDOWS])
+    last = statistics.median(window_seconds[-SETTLE_WINDOWS:])
     return abs(last - before) <= tolerance * max(before, _TINY)
 
 

@@ -1,9 +1,15 @@
-"""The channel between the timekeeper (host) and a worker (team or reference): framed JSON over a Unix socket.
+"""The channel between the timekeeper (host) and a worker (team or reference): framed messages over a Unix socket.
 
 Standard library only: the worker side runs inside team images. A frame is a 4-byte big-endian length and
-that many bytes of UTF-8 JSON. The length is checked against MAX_MESSAGE_BYTES before anything is read, so
+that many bytes of body. The length is checked against MAX_MESSAGE_BYTES before anything is read, so
 a hostile worker cannot make the host allocate without bound; anything that is not a well-formed frame is a
 ChannelError (never a crash of the host).
+
+The two directions differ because trust does. What the worker sends (hello, replies, predictions) is
+UTF-8 JSON, which the host decodes without running anything. What the host sends (requests, batches) is a
+pickle: the worker trusts its host, and unpickling a 16-example batch costs a quarter of parsing it as JSON
+(about 12 us against 44 us for csl on the dev box), time both sides would otherwise pay inside the timed
+round trip. The host never unpickles anything.
 
 The host creates and listens on the socket in a folder it owns (mounted read-only into containers, so the
 team cannot swap the socket for something else); the worker connects to it.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import struct
 from pathlib import Path
@@ -28,12 +35,32 @@ class ChannelError(Exception):
     """The other side sent something that is not a frame of this protocol, or went away."""
 
 
-def encode(message: Any) -> bytes:
-    """One whole frame; encoded before timing starts so that the timed unit is the round trip itself."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+_PICKLE_PROTOCOL = 4   # every Python 3.8+ reads it, whatever the team image ships
+
+
+def _frame(body: bytes) -> bytes:
     if len(body) > MAX_MESSAGE_BYTES:
         raise ChannelError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     return _HEADER.pack(len(body)) + body
+
+
+def encode(message: Any) -> bytes:
+    """One whole JSON frame (worker to host)."""
+    return _frame(json.dumps(message, separators=(",", ":")).encode("utf-8"))
+
+
+def encode_request(message: Any) -> bytes:
+    """One whole request frame (host to worker); encoded before timing starts, so the timed unit is the
+    round trip itself."""
+    return _frame(pickle.dumps(message, protocol=_PICKLE_PROTOCOL))
+
+
+def decode_request(body: bytes) -> Any:
+    """A request from the host. Only the worker calls this: it trusts its host, never the reverse."""
+    try:
+        return pickle.loads(body)
+    except Exception as exc:
+        raise ChannelError(f"frame is not a request from the host: {type(exc).__name__}: {exc}") from None
 
 
 def decode(body: bytes) -> Any:
@@ -68,6 +95,14 @@ def send(sock: socket.socket, message: Any) -> None:
 
 def recv(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     return decode(recv_frame(sock, max_bytes))
+
+
+def send_request(sock: socket.socket, message: Any) -> None:
+    sock.sendall(encode_request(message))
+
+
+def recv_request(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+    return decode_request(recv_frame(sock, max_bytes))
 
 
 def listen(channel_dir: Path, name: str = SOCKET_NAME) -> tuple[socket.socket, Path]:

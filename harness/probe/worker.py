@@ -218,7 +218,7 @@ def serve(sock) -> None:
                 "precision": worker.precision}
     while True:
         try:
-            request = channel.recv(sock)
+            request = channel.recv_request(sock)
         except channel.ChannelError:
             return                                  # the host went away: nothing left to serve
         op = request.get("op") if isinstance(request, dict) else None

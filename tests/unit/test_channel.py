@@ -25,8 +25,29 @@ def test_a_message_round_trips_with_chinese_text(pair):
 
 def test_frame_is_a_big_endian_length_and_utf8_json():
     frame = channel.encode({"a": "长"})
-    body = '{"a":"长"}'.encode("utf-8")
+    body = '{"a":"\\u957f"}'.encode("utf-8")      # 长 is U+957F
     assert frame == struct.pack(">I", len(body)) + body
+
+
+def test_a_request_round_trips_with_chinese_text(pair):
+    a, b = pair
+    message = {"op": "predict", "batch": [{"id": "甲", "text": "小明去商店，他买了苹果。", "keyword": ["苹果"]}]}
+    channel.send_request(a, message)
+    assert channel.recv_request(b) == message
+
+
+def test_a_request_that_is_not_a_pickle_is_a_channel_error(pair):
+    a, b = pair
+    a.sendall(struct.pack(">I", 4) + b"junk")
+    with pytest.raises(channel.ChannelError, match="not a request from the host"):
+        channel.recv_request(b)
+
+
+def test_the_host_reads_replies_as_json_only_never_as_a_pickle(pair):
+    a, b = pair
+    channel.send_request(a, {"ok": True})          # a pickle where the host expects a reply
+    with pytest.raises(channel.ChannelError, match="not UTF-8 JSON"):
+        channel.recv(b)
 
 
 def test_an_announced_oversize_frame_is_refused_before_reading_it(pair):

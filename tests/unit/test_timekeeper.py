@@ -12,8 +12,8 @@ import pytest
 from harness.measurement import task_records
 from harness.probe import channel
 from harness.spec import load_spec
-from harness.timekeeper import (TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout, measure_task, predict_frames,
-                                timed_pass)
+from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout, measure_task,
+                                predict_frames, timed_pass)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPEC = load_spec(FIXTURES / "spec_small.toml")
@@ -31,7 +31,7 @@ class FakeWorker(threading.Thread):
     def run(self):
         try:
             while True:
-                request = channel.recv(self.sock)
+                request = channel.recv_request(self.sock)
                 if request["op"] == "predict":
                     ids = tuple(e["id"] for e in request["batch"])
                     self.log.append(ids)
@@ -71,9 +71,26 @@ def test_rounds_interleave_shuffle_and_keep_canonical_order():
     # round 0's predictions are in canonical order whatever the order they were sent in
     assert [p["id"] for p in times.team.predictions[0]] == list(range(10))
     assert 2.0 < times.interval.point < 6.0 and times.interval.low <= times.interval.point <= times.interval.high
-    # timed batches arrive in the shuffled order of each round
-    timed = team_log[-15:]
+    # timed batches arrive in the shuffled order of each round: one first-sight pass, then windows of passes
+    timed = team_log[-5 * len(times.team.predictions):]
     assert [ids[0] // 2 for ids in timed[:5]] == times.orders[0]
+    assert [ids[0] // 2 for ids in timed[5:10]] == times.orders[1]
+
+
+def test_round_0_is_one_pass_and_later_rounds_are_windows_of_at_least_100_ms():
+    team_log, ref_log = [], []
+    team = link("team", lambda ids, seen: 0.002, team_log)          # 10 ms a pass of 5 batches
+    ref = link("reference", lambda ids, seen: 0.03, ref_log)        # 150 ms a pass: a window by itself
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
+    team_passes, ref_passes = len(times.team.predictions), len(times.reference.predictions)
+    assert ref_passes == 3                                           # one pass in each of the 3 rounds
+    window_pass_s = [sum(r) for r in times.team.rounds[1:]]          # mean seconds of a pass, per window
+    assert team_passes - 1 >= 2 * 4                                  # ~10 ms passes: several a window
+    assert (team_passes - 1) * sum(window_pass_s) / 2 >= 0.9 * 2 * MIN_WINDOW_S
+    # a window's per-batch figure is the mean over its passes: about 2 ms, not 10 passes' worth
+    assert all(0.0015 < b < 0.01 for r in times.team.rounds[1:] for b in r)
+    # every pass's predictions are kept, so consistency across rounds covers every call
+    assert all(len(p) == 10 for p in times.team.predictions)
 
 
 def test_warm_up_never_shows_a_timed_input_first():
@@ -81,7 +98,7 @@ def test_warm_up_never_shows_a_timed_input_first():
     team = link("team", lambda ids, seen: 0.001, team_log)
     ref = link("reference", lambda ids, seen: 0.001, [])
     times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
-    n_timed = 5 * len(times.orders)
+    n_timed = 5 * len(times.team.predictions)
     warm = team_log[:-n_timed]
     assert warm and all(isinstance(i, int) and i >= 1_000_000_000 for ids in warm for i in ids)
     assert all(i < 10 for ids in team_log[-n_timed:] for i in ids)
@@ -112,7 +129,7 @@ def test_a_silent_worker_times_out_at_its_deadline():
     silent = WorkerLink("team", host, time.monotonic() + 0.3, {})
     started = time.monotonic()
     with pytest.raises(WorkerTimeout) as caught:
-        silent.round_trip(channel.encode({"op": "predict", "batch": []}))
+        silent.round_trip(channel.encode_request({"op": "predict", "batch": []}))
     assert caught.value.side == "team" and time.monotonic() - started < 2
     worker.close()
 

@@ -31,7 +31,7 @@ def worker(monkeypatch):
 
 
 def ask(sock, **request):
-    channel.send(sock, request)
+    channel.send_request(sock, request)
     return channel.recv(sock)
 
 
