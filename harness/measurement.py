@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from harness import stats
 from harness.backends.base import Backend, Built, log_tail
+from harness.crosscheck import resident_bytes
 from harness.gpu import process_memory_bytes
 from harness.probe import channel
 from harness.safe_files import fresh_dir
@@ -160,10 +161,13 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
                              "team_dir": side.built.team_dir, "predictor": side.predictor}
                  for side in (team, reference)}
         precision: dict[str, Any] = {}
+        loaded: dict[str, Any] = {}
         try:
+            baseline = prepared_memory(team_link, ref_link, device)
             times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
                                  box_snapshot, lambda: precision.update(
-                                     check_reference_precision(ref_link, reference.precision)))
+                                     check_reference_precision(ref_link, reference.precision)),
+                                 lambda: loaded.update(after_load(team_link, ref_link, baseline)))
             team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
             _, team_params = team_link.call("params")
             _, ref_params = ref_link.call("params")
@@ -181,13 +185,45 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
                 measured.error = f"the team's worker died during {name}: {exc}"
                 break
             continue
-        team_record.update(ok=True, params=team_params["report"], device_memory_bytes=worker_memory(team_link, device))
+        team_record.update(ok=True, params=larger_count(loaded["team_params"], team_params["report"]),
+                           device_memory_bytes=worker_memory(team_link, device),
+                           memory_growth_bytes=loaded["team_growth"])
         ref_record.update(params=ref_params["report"], precision=precision,
-                          device_memory_bytes=worker_memory(ref_link, device))
+                          device_memory_bytes=worker_memory(ref_link, device),
+                          memory_growth_bytes=loaded["reference_growth"])
         measured.tasks[name], measured.reference[name] = team_record, ref_record
         predictions[name] = times.team.predictions[0]
     measured.environment = _environment(team_link)
     measured.reference_environment = _environment(ref_link)
+
+
+def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dict[str, int | None]:
+    """Each worker's resident memory once it has dropped the last model, imported its libraries and started
+    its device, before the task's team code runs: the baseline of the memory cross-check."""
+    for link in (reference, team):
+        link.call("prepare", device=device)
+    return {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid)}
+
+
+def after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str, int | None]) -> dict[str, Any]:
+    """What loading took, read by the host (resident memory, from /proc), and the team's count after load."""
+    found: dict[str, Any] = {}
+    for name, link in (("team", team), ("reference", reference)):
+        now, before = resident_bytes(link.host_pid), baseline.get(name)
+        found[f"{name}_growth"] = now - before if now is not None and before is not None else None
+    _, reply = team.call("params")
+    found["team_params"] = reply["report"]
+    return found
+
+
+def larger_count(after_load: dict[str, Any], after_passes: dict[str, Any]) -> dict[str, Any]:
+    """The report with the larger count (the limit is checked on it), both counts and every flag kept."""
+    report = dict(after_passes if after_passes["counted"] >= after_load["counted"] else after_load)
+    report.update(counted_after_load=after_load["counted"], counted_after_passes=after_passes["counted"],
+                  flags=list(dict.fromkeys([*after_load.get("flags", []), *after_passes.get("flags", [])])),
+                  hidden_where=list(dict.fromkeys([*after_load.get("hidden_where", []),
+                                                   *after_passes.get("hidden_where", [])])))
+    return report
 
 
 def worker_memory(link: WorkerLink, device: str) -> int | None:

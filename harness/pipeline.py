@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from harness import __version__
 from harness.backends.base import Backend, Built
-from harness.crosscheck import unaccounted_weights, weight_file_bytes
+from harness.crosscheck import unaccounted_weights
 from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference
@@ -128,16 +128,23 @@ def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, 
     return flags
 
 
-def weight_file_flags(built: Built, submission: Submission, counted: int | None, limit: int) -> list[str]:
-    """weights_unaccounted when the weight files of the built environment imply far more than was counted.
+def memory_growth_flags(tasks: dict[str, dict[str, Any]], limit: int) -> list[str]:
+    """weights_unaccounted when the resident memory the worker took at load implies far more than was counted."""
+    flags = []
+    for name, info in tasks.items():
+        growth, counted = info.get("timing", {}).get("memory_growth_bytes"), info.get("params")
+        reason = unaccounted_weights(counted, limit, memory_growth=growth) if counted is not None else None
+        if reason:
+            flags.append(f"{name}: {reason}")
+    return flags
 
-    Local builds are scanned whole (the team's copy and its venv, where setup.sh may have fetched weights);
-    for a Docker image only the submitted folder is scanned here (the image's own layers are not)."""
+
+def weight_file_flags(backend: Backend, built: Built, counted: int | None, limit: int) -> list[str]:
+    """weights_unaccounted when the weight files of the built environment imply far more than was counted:
+    a local build's whole folder (the team's copy and its venv), or every place a Docker build could write."""
     if counted is None or counted >= limit:
         return []    # over the limit anyway
-    local = Path(built.handle).is_file()
-    folder = Path(built.team_dir).parent if local else submission.team_dir
-    reason = unaccounted_weights(counted, limit, file_bytes=weight_file_bytes(folder))
+    reason = unaccounted_weights(counted, limit, file_bytes=backend.weight_file_bytes(built))
     return [reason] if reason else []
 
 
@@ -159,6 +166,7 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
         if info.get("problems"):
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
     flags += device_memory_flags(tasks, references or {})
+    flags += memory_growth_flags(tasks, spec.limits.max_params)
     if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
         flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")
     if team_env.get("torch_threads") != ref_env.get("torch_threads"):
@@ -265,7 +273,7 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     result.score = score_team(outcomes, references, spec)
     result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
                                        result.reference),
-                    *weight_file_flags(built, submission, result.score.S, spec.limits.max_params),
+                    *weight_file_flags(config.backend, built, result.score.S, spec.limits.max_params),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
     if result.score.speed_verdict == "borderline":
         result.flags.append(f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "

@@ -279,13 +279,17 @@ def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], pl
 def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: Sequence[dict[str, Any]],
                  batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
                  box_snapshot: Callable[[], dict[str, Any]] = dict,
-                 before_timing: Callable[[], None] = lambda: None) -> TaskTimes:
-    """Load both workers, warm them up, time interleaved rounds until the task's interval is decided."""
+                 before_timing: Callable[[], None] = lambda: None,
+                 after_load: Callable[[], None] = lambda: None) -> TaskTimes:
+    """Load both workers, warm them up, time interleaved rounds until the task's interval is decided.
+    `after_load` runs once both models are loaded, before any call (the count and memory after load);
+    `before_timing` right before the first timed round."""
     sides = {"team": SideTimes(), "reference": SideTimes()}
     links = {"team": team, "reference": reference}
     for name in ("reference", "team"):
         sides[name].load_s, reply = links[name].call("load", **loads[name])
         links[name].environment = dict(reply.get("environment") or {})
+    after_load()
     batches = make_batches(examples, batch_size)
     warm = make_batches(warmup_examples(examples, plan.run_seed), batch_size)
     warm_frames = predict_frames(warm)

@@ -57,6 +57,10 @@ class Backend(Protocol):
 
     def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> WorkerHandle: ...
 
+    def weight_file_bytes(self, built: Built) -> int:
+        """Bytes of weight-like files wherever the team could write in its built environment, read by the
+        host without running anything of the team's."""
+
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     """The last lines of a log, for a row's error field; never follows a link or opens a FIFO."""

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
+from harness.crosscheck import weight_bytes_in_tar
 from harness.probe.channel import SOCKET_NAME
 from harness.spec import Spec, parse_size
 from harness.submission import Submission, copy_team_dir
@@ -43,6 +44,8 @@ OWNER_LABEL = "lightlm-harness.owner"  # which harness process started a contain
 TEAM_DIR_IN_IMAGE = "/team"
 REFERENCE_DIR_IN_IMAGE = "/opt/harness/baselines/bert_reference"
 CHANNEL_IN_CONTAINER = "/channel"
+# Where the runner user (setup.sh) can write in a runner image besides the team folder: scanned for weight files.
+TEAM_WRITABLE = ("/opt/team-venv", "/home/runner", "/tmp", "/var/tmp", "/run/lock")
 HARNESS_PYTHON = "/opt/venv/bin/python3"   # root-owned (Dockerfile.runner); the team's venv is another one
 LOG_TAIL_LINES_FETCHED = 2000
 # The one command that starts a worker in a container: -I so that nothing in the team folder (the working
@@ -192,6 +195,26 @@ class DockerBackend:
             return Built(False, tag, TEAM_DIR_IN_IMAGE, log_path,
                          error=f"image build failed: {error}" + (f" | {tail}" if tail else ""))
         return Built(True, tag, TEAM_DIR_IN_IMAGE, log_path)
+
+    def weight_file_bytes(self, built: Built) -> int:
+        """Weight-like files in every place the runner user could write to during the build (TEAM_WRITABLE),
+        read from the image by the host: a container is created, never started, and each folder's archive
+        is streamed from the engine and read by its tar headers alone (harness.crosscheck)."""
+        import docker
+
+        container = self.client.containers.create(built.handle, command=["true"], network_disabled=True,
+                                                  labels={CONTAINER_LABEL: "weight-scan", OWNER_LABEL: run_owner()})
+        try:
+            total = 0
+            for folder in (built.team_dir, *TEAM_WRITABLE):
+                try:
+                    chunks, _ = container.get_archive(folder)
+                except docker.errors.NotFound:
+                    continue
+                total += weight_bytes_in_tar(chunks)
+            return total
+        finally:
+            container.remove(force=True)
 
     def build_limits(self) -> dict:
         """The engine's per-step limits for a build, from the spec (CPUs capped at what the engine has)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 import harness
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
+from harness.crosscheck import weight_file_bytes
 from harness.probe.channel import SOCKET_NAME
 from harness.submission import Submission, copy_team_dir
 
@@ -187,6 +188,10 @@ class LocalBackend:
     def build_reference(self, reference_dir: Path, work_dir: Path) -> Built:
         """The reference needs nothing beyond the harness's own environment (torch and transformers)."""
         return Built(True, sys.executable, str(Path(reference_dir).resolve()), work_dir / "build.log", cached=True)
+
+    def weight_file_bytes(self, built: Built) -> int:
+        """The whole build folder: the team's copy and its venv, where setup.sh may have fetched weights."""
+        return weight_file_bytes(Path(built.team_dir).parent)
 
     def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> "LocalWorker":
         """The worker in a subprocess (own process group), connected to the host's socket in channel_dir.

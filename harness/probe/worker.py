@@ -3,6 +3,9 @@
 The worker is the only harness code that runs next to team code, so it owns nothing that matters: it does
 no timing and writes no files. It connects to the host's socket, says hello, then answers requests:
 
+  prepare {device}                                        drop the last model, import the libraries a team may
+                                                          use, start the device: the baseline of the host's
+                                                          memory cross-check, taken before any team code runs
   load {task, device, options, seed, precision, threads}  import module:Class, Predictor(task, device, **options)
   predict {batch}                                         -> {predictions}
   params                                                  -> the parameter report (harness.probe.params)
@@ -153,12 +156,36 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+# Imported by `prepare`, before any team code, when the image has them: what they cost in memory (transformers
+# alone adds about 180 MiB) is then part of the host's baseline, not of the growth it charges to the team.
+PREIMPORTS = ("numpy", "torch", "transformers", "onnxruntime", "tokenizers", "sentencepiece")
+
+
 class Worker:
     """One predictor at a time, replaced by each load."""
 
     def __init__(self) -> None:
         self.predictor: Any = None
         self.team_dir = ""
+
+    def prepare(self, request: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        self.predictor = None
+        gc.collect()
+        imported = []
+        for name in PREIMPORTS:
+            try:
+                importlib.import_module(name)
+                imported.append(name)
+            except Exception:      # not in this image: nothing to charge either way
+                pass
+        device = resolve_device(request.get("device") or "auto")
+        if device.startswith("cuda"):
+            torch.zeros(1, device=device)          # the CUDA context, in the baseline
+            torch.cuda.empty_cache()
+        gc.collect()
+        return {"imported": imported}
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
@@ -214,8 +241,8 @@ def tensor_dtypes(predictor: Any) -> list[str]:
 def serve(sock) -> None:
     worker = Worker()
     channel.send(sock, {"ok": True, "hello": True, "protocol": channel.PROTOCOL_VERSION, "pid": os.getpid()})
-    handlers = {"load": worker.load, "predict": worker.predict, "params": worker.params,
-                "precision": worker.precision}
+    handlers = {"prepare": worker.prepare, "load": worker.load, "predict": worker.predict,
+                "params": worker.params, "precision": worker.precision}
     while True:
         try:
             request = channel.recv_request(sock)

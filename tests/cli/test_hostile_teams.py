@@ -56,7 +56,7 @@ def test_the_honest_twin_is_about_four_times_faster_with_an_interval(honest):
     assert 2.5 < float(row["speedup"]) < 5.5
     assert float(row["speedup_low"]) <= float(row["speedup"]) <= float(row["speedup_high"])
     assert row["speed_verdict"] == "fail" and row["speed_ok"] in (False, "False")
-    assert "caching_suspected" not in row["flags"]
+    assert "caching_suspected" not in row["flags"] and "weights_unaccounted" not in row["flags"]
     assert isinstance(record["run_seed"], int) and record["reference_precision"]["matmul_allow_tf32"] is False
 
 
@@ -93,6 +93,17 @@ def test_forged_files_from_thread_fork_atexit_and_exit_never_reach_the_row(tmp_p
         (folder / "measurements.json").unlink(missing_ok=True)
     time.sleep(0.5)
     assert not any((folder / "measurements.json").exists() for folder in folders)
+
+
+def test_weights_kept_as_raw_bytes_are_caught_by_the_memory_the_worker_took_at_load(tmp_path):
+    # no tensor or array holds them, so the count inside the worker stays 40; the host's /proc reading of
+    # the worker's resident memory (120 MB more than after `prepare`) does not depend on the team's code
+    row, record = run_team(TEAMS / "blob_team", tmp_path / "out", tmp_path / "cache")
+    assert_ran(row)
+    assert row["params"] == 40
+    assert "weights_unaccounted: the resident memory the worker took at load" in row["flags"]
+    growth = record["tasks"]["cluewsc2020"]["timing"]["memory_growth_bytes"]
+    assert growth >= 115_000_000
 
 
 def test_caching_by_input_text_is_flagged_and_timed_on_first_sight(tmp_path):

@@ -131,12 +131,25 @@ def test_image_that_grows_too_much_is_build_failed_and_removed(harness_run, tmp_
     assert not docker_client.images.list(name="lightlm-team/disk_hog")
     nothing_left(docker_client, tmp_path, "disk_hog")
 
+def test_weights_fetched_by_setup_outside_the_team_folder_flag_the_row(harness_run, tmp_path, docker_client):
+    # 60 MB of "weights" in the runner user's home and team venv: 15M parameters implied at 4 bytes each,
+    # more than the 12M limit and more than twice the 40 counted; the submitted folder holds none of it
+    team = team_with_setup(tmp_path, "fetcher", "mkdir -p $HOME/.cache && "
+                           "head -c 40000000 /dev/urandom > $HOME/.cache/model.safetensors && "
+                           "head -c 20000000 /dev/urandom > /opt/team-venv/head.bin")
+    row = harness_run(team, spec_with(tmp_path, "build", max_image_growth='"200m"'), "--max-examples", "2")
+    assert row["params"] == 40
+    assert "weights_unaccounted: the weight files in the built environment (60,000,000 bytes)" in row["flags"]
+    nothing_left(docker_client, tmp_path, "fetcher")
+
+
 def test_build_network_follows_the_spec(harness_run, tmp_path, docker_client):
     team = team_with_setup(tmp_path, "net_probe", "echo interfaces: $(ls /sys/class/net); exit 3")
     row = harness_run(team, spec_with(tmp_path, "build", network="false"))
     assert row["status"] == "build_failed"
     assert "interfaces: lo\n" in (tmp_path / "out" / "net_probe" / "build.log").read_text()
     nothing_left(docker_client, tmp_path, "net_probe")
+
 
 def test_team_cannot_change_the_harness_at_build_or_run_time(harness_run, tmp_path, docker_client):
     """tamper_team appends to every harness file and drops a clock-freezing .pth into every site-packages,

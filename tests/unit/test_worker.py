@@ -46,6 +46,14 @@ def test_load_predict_params_and_stop(worker):
     assert ask(worker, op="stop") == {"ok": True}
 
 
+def test_prepare_drops_the_model_and_imports_libraries_before_any_team_code(worker):
+    ask(worker, op="load", task="csl", device="cpu", options={}, seed=1, precision="free", threads=1,
+        team_dir=str(TEAMS / "ok_team"), predictor="predictor:Predictor")
+    reply = ask(worker, op="prepare", device="cpu")
+    assert reply["ok"] and {"numpy", "torch"} <= set(reply["imported"])
+    assert "params before load" in ask(worker, op="params")["error"]      # the last task's model is gone
+
+
 def test_failures_are_replies_never_a_crash(worker):
     assert "predict before load" in ask(worker, op="predict", batch=[])["error"]
     assert "unknown request 'rm -rf'" in ask(worker, op="rm -rf")["error"]
