@@ -172,14 +172,18 @@ SETTLE_WINDOWS = 3
 
 
 def settled(window_seconds: Sequence[float], tolerance: float) -> bool:
-    """Warm-up is over when the median of the last three windows is within `tolerance` (relative) of the
-    median of the three before: a trend that has flattened out, judged on medians so that one window hit by
-    a stray interruption neither ends the warm-up early nor keeps it going."""
+    """Warm-up is over when the last three windows show no trend against the three before: their medians
+    within `tolerance` (relative), or their ranges overlapping (the change is no larger than the noise).
+    Judged on groups of three, so that one window hit by a stray interruption neither ends the warm-up early
+    nor keeps it going; a real warm-up (each window faster than the last) keeps the groups apart."""
     if len(window_seconds) < 2 * SETTLE_WINDOWS:
         return False
-    before = statistics.median(window_seconds[-2 * SETTLE_WINDOWS:-SETTLE_WINDOWS])
-    last = statistics.median(window_seconds[-SETTLE_WINDOWS:])
-    return abs(last - before) <= tolerance * max(before, _TINY)
+    before = window_seconds[-2 * SETTLE_WINDOWS:-SETTLE_WINDOWS]
+    last = window_seconds[-SETTLE_WINDOWS:]
+    close = abs(statistics.median(last) - statistics.median(before)) <= tolerance * max(statistics.median(before),
+                                                                                       _TINY)
+    overlapping = min(last) <= max(before) and min(before) <= max(last)
+    return close or overlapping
 
 
 def first_sight_ratio(rounds: TaskRounds) -> float:

@@ -91,12 +91,15 @@ def test_verdict_is_decided_on_the_interval(low, high, expected):
 @pytest.mark.parametrize("windows, expected", [
     ([], False),
     ([1.0] * 5, False),                            # six windows at least: three against three
-    ([3.0, 2.0, 1.5, 1.2, 1.1, 1.0], False),       # medians 2.0 then 1.1: 45% faster, still warming
+    ([3.0, 2.0, 1.5, 1.2, 1.1, 1.0], False),       # medians 2.0 then 1.1, ranges [1.5, 3] and [1, 1.2] apart
     ([3.0, 1.0, 1.02, 1.0, 1.04, 1.01], True),     # medians 1.02 then 1.01: within 5%
     ([1.0, 1.0, 1.0, 1.0, 5.0, 1.03], True),       # one stray slow window moves no median: 1.0 then 1.03
-    ([1.0, 1.0, 1.0, 1.1, 1.06, 1.07], False),     # medians 1.0 then 1.07: 7% slower
+    ([1.0, 1.0, 1.0, 1.1, 1.06, 1.07], False),     # medians 1.0 then 1.07 (7%), ranges [1, 1] and [1.06, 1.1]
+    ([1.0, 1.3, 0.9, 1.2, 0.95, 1.25], True),      # medians 1.0 then 1.2, but ranges [0.9, 1.3] and
+                                                   # [0.95, 1.25] overlap: noise, not a trend
+    ([2.0, 1.9, 1.8, 1.7, 1.6, 1.5], False),       # a steady trend: ranges [1.8, 2] and [1.5, 1.7] apart
 ])
-def test_settled_compares_the_medians_of_the_last_three_windows_and_the_three_before(windows, expected):
+def test_settled_asks_for_no_trend_between_the_last_three_windows_and_the_three_before(windows, expected):
     assert settled(windows, 0.05) is expected
 
 
