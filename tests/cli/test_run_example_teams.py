@@ -29,5 +29,7 @@ def test_example_team_runs_on_the_local_backend(invoke, run_args, tmp_path, fold
     assert row["status"] == "ok", row["error"]
     assert row["backend"] == "local" and row["device"] == "cpu"
     assert int(row["params"]) == params and bool(row["params_ok"])
+    # honest teams: nothing hidden found in the worker, and no host-side figure contradicts the count
+    assert "weights_unaccounted" not in row["flags"] and "live in the worker process" not in row["flags"]
     for task in ("cluewsc2020", "csl", "cluener2020", "cmrc2018"):
         assert (tmp_path / "out" / team / "predictions" / f"{task}_predict.json").exists()

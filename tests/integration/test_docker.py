@@ -59,6 +59,7 @@ def test_demo_team_end_to_end_with_harness_run(harness_cli, tmp_path):
     assert r["status"] == "ok", r["error"]
     assert r["backend"] == "docker" and r["device"] == "cpu"
     assert int(r["params"]) < 12_000_000 and float(r["speedup"]) > 1
+    assert "weights_unaccounted" not in r["flags"]
     assert r["score"] != ""
     for task in ("cluewsc2020", "csl", "cluener2020", "cmrc2018"):
         assert (tmp_path / "out" / "demo-team" / "predictions" / f"{task}_predict.json").exists()

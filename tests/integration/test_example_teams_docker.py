@@ -37,6 +37,7 @@ def test_example_teams_build_and_run_in_the_runner_image(tmp_path, runner_image)
         assert row["status"] == "ok", (team, row["error"])
         assert row["backend"] == "docker" and row["device"] == "cpu"
         assert int(row["params"]) == params and bool(row["params_ok"])
+        assert "weights_unaccounted" not in row["flags"], (team, row["flags"])   # image scan and memory agree
         assert float(row["speedup"]) > 1, team
         for task in TASKS:
             assert (out / team / "predictions" / f"{task}_predict.json").exists(), (team, task)
