@@ -139,13 +139,22 @@ def memory_growth_flags(tasks: dict[str, dict[str, Any]], limit: int) -> list[st
     return flags
 
 
-def weight_file_flags(backend: Backend, built: Built, counted: int | None, limit: int) -> list[str]:
+def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: int) -> list[str]:
     """weights_unaccounted when the weight files of the built environment imply far more than was counted:
-    a local build's whole folder (the team's copy and its venv), or every place a Docker build could write."""
-    if counted is None or counted >= limit:
-        return []    # over the limit anyway
-    reason = unaccounted_weights(counted, limit, file_bytes=backend.weight_file_bytes(built))
-    return [reason] if reason else []
+    a local build's whole folder (the team's copy and its venv), or every place a Docker build could write.
+
+    The files hold every task's model, so they are set against the sum of the per-task counts (a team with
+    one model per task ships four): generous to a team whose tasks share an encoder, never unfair to one
+    whose tasks do not."""
+    if not counts or max(counts) >= limit:
+        return []    # nothing counted, or over the limit anyway
+    reason = unaccounted_weights(sum(counts), limit, file_bytes=backend.weight_file_bytes(built))
+    return [reason + " over all tasks' models"] if reason else []
+
+
+def task_counts(tasks: dict[str, dict[str, Any]]) -> list[int]:
+    """The parameter count of each task's model, for the tasks that were counted."""
+    return [int(info["params"]) for info in tasks.values() if info.get("params") is not None]
 
 
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
@@ -273,7 +282,7 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     result.score = score_team(outcomes, references, spec)
     result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
                                        result.reference),
-                    *weight_file_flags(config.backend, built, result.score.S, spec.limits.max_params),
+                    *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
     if result.score.speed_verdict == "borderline":
         result.flags.append(f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "

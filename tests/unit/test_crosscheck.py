@@ -89,9 +89,27 @@ def test_a_local_build_is_scanned_whole_and_over_limit_counts_are_left_alone(tmp
     (root / "venv" / "fetched.safetensors").write_bytes(b"\0" * 400)   # fetched by setup.sh: 100 params
     built = Built(True, str(root / "venv" / "bin" / "python"), str(root / "team"), tmp_path / "build.log")
     backend = LocalBackend(tmp_path / "cache")
-    assert weight_file_flags(backend, built, counted=10, limit=50)[0].startswith("weights_unaccounted")
-    assert weight_file_flags(backend, built, counted=60, limit=50) == []     # over the limit anyway
-    assert weight_file_flags(backend, built, counted=10, limit=150) == []    # files imply less than the limit
+    assert weight_file_flags(backend, built, [10], limit=50)[0].startswith("weights_unaccounted")
+    assert weight_file_flags(backend, built, [60], limit=50) == []          # over the limit anyway
+    assert weight_file_flags(backend, built, [10], limit=150) == []         # files imply less than the limit
+    assert weight_file_flags(backend, built, [], limit=50) == []            # nothing was counted
+
+
+def test_weight_files_are_set_against_every_task_model_together(tmp_path):
+    # the ONNX example team ships one 7.3M-parameter model per task: 117 MB of files imply 29.2M parameters,
+    # more than the limit, but not more than twice the 4 x 7.3M it counted
+    from harness.backends.base import Built
+    from harness.pipeline import weight_file_flags
+
+    class Files:
+        def weight_file_bytes(self, built):
+            return 116_907_221
+
+    built = Built(True, "image", "/team", tmp_path / "build.log")
+    assert weight_file_flags(Files(), built, [7_330_562, 7_330_562, 7_238_853, 7_232_906], 12_000_000) == []
+    # the same files beside four 258-parameter "models": flagged, with the total counted
+    reason = weight_file_flags(Files(), built, [258] * 4, 12_000_000)[0]
+    assert "but 1,032 were counted over all tasks' models" in reason
 
 
 def tar_chunks(entries, chunk=1000):
