@@ -167,7 +167,7 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
             times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
                                  box_snapshot, lambda: precision.update(
                                      check_reference_precision(ref_link, reference.precision)),
-                                 lambda: loaded.update(after_load(team_link, ref_link, baseline)))
+                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
             team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
             _, team_params = team_link.call("params")
             _, ref_params = ref_link.call("params")
@@ -205,7 +205,7 @@ def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dic
     return {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid)}
 
 
-def after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str, int | None]) -> dict[str, Any]:
+def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str, int | None]) -> dict[str, Any]:
     """What loading took, read by the host (resident memory, from /proc), and the team's count after load."""
     found: dict[str, Any] = {}
     for name, link in (("team", team), ("reference", reference)):
