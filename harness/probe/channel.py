@@ -25,7 +25,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2          # 2: requests are pickles, the worker has `prepare`
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SOCKET_NAME = "worker.sock"
 _HEADER = struct.Struct(">I")
