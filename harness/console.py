@@ -118,9 +118,9 @@ def human_bytes(n: int) -> str:
 def print_gc_report(console: Console, report, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for item in report.removed:
-        console.print(f"{verb} {item.kind} {item.name} ({human_bytes(item.bytes)})", markup=False, highlight=False)
+        console.print(plain(f"{verb} {item.kind} {item.name} ({human_bytes(item.bytes)})"), highlight=False)
     for note in report.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(plain(f"note: {note}"), highlight=False)
     console.print(f"{verb} {len(report.removed)} item(s), {'would free' if dry_run else 'freed'} "
                   f"{human_bytes(report.freed_bytes)}; kept {len(report.kept)} needed by the current teams "
                   "(and the runner image)", markup=False, highlight=False)

@@ -35,21 +35,28 @@ WEIGHT_FILE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".onnx", ".safetensors"
                                   ".npy", ".pkl", ".pickle", ".msgpack", ".model", ".pb", ".tflite", ".gguf"})
 
 
-def weight_file_bytes(root: Path) -> int:
-    """Bytes of regular files with a weight-like suffix under `root`; links and special files are never
-    followed or opened (lstat only), so a team cannot point the host at anything."""
-    total = 0
+def weight_files(root: Path) -> list[tuple[Path, int]]:
+    """(path, bytes) of regular files with a weight-like suffix under `root`, in a stable order; links and
+    special files are never followed or opened (lstat only), so a team cannot point the reader anywhere."""
+    found = []
     for folder, dirs, names in os.walk(root, followlinks=False):
-        for name in names:
+        dirs.sort()
+        for name in sorted(names):
             if Path(name).suffix.lower() not in WEIGHT_FILE_SUFFIXES:
                 continue
+            path = Path(folder) / name
             try:
-                info = os.lstat(Path(folder) / name)
+                info = os.lstat(path)
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode):
-                total += info.st_size
-    return total
+                found.append((path, info.st_size))
+    return found
+
+
+def weight_file_bytes(root: Path) -> int:
+    """Bytes of the weight-like files under `root` (weight_files)."""
+    return sum(size for _, size in weight_files(root))
 
 
 class _ChunkStream(io.RawIOBase):

@@ -21,7 +21,7 @@ from harness import stats
 from harness.backends.base import Backend, Built, log_tail
 from harness.crosscheck import resident_bytes
 from harness.gpu import process_memory_bytes
-from harness.probe import channel
+from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
@@ -31,7 +31,6 @@ from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, 
 # A first-sight slowdown smaller than this share of the reference's pass time cannot move a verdict or the
 # formula's time term noticeably: it is noise on a very fast model, not a cache worth flagging.
 CACHING_MATERIAL_SHARE = 0.01
-STRICT_FP32 = {"matmul_allow_tf32": False, "cudnn_allow_tf32": False, "float32_matmul_precision": "highest"}
 
 
 @dataclass(frozen=True)
@@ -228,7 +227,7 @@ def larger_count(after_load: dict[str, Any], after_passes: dict[str, Any]) -> di
 
 def worker_memory(link: WorkerLink, device: str) -> int | None:
     """Device memory the worker holds with this task's model loaded, from NVML on the host (GPU only)."""
-    return process_memory_bytes(getattr(link, "host_pid", None)) if device != "cpu" else None
+    return process_memory_bytes(link.host_pid) if device != "cpu" else None
 
 
 def team_link_alive(link: WorkerLink) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.probe import STRICT_FP32
 from harness.safe_files import write_new_text
 from harness.scoring import TeamScore
 from harness.spec import Spec
@@ -104,8 +105,7 @@ def precision_label(state: dict[str, Any]) -> str | None:
     """A short cell for the verified precision state (the full settings stay in the JSON record)."""
     if not state:
         return None
-    strict = (state.get("matmul_allow_tf32") is False and state.get("cudnn_allow_tf32") is False
-              and state.get("float32_matmul_precision") == "highest")
+    strict = all(state.get(k) == v for k, v in STRICT_FP32.items())
     return "fp32-strict" if strict else ";".join(f"{k}={v}" for k, v in sorted(state.items()))
 
 

@@ -113,19 +113,15 @@ def check_limits(S: int | None, interval: stats.Interval | None, limits: Limits
 
 
 def speedup_interval(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, ReferenceTask],
-                     tasks: Sequence[str], spec: Spec) -> stats.Interval | None:
-    """The speedup over `tasks` with its interval; a point-only interval when rounds were not kept."""
-    if not tasks:
-        return None
-    T = sum(outcomes[t].time_s for t in tasks)
-    T_bert = sum(reference[t].time_s for t in tasks)
-    if not T or not T_bert:
+                     tasks: Sequence[str], T: float | None, T_bert: float | None, confidence: float
+                     ) -> stats.Interval | None:
+    """T_bert / T over `tasks` with its interval; a point-only interval when rounds were not kept."""
+    if not tasks or not T or not T_bert:
         return None
     if all(outcomes[t].rounds and reference[t].rounds for t in tasks):
         return stats.speedup_interval([outcomes[t].rounds for t in tasks], [reference[t].rounds for t in tasks],
-                                      confidence=spec.timing.confidence)
-    point = T_bert / T
-    return stats.Interval(point, point, point, spec.timing.confidence, "point only (no rounds kept)")
+                                      confidence=confidence)
+    return stats.Interval(T_bert / T, T_bert / T, T_bert / T, confidence, "point only (no rounds kept)")
 
 
 def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, ReferenceTask], spec: Spec
@@ -141,7 +137,7 @@ def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, Refe
     S_bert = int(aggregate((r.params for r in reference.values()), how_S)) if reference else None
     T = aggregate((outcomes[t].time_s for t in timed), how_T) if timed else None
     T_bert = aggregate((reference[t].time_s for t in timed), how_T) if timed else None
-    interval = speedup_interval(outcomes, reference, timed, spec)
+    interval = speedup_interval(outcomes, reference, timed, T, T_bert, spec.timing.confidence)
     params_ok, speed_ok, verdict, reasons = check_limits(S, interval, spec.limits)
     if failed:
         reasons.append(f"failed or missing tasks score 0: {', '.join(failed)}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from harness.probe import PRECISIONS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
@@ -21,7 +23,6 @@ else:  # pragma: no cover - exercised only on Python 3.10
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 DEFAULT_SPEC = SPECS_DIR / "nlpcc2020.toml"
 AGGREGATES = ("max", "sum", "mean")
-PRECISIONS = ("fp32-strict", "free")
 
 
 class SpecError(ValueError):

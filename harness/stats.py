@@ -90,8 +90,8 @@ def speedup_interval(team: Sequence[TaskRounds], reference: Sequence[TaskRounds]
         if t.shape[1] != r.shape[1]:
             raise ValueError(f"task {i}: team has {t.shape[1]} batches per round, the reference {r.shape[1]}")
         pairs.append((t, r))
-    point = (sum(r.sum(axis=1).mean() for _, r in pairs)
-             / max(sum(t.sum(axis=1).mean() for t, _ in pairs), _TINY))
+    team_mean_T, ref_mean_T = _mean_totals(pairs)
+    point = ref_mean_T / max(team_mean_T, _TINY)
     rng = np.random.default_rng(seed)
     ratios = []
     for start in range(0, resamples, _CHUNK):
@@ -105,21 +105,25 @@ def speedup_interval(team: Sequence[TaskRounds], reference: Sequence[TaskRounds]
     all_ratios = np.concatenate(ratios)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(all_ratios, [tail, 100 - tail])
-    t_low, t_high = round_level_interval(pairs, float(point), confidence)
+    t_low, t_high = round_level_interval(pairs, confidence)
     return Interval(float(point), float(min(low, t_low, point)), float(max(high, t_high, point)), confidence)
 
 
-def round_level_interval(pairs: Sequence[tuple[np.ndarray, np.ndarray]], point: float, confidence: float
-                         ) -> tuple[float, float]:
-    """point * exp(+-t * se(log ratio)), se from the variance of whole-round pass times (delta method).
+def _mean_totals(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """(T_team, T_ref): each side's mean pass seconds, added over the tasks."""
+    return (float(sum(t.sum(axis=1).mean() for t, _ in pairs)), float(sum(r.sum(axis=1).mean() for _, r in pairs)))
+
+
+def round_level_interval(pairs: Sequence[tuple[np.ndarray, np.ndarray]], confidence: float) -> tuple[float, float]:
+    """ratio * exp(+-t * se(log ratio)), se from the variance of whole-round pass times (delta method).
 
     Var(log T_ref / T_team) ~ Var(T_ref)/T_ref^2 + Var(T_team)/T_team^2 - 2 Cov/(T_ref T_team), where each
     task's mean pass time has variance s^2/n over its n rounds and paired rounds (same count on both sides)
     add their covariance. A side with a single round adds nothing (nothing to estimate a spread from); with
     no side of two rounds or more the interval is the point.
     """
-    team_T = sum(t.sum(axis=1).mean() for t, _ in pairs)
-    ref_T = sum(r.sum(axis=1).mean() for _, r in pairs)
+    team_T, ref_T = _mean_totals(pairs)
+    point = ref_T / max(team_T, _TINY)
     variance, counts = 0.0, []
     for t, r in pairs:
         x, y = t.sum(axis=1), r.sum(axis=1)

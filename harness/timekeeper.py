@@ -248,25 +248,20 @@ def predict_frames(batches: Sequence[Batch]) -> list[bytes]:
     return [channel.encode_request({"op": "predict", "batch": batch}) for batch in batches]
 
 
-def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], plan: TimingPlan,
-            sides: Sequence[SideTimes]) -> tuple[bool, float]:
+def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], frames: Sequence[bytes],
+            plan: TimingPlan, sides: Sequence[SideTimes]) -> tuple[bool, float]:
     """Alternate warm-up windows until both sides' window time settles (after warmup_min_s, at most warmup_max_s).
 
-    A window repeats whole passes over every warm-up batch (so every shape is seen) until it lasts at least
-    MIN_WINDOW_S, as pyperf keeps values of 100 ms or more: a 1 ms model is judged over many calls, not one.
-    Its value is the mean seconds per pass.
+    A window (timed_window) repeats whole passes over every warm-up batch, so every shape is seen, until it
+    lasts at least MIN_WINDOW_S; its value is the mean seconds per pass.
     """
-    frames = predict_frames(batches)
     started = time.monotonic()
     window = 0
     while True:
         pairs = list(zip(links, sides))
         for link, side in (pairs if window % 2 == 0 else pairs[::-1]):
-            passes: list[float] = []
-            while not passes or sum(passes) < MIN_WINDOW_S:
-                seconds, _ = timed_pass(link, task, batches, frames, range(len(frames)))
-                passes.append(sum(seconds))
-            side.warmup_windows_s.append(sum(passes) / len(passes))
+            seconds, _ = timed_window(link, task, batches, frames, range(len(frames)))
+            side.warmup_windows_s.append(sum(seconds))        # the window's mean pass
         window += 1
         elapsed = time.monotonic() - started
         done = all(stats.settled(side.warmup_windows_s, plan.settle_tolerance) for side in sides)
@@ -296,7 +291,7 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     for name in ("reference", "team"):
         seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
         sides[name].first_call_s = seconds[0]
-    settled, warmup_s = warm_up([team, reference], task, warm, plan, [sides["team"], sides["reference"]])
+    settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan, [sides["team"], sides["reference"]])
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")

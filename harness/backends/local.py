@@ -23,10 +23,10 @@ import sysconfig
 import venv
 from pathlib import Path
 
-import harness
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.crosscheck import weight_file_bytes
+from harness.safe_files import fresh_dir
 from harness.probe.channel import SOCKET_NAME
 from harness.submission import Submission, copy_team_dir
 
@@ -71,7 +71,7 @@ def harness_site_dirs() -> list[str]:
     """The folders the running harness imports its packages from: venv, uv venv, conda env or the global
     interpreter (with its user site). First the folder holding this very `harness` package, so that the
     probe a team's venv runs is the code the host runs (a checkout or an editable install included)."""
-    dirs = [str(Path(harness.__file__).resolve().parent.parent), *site.getsitepackages(),
+    dirs = [str(HARNESS_ROOT), *site.getsitepackages(),
             sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     if site.ENABLE_USER_SITE:
         dirs.append(site.getusersitepackages())
@@ -201,8 +201,7 @@ class LocalBackend:
         """
         log_path = Path(log_path).resolve()
         scratch = log_path.parent / f"{log_path.stem}-scratch"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
+        fresh_dir(scratch)
         env = _env_with_venv(Path(built.handle).parent.parent) if built.handle != sys.executable else dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join([str(HARNESS_ROOT), *filter(None, [env.get("PYTHONPATH")])])

@@ -70,7 +70,7 @@ def decode(body: bytes) -> Any:
         raise ChannelError(f"frame is not UTF-8 JSON: {exc}") from None
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
     buffer = bytearray(size)
     view, got = memoryview(buffer), 0
     while got < size:
@@ -78,10 +78,10 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
         if n == 0:
             raise ChannelError(f"the other side closed the channel ({got} of {size} bytes received)")
         got += n
-    return bytes(buffer)
+    return buffer          # no copy: json, pickle and decode all read a bytearray
 
 
-def recv_frame(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+def recv_frame(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> bytearray:
     """The raw body of the next frame (undecoded: the timekeeper stops its clock before decoding)."""
     (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
     if size > max_bytes:

@@ -37,10 +37,6 @@ class HiddenWeights:
 
     elements: int
     where: tuple[str, ...]             # the largest hidden storages first: what held them, and their size
-    live_elements: int                 # every weight-like element live in the process, seen or not
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"elements": self.elements, "where": list(self.where), "live_elements": self.live_elements}
 
 
 def _tensor_storage(tensor: torch.Tensor) -> tuple[Region, int] | None:
@@ -141,9 +137,7 @@ def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
     storages = live_storages()
     names = None
     hidden: list[tuple[int, str]] = []
-    live = 0
     for region, (itemsize, holder) in storages.items():
-        live += (region[2] - region[1]) // itemsize
         extra = _uncovered_bytes(region, claimed) // itemsize
         if extra:
             names = names if names is not None else _holder_names()
@@ -152,11 +146,14 @@ def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
     where = tuple(f"{n:,} in {holder}" for n, holder in hidden[:_WHERE_SHOWN])
     if len(hidden) > _WHERE_SHOWN:
         where += (f"{sum(n for n, _ in hidden[_WHERE_SHOWN:]):,} in {len(hidden) - _WHERE_SHOWN} more",)
-    return HiddenWeights(sum(n for n, _ in hidden), where, live)
+    return HiddenWeights(sum(n for n, _ in hidden), where)
+
+
+def is_onnxruntime_session(obj: Any) -> bool:
+    cls = type(obj)
+    return str(getattr(cls, "__module__", "")).startswith("onnxruntime") and cls.__name__.endswith("Session")
 
 
 def live_onnx_sessions() -> list[Any]:
     """Every ONNX Runtime session object alive in the process (their weights live in C++ memory)."""
-    return [obj for obj in gc.get_objects()
-            if str(getattr(type(obj), "__module__", "")).startswith("onnxruntime")
-            and type(obj).__name__.endswith("Session")]
+    return [obj for obj in gc.get_objects() if is_onnxruntime_session(obj)]

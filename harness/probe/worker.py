@@ -28,10 +28,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.probe import channel
+from harness.probe import PRECISIONS, channel
 from harness.probe.params import count_parameters
 
-PRECISIONS = ("fp32-strict", "free")
 
 
 class WorkerError(Exception):
@@ -182,26 +181,28 @@ class Worker:
     def __init__(self) -> None:
         self.predictor: Any = None
         self.team_dir = ""
+        self.imported: list[str] | None = None     # the libraries prepare imported, once
 
     def prepare(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         self.predictor = None
         gc.collect()
-        imported = []
-        for name in PREIMPORTS:
-            try:
-                importlib.import_module(name)
-                imported.append(name)
-            except Exception:      # not in this image: nothing to charge either way
-                pass
-        warm_libraries()
+        if self.imported is None:      # once per worker: later tasks find the libraries already there
+            self.imported = []
+            for name in PREIMPORTS:
+                try:
+                    importlib.import_module(name)
+                    self.imported.append(name)
+                except Exception:      # not in this image: nothing to charge either way
+                    pass
+            warm_libraries()
         device = resolve_device(request.get("device") or "auto")
         if device.startswith("cuda"):
             torch.zeros(1, device=device)          # the CUDA context, in the baseline
             torch.cuda.empty_cache()
         gc.collect()
-        return {"imported": imported}
+        return {"imported": self.imported}
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
@@ -227,31 +228,15 @@ class Worker:
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.predictor is None:
             raise WorkerError("predict before load")
-        output = self.predictor.predict(request["batch"])
-        if isinstance(output, tuple):
-            output = list(output)
-        return {"predictions": output}
+        return {"predictions": self.predictor.predict(request["batch"])}   # a tuple encodes as a list too
 
     def params(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.predictor is None:
             raise WorkerError("params before load")
-        report = count_parameters(self.predictor, Path(self.team_dir)).to_dict()
-        report["dtypes"] = tensor_dtypes(self.predictor)
-        return {"report": report}
+        return {"report": count_parameters(self.predictor, Path(self.team_dir)).to_dict()}
 
     def precision(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"precision": read_precision()}
-
-
-def tensor_dtypes(predictor: Any) -> list[str]:
-    """dtypes of the parameters of every torch module the predictor holds (the team's precision, recorded)."""
-    import torch
-
-    seen: set[str] = set()
-    for value in vars(predictor).values() if hasattr(predictor, "__dict__") else ():
-        if isinstance(value, torch.nn.Module):
-            seen.update(str(p.dtype).removeprefix("torch.") for p in value.parameters())
-    return sorted(seen)
 
 
 def serve(sock) -> None:

@@ -343,3 +343,15 @@ def test_onnxruntime_session_on_the_predictor_is_counted_from_its_file(tmp_path)
     assert report.counted == 27                               # model.onnx only: 12 + 12 + 3
     assert report.onnx_files == (str(tmp_path / "model.onnx"),)
     assert report.flags == ()
+
+
+def test_a_session_built_from_bytes_on_the_predictor_is_flagged_once(tmp_path):
+    # its weights cannot be located; the walk flags it, and the process-wide look at live sessions knows
+    # it is the predictor's own rather than one held elsewhere
+    ort = pytest.importorskip("onnxruntime")
+    _write_onnx_with_duplicate(tmp_path / "model.onnx")
+    session = ort.InferenceSession((tmp_path / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+    report = count_parameters(Holder(session=session), team_dir=None)
+    assert [f for f in report.flags if "built from bytes" in f] == [
+        "ONNX Runtime session predictor.session was built from bytes, so its weights cannot be located: "
+        "list the ONNX file in parameter_sources()"]

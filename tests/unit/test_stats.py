@@ -117,14 +117,14 @@ def test_round_level_interval_is_worked_by_hand():
     # (no spread). Var(log ratio) = 0.04 / 3 / 1.0^2 = 0.013333; se = 0.11547; t(0.975, 2) = 4.3027;
     # half-width in log = 0.49683: interval 10 * exp(-+0.49683) = [6.0848, 16.4345]
     team, ref = np.array([[1.0], [1.2], [0.8]]), np.array([[10.0], [10.0], [10.0]])
-    low, high = round_level_interval([(team, ref)], 10.0, 0.95)
+    low, high = round_level_interval([(team, ref)], 0.95)
     assert (low, high) == pytest.approx((6.0848, 16.4345), rel=1e-4)
 
 
 def test_paired_drift_that_hits_both_sides_alike_cancels_in_the_round_level_interval():
     # both sides twice as slow in round 2: every round's ratio is 4, so nothing is uncertain
     team, ref = np.array([[1.0], [2.0], [1.0]]), np.array([[4.0], [8.0], [4.0]])
-    assert round_level_interval([(team, ref)], 4.0, 0.95) == pytest.approx((4.0, 4.0))
+    assert round_level_interval([(team, ref)], 0.95) == pytest.approx((4.0, 4.0))
 
 
 def test_the_interval_covers_the_true_ratio_when_the_box_drifts_between_rounds():

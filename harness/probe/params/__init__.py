@@ -17,12 +17,11 @@ predictor), torch_count and onnx_count; this one puts the numbers together.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.crosscheck import WEIGHT_FILE_SUFFIXES
+from harness.crosscheck import WEIGHT_FILE_SUFFIXES, weight_files
 from harness.probe.live_weights import HiddenWeights, hidden_weights, live_onnx_sessions
 from harness.probe.params.onnx_count import ONNX_MISSING, OnnxCount, count_onnx_files, count_onnx_initializers
 from harness.probe.params.torch_count import TorchCount
@@ -51,6 +50,7 @@ class ParamReport:
     predictor_visible: int = 0       # params + onnx_params + unregistered_weights: what the predictor shows
     hidden_weights: int = 0          # weight-like elements elsewhere in the process (live_weights)
     hidden_where: tuple[str, ...] = ()
+    dtypes: tuple[str, ...] = ()         # of the counted torch modules' parameters (the team's precision)
 
     def to_dict(self) -> dict[str, Any]:
         return {"counted": self.counted, "predictor_visible": self.predictor_visible,
@@ -60,7 +60,8 @@ class ParamReport:
                 "unregistered_weights": self.unregistered_weights, "buffers": self.buffers,
                 "plain_tensors": self.plain_tensors, "model_file_bytes": self.model_file_bytes,
                 "n_modules": self.n_modules, "onnx_files": list(self.onnx_files),
-                "sources": list(self.sources), "flags": list(self.flags), "notes": list(self.notes)}
+                "sources": list(self.sources), "flags": list(self.flags), "notes": list(self.notes),
+                "dtypes": list(self.dtypes)}
 
 
 def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamReport:
@@ -94,7 +95,7 @@ def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamRepor
         found.flags.append(f"{hidden.elements:,} weights live in the worker process outside what the predictor "
                            f"shows ({'; '.join(hidden.where)}): counted towards the limit")
     else:
-        hidden = HiddenWeights(0, (), hidden.live_elements)
+        hidden = HiddenWeights(0, ())
     counted = visible + hidden.elements
     if not roots and not onnx_files and counted == 0:
         found.flags.append("no parameters found: the probe saw no torch module, ONNX file or weight tensor; "
@@ -107,13 +108,15 @@ def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamRepor
         sources=tuple(f"{path} ({type(m).__name__})" for path, m in roots) + tuple(
             f"{label}: {p}" for label, p in found.onnx),
         flags=tuple(found.flags), notes=tuple(found.notes), predictor_visible=visible,
-        hidden_weights=hidden.elements, hidden_where=hidden.where)
+        hidden_weights=hidden.elements, hidden_where=hidden.where, dtypes=tuple(sorted(torch_count.dtypes)))
 
 
 def _add_sessions_held_elsewhere(found) -> None:
     """ONNX Runtime sessions anywhere in the process: their weights live in C++, out of the memory scan."""
     known = {str(path) for _, path in found.onnx}
     for session in live_onnx_sessions():
+        if id(session) in found.sessions:
+            continue             # the predictor's own: already listed or flagged by the walk
         model_path = getattr(session, "_model_path", None)
         if model_path and str(model_path) not in known:
             known.add(str(model_path))
@@ -124,26 +127,14 @@ def _add_sessions_held_elsewhere(found) -> None:
 
 
 def _weight_files(team_dir: Path | None, notes: list[str]) -> tuple[list[Path], int]:
-    """Weight-like files under team_dir (recursively, symlinked folders not followed) and their bytes."""
+    """Weight-like files under team_dir (crosscheck.weight_files: links never followed) and their bytes."""
     if team_dir is None:
         return [], 0
     if not team_dir.is_dir():
         notes.append(f"team directory {team_dir} not found: model file bytes not measured")
         return [], 0
-    files: list[Path] = []
-    total = 0
-    for folder, _, names in sorted(os.walk(team_dir)):
-        for name in sorted(names):
-            path = Path(folder) / name
-            if path.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
-                continue
-            try:
-                total += path.stat().st_size
-            except OSError as exc:
-                notes.append(f"could not read the size of {path}: {exc}")
-                continue
-            files.append(path)
-    return files, total
+    found = weight_files(team_dir)
+    return [path for path, _ in found], sum(size for _, size in found)
 
 
 __all__ = ["ONNX_MISSING", "OnnxCount", "ParamReport", "WEIGHT_FILE_SUFFIXES", "count_onnx_initializers",

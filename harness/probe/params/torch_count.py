@@ -26,12 +26,14 @@ class TorchCount:
         self.buffer_regions: list[tuple] = []
         self.n_weight_flags = 0
         self.unflagged: list[tuple[str, int]] = []
+        self.dtypes: set[str] = set()           # of the counted modules' parameters: the team's precision
 
     def add_modules(self, roots: list[tuple[str, nn.Module]]) -> None:
         quantized = 0
         for _, module in roots:
             for param in module.parameters():
                 self.params += self._claim(param, self.param_regions)
+                self.dtypes.add(str(param.dtype).removeprefix("torch."))
             for name, sub in module.named_modules():
                 quantized += self._add_packed_weights(name, sub)
         if quantized:

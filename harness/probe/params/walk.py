@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.probe.live_weights import is_onnxruntime_session
+
 MAX_VISITS = 5_000_000         # objects looked at in one walk, so a huge vocabulary table cannot stall it
 _MAX_DEPTH = 5                 # container / object levels walked below the predictor
 _LEAF_TYPES = (str, bytes, bytearray, int, float, complex, bool, range, type(None), torch.dtype,
@@ -35,6 +37,7 @@ class Found:
     modules: dict[int, tuple[str, nn.Module]] = field(default_factory=dict)
     tensors: list[tuple[str, Array]] = field(default_factory=list)
     onnx: list[tuple[str, Path]] = field(default_factory=list)
+    sessions: set[int] = field(default_factory=set)      # ids of the ONNX Runtime sessions found on the way
     flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -104,7 +107,7 @@ class _Walker:
             if self.record_modules:
                 self.found.modules.setdefault(id(obj), (path, obj))
                 self.scan_module_internals(path, obj)
-        elif _is_onnxruntime_session(obj):
+        elif is_onnxruntime_session(obj):
             self._add_session(obj, path)
         elif not issubclass(cls, _OPAQUE_TYPES) and depth < _MAX_DEPTH:
             try:
@@ -125,6 +128,7 @@ class _Walker:
                     self.visit(value, f"{prefix}.{key}", 1)
 
     def _add_session(self, session: Any, path: str) -> None:
+        self.found.sessions.add(id(session))
         model_path = getattr(session, "_model_path", None)
         if model_path:
             self.found.onnx.append((f"ONNX Runtime session {path}", Path(model_path)))
@@ -154,11 +158,6 @@ def _children(obj: Any, path: str):
             for name in [slots] if isinstance(slots, str) else slots:
                 if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                     yield f"{path}.{name}", getattr(obj, name)
-
-
-def _is_onnxruntime_session(obj: Any) -> bool:
-    cls = type(obj)
-    return str(getattr(cls, "__module__", "")).startswith("onnxruntime") and cls.__name__.endswith("Session")
 
 
 def root_modules(modules: dict[int, tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
