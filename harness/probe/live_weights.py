@@ -89,31 +89,51 @@ def _holder_names() -> dict[int, str]:
     return names
 
 
+_CHUNK = 4096                          # objects whose referents are fetched in one gc call
+
+
 def live_storages() -> dict[Region, tuple[int, Any]]:
-    """Every weight-like storage the garbage collector can reach: region -> (element size, one holder)."""
+    """Every weight-like storage the garbage collector can reach: region -> (element size, one holder).
+
+    Tensors are tracked by the collector and found among its objects; numpy arrays are not, so they are
+    found among the referents of every tracked object. A process that imported transformers holds a few
+    hundred thousand objects, so the scan works on types, not objects (``type()`` cannot be lied to, where
+    ``isinstance`` runs torch's metaclass hook for every object), and fetches referents a chunk of objects
+    per call; only a chunk that refers to an array is gone through object by object, to name its holders.
+    """
     gc.collect()
     found: dict[Region, tuple[int, Any]] = {}
-    kinds: dict[type, str] = {}
+    tensor_types: dict[type, bool] = {}
+    array_types: dict[type, bool] = {}
 
-    def kind(cls: type) -> str:
-        if cls not in kinds:
-            kinds[cls] = ("tensor" if issubclass(cls, torch.Tensor)
-                          else "array" if issubclass(cls, np.ndarray) else "")
-        return kinds[cls]
+    def is_tensor_type(cls: type) -> bool:
+        if cls not in tensor_types:
+            tensor_types[cls] = issubclass(cls, torch.Tensor)
+        return tensor_types[cls]
 
-    def add(obj: Any, what: str, holder: Any) -> None:
-        storage = _tensor_storage(obj) if what == "tensor" else _array_storage(obj)
+    def is_array_type(cls: type) -> bool:
+        if cls not in array_types:
+            array_types[cls] = issubclass(cls, np.ndarray)
+        return array_types[cls]
+
+    def add(storage: tuple[Region, int] | None, holder: Any) -> None:
         if storage is not None and storage[0] not in found:
             found[storage[0]] = (storage[1], holder)
 
-    for holder in gc.get_objects():
-        what = kind(type(holder))
-        if what:
-            add(holder, what, holder)
-        for referent in gc.get_referents(holder):
-            what = kind(type(referent))
-            if what == "array":   # numpy arrays are not tracked by gc: only their holders lead to them
-                add(referent, what, holder)
+    objects = gc.get_objects()
+    for cls in {type(obj) for obj in objects}:
+        is_tensor_type(cls)
+    for obj in objects:
+        if tensor_types[type(obj)]:
+            add(_tensor_storage(obj), obj)
+    for start in range(0, len(objects), _CHUNK):
+        chunk = objects[start:start + _CHUNK]
+        if not any(is_array_type(cls) for cls in set(map(type, gc.get_referents(*chunk)))):
+            continue
+        for holder in chunk:
+            for referent in gc.get_referents(holder):
+                if is_array_type(type(referent)):
+                    add(_array_storage(referent), holder)
     return found
 
 
