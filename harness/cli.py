@@ -31,8 +31,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightlm-harness"
 
 
+def absolute(ctx, param, value):
+    """Every path option made absolute against the current folder once, at the edge: the harness runs
+    setup scripts and workers in other folders, where a relative path would mean something else. Links
+    are not resolved (a team folder given as a link keeps its name)."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(Path(os.path.abspath(v)) for v in value)
+    return Path(os.path.abspath(value))
+
+
 def spec_option(command):
-    return click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path),
+    return click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path), callback=absolute,
                         help="competition spec (default: the bundled specs/nlpcc2020.toml)")(command)
 
 
@@ -41,9 +52,10 @@ def run_options(default_backend: str):
     options = [
         spec_option,
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=SAMPLE_DATA_DIR,
-                     show_default="bundled sample data", help="folder with the spec's gold files"),
+                     callback=absolute, show_default="bundled sample data", help="folder with the spec's gold files"),
         click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=Path("results"), show_default=True, help="results folder (CSV, JSON, logs)"),
+                     default=Path("results"), callback=absolute, show_default=True,
+                     help="results folder (CSV, JSON, logs)"),
         click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default=default_backend,
                      show_default=default_backend,
                      help="docker: isolated container (production); local: venv and subprocess, no isolation, "
@@ -55,14 +67,14 @@ def run_options(default_backend: str):
         click.option("--timeout", "timeout_s", type=click.FloatRange(min=1),
                      help="seconds before the team's probe run is killed (default: the spec's sandbox.timeout_s)"),
         click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                     default=REFERENCE_DIR, show_default="baselines/bert_reference",
+                     default=REFERENCE_DIR, callback=absolute, show_default="baselines/bert_reference",
                      help="reference predictor folder (local backend; docker uses the one in the runner image)"),
         click.option("--runner-image", default=RUNNER_IMAGE, show_default=True,
                      help="docker backend: the image team images are built FROM and the reference runs in"),
         click.option("--allow-busy-gpu", is_flag=True,
                      help="time even when another process holds the GPU (the row is flagged)"),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=default_cache_dir, show_default="~/.cache/lightlm-harness",
+                     default=default_cache_dir, callback=absolute, show_default="~/.cache/lightlm-harness",
                      help="where built team environments are kept"),
         click.option("--rebuild", is_flag=True,
                      help="build every team again from its setup script, ignoring a cached build of the same "
@@ -82,6 +94,11 @@ def load_spec_or_fail(spec_path: Path | None):
         return load_spec(spec_path)
     except SpecError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def count_of(n: int, noun: str) -> str:
+    """'1 team', '4 teams'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def with_harness_errors(command):
@@ -129,31 +146,46 @@ def main():
     """
 
 
+ROW_NOT_OK_EXIT = 3
+
+
 @main.command()
-@click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), callback=absolute)
 @run_options(default_backend="docker")
+@click.option("--exit-code", "row_exit_code", is_flag=True,
+              help=f"exit {ROW_NOT_OK_EXIT} when the team's row is not ok (build_failed, probe_failed, timeout, "
+                   "partial, invalid_submission); without it a written row exits 0 whatever its status")
 @with_harness_errors
-def run(team_dir, **options):
+def run(team_dir, row_exit_code=False, **options):
     """Build one team from its setup script, time it against BERT-base, score it, write a CSV row.
 
     The team and the BERT-base reference run in two workers at once and the host times them interleaved,
-    round by round, on the same inputs, batch sizes and device; the speedup carries a 95% interval. Results go to OUT/results.csv (one row per team, columns documented in the
-    README), OUT/TEAM/result.json, the predictions and the logs.
+    round by round, on the same inputs, batch sizes and device; the speedup carries a 95% interval. Results
+    go to OUT/results.csv (one row per team, columns documented in the README), OUT/TEAM/result.json, the
+    predictions and the logs.
+
+    Exit codes: 0 a row was written (its `status` column says how the team fared), 1 the harness itself
+    could not produce a fair row (the message says why), 2 a usage error; with --exit-code, 3 when the
+    row's status is not ok. Scripts: `harness run TEAM --exit-code || echo "see results/results.csv"`.
 
     \b
     Example:
       harness run baselines/demo_team --backend local --out results
       harness run teams/alpha --data-dir /data/clue --max-examples 200
       harness run teams/alpha --rebuild    # run setup.sh again although the folder is unchanged
+      harness run teams/alpha --exit-code  # exit 3 unless the row's status is ok
     """
     spec, result = execute(team_dir, **options)
     print_team_result(Console(), result, spec)
     click.echo(visible(f"wrote {options['out_dir'] / 'results.csv'} and "
                        f"{options['out_dir'] / result.team / 'result.json'}"))
+    if row_exit_code and result.status != "ok":
+        click.echo(visible(f"{result.team}: status {result.status}, not ok (--exit-code)"), err=True)
+        raise SystemExit(ROW_NOT_OK_EXIT)
 
 
 @main.command()
-@click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("team_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), callback=absolute)
 @run_options(default_backend="auto")
 @with_harness_errors
 def check(team_dir, **options):
@@ -198,7 +230,7 @@ class RichBatchProgress:
 
 
 @main.command()
-@click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), callback=absolute)
 @run_options(default_backend="docker")
 @click.option("--gc", "collect", is_flag=True,
               help="afterwards, remove team images and local builds no team folder needs (see `harness gc`)")
@@ -233,8 +265,9 @@ def batch(submissions_dir, collect=False, **options):
                             progress=RichBatchProgress(progress), reuse_results=not options["rebuild"])
     out = config.out_dir
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
-    click.echo(f"{summary.teams} teams ({counts}; {len(summary.cached)} from cache, "
-               f"{summary.compliant} compliant); {summary.reference_runs} teams timed against the reference")
+    click.echo(f"{count_of(summary.teams, 'team')} ({counts}; {len(summary.cached)} from cache, "
+               f"{summary.compliant} compliant); {count_of(summary.reference_runs, 'team')} timed against the "
+               "reference")
     if summary.cached:
         click.echo(visible(f"unchanged since their last result, not rerun: {', '.join(summary.cached)}"))
     click.echo(f"wrote {out / 'leaderboard.csv'}, {out / 'report.html'}, {out / 'summary.json'}")
@@ -261,13 +294,13 @@ def garbage_collect(folders: list[Path], spec, cache_dir: Path, runner_image: st
 
 @main.command()
 @click.argument("folders", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+                type=click.Path(exists=True, file_okay=False, path_type=Path), callback=absolute)
 @spec_option
 @click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True,
               help="what to clean: docker (team images and local builds), local (local builds only), "
                    "auto (docker when an engine answers)")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=default_cache_dir,
-              show_default="~/.cache/lightlm-harness", help="where built team environments are kept")
+              callback=absolute, show_default="~/.cache/lightlm-harness", help="where built team environments are kept")
 @click.option("--runner-image", default=RUNNER_IMAGE, show_default=True,
               help="the runner image current team images are built FROM (never removed)")
 @click.option("--dry-run", is_flag=True, help="say what would be removed, remove nothing")

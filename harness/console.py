@@ -61,15 +61,22 @@ def print_task_score(console: Console, scored: TaskScore, ranking_metric: str) -
 
 def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
     s = result.score
+    """The tasks the team declared (and ran) in a table, the spec's other tasks named as skipped."""
     table = Table(title=plain(f"{result.team}: {result.status}"), title_justify="left")
     for column in ("task", "score", "ms/example", "params"):
         table.add_column(column, justify="left" if column == "task" else "right")
-    for name in spec.task_names:
-        info = result.tasks.get(name, {})
+    for name in [t for t in spec.task_names if t in result.tasks]:
+        info = result.tasks[name]
         per_example = info.get("time_per_example_s")
         table.add_row(name, _fmt(info.get("score")), _fmt(per_example * 1000 if per_example else None),
                       _fmt(info.get("params"), "{:,}") if "params" in info else plain(info.get("error") or "-"))
-    console.print(table)
+    if result.tasks:
+        console.print(table)
+        skipped = [t for t in spec.task_names if t not in result.tasks]
+        if skipped:
+            console.print(plain(f"skipped (not in the team's harness.toml tasks, scored 0): {', '.join(skipped)}"))
+    else:
+        console.print(plain(f"{result.team}: {result.status} (no task ran)"))
     if s is not None:
         interval = f" [{s.speedup_low:.2f}, {s.speedup_high:.2f}] {s.speed_verdict}" if s.speedup is not None else ""
         console.print(plain(f"P = {s.P:.2f}   S = {_fmt(s.S, '{:,}')}   speedup = {_fmt(s.speedup, '{:.2f}x')}"

@@ -26,7 +26,7 @@ from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
 from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
-                                measure_task, same_predictions)
+                                call_together, measure_task, same_predictions)
 
 # A first-sight slowdown smaller than this share of the reference's pass time cannot move a verdict or the
 # formula's time term noticeably: it is noise on a very fast model, not a cache worth flagging.
@@ -168,8 +168,7 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
                                      check_reference_precision(ref_link, reference.precision)),
                                  lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
             team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
-            _, team_params = team_link.call("params")
-            _, ref_params = ref_link.call("params")
+            team_params, ref_params = call_together((team_link, ref_link), "params")
         except WorkerTimeout as exc:
             if exc.side == "reference":
                 raise ReferenceFailed(str(exc)) from exc
@@ -199,8 +198,7 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
 def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dict[str, int | None]:
     """Each worker's resident memory once it has dropped the last model, imported its libraries and started
     its device, before the task's team code runs: the baseline of the memory cross-check."""
-    for link in (reference, team):
-        link.call("prepare", device=device)
+    call_together((reference, team), "prepare", device=device)
     return {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid)}
 
 

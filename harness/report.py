@@ -1,7 +1,8 @@
 """A batch's results as one self-contained HTML page: summary, leaderboard, per-task scores and a chart.
 
 The page must open from disk on a machine with no network, so CSS and the chart (hand-written SVG) are inline.
-Team names, reasons and errors come from untrusted submissions: every cell goes through `html.escape`.
+Team names, reasons and errors come from untrusted submissions: every cell goes through `_escape`, which
+writes control characters as escapes (ESC as \\x1b, as the console does) before `html.escape`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from harness.console import visible
 from harness.spec import Spec
 
 WIDTH, HEIGHT = 960, 600
@@ -47,11 +49,16 @@ def _truthy(value: Any) -> bool:
     return _number(value) not in (None, 0.0)
 
 
+def _escape(text: Any) -> str:
+    """Untrusted text for HTML: control characters shown as escapes, then markup escaped."""
+    return html.escape(visible(text))
+
+
 def _text(value: Any) -> str:
     """Escaped cell text; missing values (None, NaN, empty) become a dash."""
     if value is None or (not isinstance(value, str) and pd.isna(value)) or str(value) == "":
         return MISSING
-    return html.escape(str(value))
+    return _escape(value)
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -221,7 +228,7 @@ def _label_svg(px: float, py: float, text: str, taken: list[tuple[float, ...]]) 
     tx, ty, anchor = _place_label(px, py, text, taken)
     leader = (f'<line x1="{px:.1f}" y1="{py:.1f}" x2="{tx:.1f}" y2="{ty - 4:.1f}" stroke="#999" stroke-width="0.7"/>'
               if abs(ty - py - 4) > 14 else "")
-    return leader, f'<text class="label" x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}">{html.escape(text)}</text>'
+    return leader, f'<text class="label" x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}">{_escape(text)}</text>'
 
 
 def _marker(px: float, py: float, compliant: bool, tooltip: str = "") -> str:
@@ -251,7 +258,7 @@ def chart_svg(frame: pd.DataFrame, spec: Spec) -> str:
     labels = [name if score is None else f"{name} ({score:.3f})" for name, _, _, score, _ in teams]
     taken: list[tuple[float, ...]] = [(px - 7, py - 7, px + 7, py + 7) for px, py in points]
     parts = _axes_svg(x, y) + _limits_svg(spec, x, y, taken)
-    parts += [_marker(px, py, t[4], html.escape(label)) for t, (px, py), label in zip(teams, points, labels)]
+    parts += [_marker(px, py, t[4], _escape(label)) for t, (px, py), label in zip(teams, points, labels)]
     placed = [_label_svg(px, py, label, taken) for (px, py), label in zip(points, labels)]
     parts += [leader for leader, _ in placed] + [text for _, text in placed]     # every leader under every label
     return f'<svg width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">{"".join(parts)}{_legend()}</svg>'

@@ -129,6 +129,23 @@ class WorkerLink:
         reply = _reply(body, self.name)
         return seconds, reply
 
+    def send(self, op: str, **fields: Any) -> None:
+        """The first half of an untimed call whose reply is read later (call_together)."""
+        if self.expired or time.monotonic() >= self.deadline:
+            raise WorkerTimeout(f"{self.name} worker passed its deadline", self.name)
+        try:
+            self.sock.sendall(channel.encode_request({"op": op, **fields}))
+        except OSError as exc:
+            raise self._broken(exc) from None
+
+    def reply(self) -> dict[str, Any]:
+        """The second half: the reply to what send() asked."""
+        try:
+            body = channel.recv_frame(self.sock)
+        except (OSError, channel.ChannelError) as exc:
+            raise self._broken(exc) from None
+        return _reply(body, self.name)
+
     def stop(self) -> None:
         self._watchdog.cancel()
         try:
@@ -138,6 +155,14 @@ class WorkerLink:
             pass
         finally:
             self.sock.close()
+
+
+def call_together(links: Sequence[WorkerLink], op: str, **fields: Any) -> list[dict[str, Any]]:
+    """The same untimed request to several workers at once (prepare, params: seconds of imports or scans
+    each, nothing timed), their replies in the order of `links`; one that fails raises as call() would."""
+    for link in links:
+        link.send(op, **fields)
+    return [link.reply() for link in links]
 
 
 def peer_pid(sock: socket.socket) -> int | None:

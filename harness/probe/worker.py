@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.probe import PRECISIONS, channel
-from harness.probe.params import count_parameters
 
 
 
@@ -156,8 +155,10 @@ def seed_everything(seed: int) -> None:
 
 
 # Imported by `prepare`, before any team code, when the image has them: what they cost in memory is then part
-# of the host's baseline, not of the growth it charges to the team.
+# of the host's baseline, not of the growth it charges to the team. The worker's own counter is imported there
+# too, not at start-up: the worker says hello at once, and the host prepares both workers at the same time.
 PREIMPORTS = ("numpy", "torch", "transformers", "onnxruntime", "tokenizers", "sentencepiece")
+COUNTER_MODULE = "harness.probe.params"
 
 
 def warm_libraries() -> None:
@@ -197,6 +198,7 @@ class Worker:
                 except Exception:      # not in this image: nothing to charge either way
                     pass
             warm_libraries()
+        importlib.import_module(COUNTER_MODULE)
         device = resolve_device(request.get("device") or "auto")
         if device.startswith("cuda"):
             torch.zeros(1, device=device)          # the CUDA context, in the baseline
@@ -233,6 +235,7 @@ class Worker:
     def params(self, request: dict[str, Any]) -> dict[str, Any]:
         if self.predictor is None:
             raise WorkerError("params before load")
+        from harness.probe.params import count_parameters
         return {"report": count_parameters(self.predictor, Path(self.team_dir)).to_dict()}
 
     def precision(self, request: dict[str, Any]) -> dict[str, Any]:

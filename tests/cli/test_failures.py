@@ -89,7 +89,7 @@ def test_rebuild_runs_the_setup_script_again_and_reruns_the_batch(invoke, run_ar
 
     again = invoke("batch", submissions, *run_args, "--rebuild")
     assert again.exit_code == 0, again.output
-    assert "0 from cache" in again.output and "1 teams timed against the reference" in again.output
+    assert "0 from cache" in again.output and "1 team timed against the reference" in again.output
     assert "setup ok" in build_log.read_text()
 
 

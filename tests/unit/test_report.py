@@ -56,6 +56,17 @@ def test_every_team_appears_and_untrusted_strings_are_escaped(page):
     assert '<meta charset="utf-8">' in page
 
 
+def test_control_characters_from_team_output_are_shown_as_escapes(tmp_path):
+    """A team's name and error reach the page as the console shows them: ESC as \\x1b, never the raw byte."""
+    frame = pd.DataFrame([_row("red\x1b[31mteam", "ok", 0.7, 70.0, 8_000_000, 40.0, True),
+                          _row("bell-team", "probe_failed", reason="no parameter count (no task ran)",
+                               error="log tail: \x1b[2J\x07cleared\r")], columns=columns(SPEC))
+    page = write_report(frame, SPEC, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert not any(ch in page for ch in "\x1b\x07\r")
+    assert "red\\x1b[31mteam" in page                 # in the leaderboard and as the chart's label
+    assert "log tail: \\x1b[2J\\x07cleared\\r" in page
+
+
 def test_a_failed_team_shows_its_reason_and_its_actual_error(page):
     assert ("no: no parameter count (no task ran); error: probe exited 1: &lt;b&gt;CUDA&lt;/b&gt; out of memory"
             in page)
