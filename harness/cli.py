@@ -68,7 +68,8 @@ def run_options(default_backend: str):
                      help="seconds before the team's probe run is killed (default: the spec's sandbox.timeout_s)"),
         click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      default=REFERENCE_DIR, callback=absolute, show_default="baselines/bert_reference",
-                     help="reference predictor folder (local backend; docker uses the one in the runner image)"),
+                     help="reference predictor folder (docker: the bundled one runs in the runner image, another "
+                          "is copied into an image built FROM it)"),
         click.option("--runner-image", default=RUNNER_IMAGE, show_default=True,
                      help="docker backend: the image team images are built FROM and the reference runs in"),
         click.option("--allow-busy-gpu", is_flag=True,

@@ -1,34 +1,36 @@
-"""Suite-wide: a closing line that splits the suite's wall time by marker (docker, slow, the rest), so a CI log
-shows which group grew, beside pytest's own --durations list of the slowest tests."""
+"""Suite-wide settings.
 
-import time
+- Docker tests share one engine and build on each other's images: under pytest-xdist they all go to one
+  worker (the xdist_group "docker"), in order, while the other worker runs the rest of the suite beside them.
+- A closing line splits the suite's time by marker (docker, gpu, slow, the rest), beside pytest's own
+  --durations list, so a CI log shows which group grew. It adds up the reports' durations (setup, call and
+  teardown), which reach the main process under xdist too: with two workers the sum exceeds the wall time.
+"""
+
 from collections import defaultdict
 
+import pytest
+
+GROUPS = ("docker", "gpu", "slow")
 _seconds_by_group = defaultdict(float)
-_count_by_group = defaultdict(int)
+_tests_by_group = defaultdict(set)
 
 
-def _group(item):
-    for marker in ("docker", "gpu", "slow"):
-        if item.get_closest_marker(marker) is not None:
-            return marker
-    return "other"
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(pytest.mark.xdist_group("docker"))
 
 
-def pytest_runtest_protocol(item, nextitem):
-    item.stash_started = time.perf_counter()
-
-
-def pytest_runtest_makereport(item, call):
-    if call.when == "teardown" and hasattr(item, "stash_started"):
-        group = _group(item)
-        _seconds_by_group[group] += time.perf_counter() - item.stash_started
-        _count_by_group[group] += 1
+def pytest_runtest_logreport(report):
+    group = next((g for g in GROUPS if g in report.keywords), "other")
+    _seconds_by_group[group] += report.duration
+    _tests_by_group[group].add(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter):
     if not _seconds_by_group:
         return
-    parts = [f"{group} {_count_by_group[group]} tests {seconds:.0f} s"
+    parts = [f"{group} {len(_tests_by_group[group])} tests {seconds:.0f} s"
              for group, seconds in sorted(_seconds_by_group.items(), key=lambda kv: -kv[1])]
-    terminalreporter.write_line("time by marker (setup + call + teardown): " + "; ".join(parts))
+    terminalreporter.write_line("time by marker (setup + call + teardown, summed over workers): " + "; ".join(parts))

@@ -34,7 +34,7 @@ from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
 from harness.crosscheck import weight_bytes_in_tar
 from harness.probe.channel import SOCKET_NAME
 from harness.spec import Spec, parse_size
-from harness.submission import Submission, copy_team_dir
+from harness.submission import Submission, copy_team_dir, hash_team_dir
 
 RUNNER_IMAGE = "lightlm-harness/runner:latest"
 RUNNER_USER = "10001:10001"
@@ -43,6 +43,9 @@ CONTAINER_LABEL = "lightlm-harness.run"
 OWNER_LABEL = "lightlm-harness.owner"  # which harness process started a container: its own cleanup, its own checks
 TEAM_DIR_IN_IMAGE = "/team"
 REFERENCE_DIR_IN_IMAGE = "/opt/harness/baselines/bert_reference"
+OTHER_REFERENCE_DIR_IN_IMAGE = "/opt/reference"     # a --reference folder other than the bundled one
+REFERENCE_IMAGE = "lightlm-reference/reference"
+REFERENCE_LABEL = "lightlm-harness.reference"
 CHANNEL_IN_CONTAINER = "/channel"
 # Where the runner user (setup.sh) can write in a runner image besides the team folder: scanned for weight files.
 TEAM_WRITABLE = ("/opt/team-venv", "/home/runner", "/tmp", "/var/tmp", "/run/lock")
@@ -62,6 +65,14 @@ ARG TEAM_SETUP
 COPY --chown={user} team {team_dir}
 USER {user}
 RUN ["/bin/sh", "-c", "cd {team_dir} && exec \\"{team_dir}/$TEAM_SETUP\\""]
+"""
+
+
+# A reference folder other than the bundled one, in an image of its own (build_reference): root-owned, no step
+# that runs its code at build time.
+REFERENCE_DOCKERFILE = """FROM {runner}
+LABEL {label}="1"
+COPY reference {reference_dir}
 """
 
 
@@ -298,10 +309,31 @@ class DockerBackend:
         self.client.images.prune(filters={"dangling": True, "label": f"{TEAM_LABEL}={build_id}"})
 
     def build_reference(self, reference_dir: Path, work_dir: Path) -> Built:
-        """The reference runs in the runner image itself: no team code in it."""
+        """The bundled reference runs in the runner image itself: no team code in it.
+
+        Another reference folder (`--reference`: a competition's own reference, a test's stand-in) is the
+        organizer's code, not a team's: it is copied into an image FROM the runner image, root-owned, with no
+        setup step, tagged by its content and the runner image, and built once."""
+        from harness.pipeline import REFERENCE_DIR
+
         work_dir.mkdir(parents=True, exist_ok=True)
-        self.runner_id()
-        return Built(True, self.runner_image, REFERENCE_DIR_IN_IMAGE, work_dir / "build.log", cached=True)
+        log_path = work_dir / "build.log"
+        runner_id = self.runner_id()
+        if os.path.realpath(reference_dir) == os.path.realpath(REFERENCE_DIR):
+            return Built(True, self.runner_image, REFERENCE_DIR_IN_IMAGE, log_path, cached=True)
+        key = "\0".join([hash_team_dir(Path(reference_dir)), __version__, runner_id])
+        tag = f"{REFERENCE_IMAGE}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        if self.client.images.list(name=tag):
+            log_path.write_text(f"cached image {tag}\n", encoding="utf-8")
+            return Built(True, tag, OTHER_REFERENCE_DIR_IN_IMAGE, log_path, cached=True)
+        with tempfile.TemporaryDirectory(prefix=build_context_prefix()) as context:
+            copy_team_dir(Path(reference_dir), Path(context) / "reference")
+            (Path(context) / "Dockerfile").write_text(REFERENCE_DOCKERFILE.format(
+                runner=self.runner_image, label=REFERENCE_LABEL, reference_dir=OTHER_REFERENCE_DIR_IN_IMAGE),
+                encoding="utf-8")
+            self.client.images.build(path=context, tag=tag, rm=True, forcerm=True, network_mode="none")
+        log_path.write_text(f"built {tag} from {reference_dir}\n", encoding="utf-8")
+        return Built(True, tag, OTHER_REFERENCE_DIR_IN_IMAGE, log_path)
 
     def container_options(self, channel_dir: Path) -> dict:
         """Everything that isolates a worker, in one place (the integration tests check each of them)."""

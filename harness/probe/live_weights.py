@@ -11,7 +11,9 @@ whole storages at a time, so a weight hidden as a view of a bigger buffer is not
 
 Memory already claimed by the predictor-visible count is subtracted region by region; what is left is
 hidden, counted towards the limit and described by where it was found. Nothing a team could call is called
-here: only ``type()``, ``gc`` and the tensors' own storage pointers.
+here: only ``type()``, ``gc`` and the tensors' own storage pointers. The scan reads storages on torch 1.13
+(the offline runner image's) as on 2.x; a weight-like tensor whose storage cannot be read is counted as
+unreadable, and the row is flagged: a scan that cannot see never passes silently.
 """
 
 from __future__ import annotations
@@ -37,17 +39,37 @@ class HiddenWeights:
 
     elements: int
     where: tuple[str, ...]             # the largest hidden storages first: what held them, and their size
+    unreadable: int = 0                # dense weight-like tensors whose storage could not be read
+    unreadable_why: str = ""           # the first such failure, for the row's flag
+
+
+class UnreadableStorage(Exception):
+    """A dense weight-like tensor whose storage this torch would not give: the scan is incomplete."""
+
+
+def storage_span(tensor: torch.Tensor) -> tuple[int, int]:
+    """(first byte, size in bytes) of the whole storage a tensor views, on every torch the runner may hold:
+    ``untyped_storage()`` from torch 2.0, ``storage()`` (a TypedStorage) on 1.13, whose images have no other."""
+    if hasattr(tensor, "untyped_storage"):
+        storage = tensor.untyped_storage()
+    else:
+        storage = tensor.storage()
+    return storage.data_ptr(), storage.nbytes()
 
 
 def _tensor_storage(tensor: torch.Tensor) -> tuple[Region, int] | None:
-    """The whole storage a weight-like tensor views, and its element size; None for other tensors."""
+    """The whole storage a weight-like tensor views, and its element size; None for other tensors.
+
+    Raises UnreadableStorage for a dense, strided weight-like tensor whose storage cannot be read: that is
+    not a tensor without weights but a scan that cannot see, and the caller says so on the row."""
     if not (tensor.is_floating_point() or tensor.is_quantized or tensor.dtype in _ONE_BYTE_INTS):
         return None
     try:
-        storage = tensor.untyped_storage()
-        address, nbytes = storage.data_ptr(), storage.nbytes()
-    except Exception:  # sparse, meta or other layouts without one plain storage
-        return None
+        address, nbytes = storage_span(tensor)
+    except Exception as exc:
+        if tensor.layout == torch.strided and tensor.device.type != "meta" and not tensor.is_quantized:
+            raise UnreadableStorage(f"{type(exc).__name__}: {exc}") from None
+        return None        # sparse, meta or quantized layouts without one plain storage
     if not address or not nbytes:
         return None
     return (str(tensor.device), address, address + nbytes), tensor.element_size()
@@ -92,7 +114,7 @@ def _holder_names() -> dict[int, str]:
 _CHUNK = 4096                          # objects whose referents are fetched in one gc call
 
 
-def live_storages() -> dict[Region, tuple[int, Any]]:
+def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int, Any]]:
     """Every weight-like storage the garbage collector can reach: region -> (element size, one holder).
 
     Tensors are tracked by the collector and found among its objects; numpy arrays are not, so they are
@@ -125,7 +147,11 @@ def live_storages() -> dict[Region, tuple[int, Any]]:
         is_tensor_type(cls)
     for obj in objects:
         if tensor_types[type(obj)]:
-            add(_tensor_storage(obj), obj)
+            try:
+                add(_tensor_storage(obj), obj)
+            except UnreadableStorage as exc:
+                if unreadable is not None:
+                    unreadable.append(str(exc))
     for start in range(0, len(objects), _CHUNK):
         chunk = objects[start:start + _CHUNK]
         if not any(is_array_type(cls) for cls in set(map(type, gc.get_referents(*chunk)))):
@@ -154,7 +180,8 @@ def _uncovered_bytes(region: Region, claimed: list[Region]) -> int:
 def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
     """Weight-like elements live in this process outside the `claimed` memory regions."""
     claimed = list(claimed)
-    storages = live_storages()
+    unreadable: list[str] = []
+    storages = live_storages(unreadable)
     names = None
     hidden: list[tuple[int, str]] = []
     for region, (itemsize, holder) in storages.items():
@@ -166,7 +193,7 @@ def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
     where = tuple(f"{n:,} in {holder}" for n, holder in hidden[:_WHERE_SHOWN])
     if len(hidden) > _WHERE_SHOWN:
         where += (f"{sum(n for n, _ in hidden[_WHERE_SHOWN:]):,} in {len(hidden) - _WHERE_SHOWN} more",)
-    return HiddenWeights(sum(n for n, _ in hidden), where)
+    return HiddenWeights(sum(n for n, _ in hidden), where, len(unreadable), unreadable[0] if unreadable else "")
 
 
 def is_onnxruntime_session(obj: Any) -> bool:

@@ -5,6 +5,7 @@ process-wide figure; honest predictors there must come out unflagged with the sa
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,30 +21,10 @@ HIDDEN, VISIBLE = 12_500_000, 34
 HIDING = ["LeftOutOfSources", "BoundMethod", "ClosureCell", "ModuleGlobal", "CreatedInPredict",
           "StubbedParameters"]
 
-SCRIPT = textwrap.dedent("""
-    import gc, json, sys
-    sys.path[:0] = [sys.argv[1], sys.argv[2]]
-    import hiding_predictors as h
-    from harness.probe.params import count_parameters
-    out = {}
-    for name in ["Honest", *sys.argv[3].split(",")]:
-        predictor = getattr(h, name)()
-        if hasattr(predictor, "predict"):
-            predictor.predict([])          # as the count after the timed passes sees it
-        report = count_parameters(predictor)
-        out[name] = {"counted": report.counted, "visible": report.predictor_visible,
-                     "hidden": report.hidden_weights, "flags": list(report.flags)}
-        del predictor, report
-        h.forget_globals()
-        gc.collect()
-    print(json.dumps(out))
-""")
-
-
 @pytest.fixture(scope="module")
 def counts():
-    run = subprocess.run([sys.executable, "-c", SCRIPT, str(FIXTURES / "params"), str(REPO), ",".join(HIDING)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, str(FIXTURES / "params" / "count_hiding.py"), ",".join(HIDING)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -78,3 +59,43 @@ def test_bundled_teams_keep_their_counts_unflagged():
     # the demo team: a 21,128 x 128 character embedding, a 3-wide convolution 128 -> 128 and two heads
     expected = 21_128 * 128 + (128 * 128 * 3 + 128) + (2 * 128 + 2)
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [expected, 0, []]
+
+
+def test_storage_span_asks_storage_where_untyped_storage_is_missing():
+    """torch 1.13 (the offline runner image's) has no Tensor.untyped_storage, only storage(), a TypedStorage
+    with the same data_ptr() and nbytes(); tests/integration/test_docker_probe.py runs the scan on the real one."""
+    from harness.probe.live_weights import storage_span
+
+    class TypedStorage:
+        def data_ptr(self):
+            return 4096
+
+        def nbytes(self):
+            return 160
+
+    class Torch113Tensor:
+        def storage(self):
+            return TypedStorage()
+
+    assert storage_span(Torch113Tensor()) == (4096, 160)
+
+
+def test_a_scan_that_cannot_read_storages_flags_the_count(monkeypatch):
+    import torch
+
+    from harness.probe import live_weights
+    from harness.probe.params import count_parameters
+
+    def unreadable(tensor):
+        raise RuntimeError("no storage on this torch")
+
+    class Predictor:
+        def __init__(self):
+            self.model = torch.nn.Linear(8, 4)
+
+    predictor = Predictor()
+    monkeypatch.setattr(live_weights, "storage_span", unreadable)
+    report = count_parameters(predictor)
+    assert report.counted == 8 * 4 + 4
+    assert any(flag.startswith("live-weight scan incomplete:") and "no storage on this torch" in flag
+               for flag in report.flags), report.flags

@@ -91,6 +91,10 @@ def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamRepor
     onnx_params, dropped, onnx_files = count_onnx_files(found.onnx, found.flags, found.notes)
     visible = torch_count.params + onnx_params + torch_count.unregistered
     hidden = hidden_weights(torch_count.claimed)
+    if hidden.unreadable:
+        found.flags.append(f"live-weight scan incomplete: {hidden.unreadable:,} weight-like tensor(s) whose "
+                           f"storage this torch would not give ({hidden.unreadable_why}): weights there are "
+                           "not counted")
     if hidden.elements >= HIDDEN_FLOOR:
         found.flags.append(f"{hidden.elements:,} weights live in the worker process outside what the predictor "
                            f"shows ({'; '.join(hidden.where)}): counted towards the limit")
