@@ -64,7 +64,7 @@ def main() -> None:
         link = WorkerLink.accept("bench", server, lambda: worker.poll() is None, time.monotonic() + 120)
         link.call("load", task="csl", device="cpu", options={}, seed=0, precision="free", threads=1,
                   team_dir=str(TEAM), predictor="predictor:Predictor")
-        frame = channel.encode_request({"op": "predict", "batch": BATCH})
+        frame = channel.request_body({"op": "predict", "batch": BATCH})
         channel_seconds(link, frame, args.calls)            # warm-up
         bare_medians, channel_medians = [], []
         for _ in range(args.rounds):

@@ -28,15 +28,15 @@ import pandas as pd
 
 from harness import __version__
 from harness.backends.base import Built
-from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_team, prepare_inputs,
-                              reference_task, task_outcome)
+from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_or_record,
+                              prepare_inputs, reference_task, task_outcome)
 from harness.report import write_report
 from harness.results import TeamResult, results_frame
 from harness.scoring import score_team
 from harness.submission import MANIFEST, Submission
 
 LOCK_NAME = "batch.lock"
-RETRIED_STATUSES = ("build_failed",)   # never served from the cache
+RETRIED_STATUSES = ("build_failed", "harness_failed")   # never served from the cache: the box may be the cause
 
 
 class BatchProgress(Protocol):
@@ -223,7 +223,8 @@ def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, p
             if index + 1 < len(todo):
                 pending = builder.submit(build_team, *todo[index + 1], config)
             if built.ok:
-                measure_team(result, submission, built, config, prepared, ref_built, progress.stage)
+                measure_or_record(result, submission, built, config, prepared, ref_built, progress.stage,
+                                  reference_failure_is_a_row=True)
                 summary.reference_runs += 1
                 summary.gpu = summary.gpu or str(result.environment.get("device_name") or "")
             done.append(finish(result, config, started, write_csv=False))

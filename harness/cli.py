@@ -155,7 +155,8 @@ ROW_NOT_OK_EXIT = 3
 @run_options(default_backend="docker")
 @click.option("--exit-code", "row_exit_code", is_flag=True,
               help=f"exit {ROW_NOT_OK_EXIT} when the team's row is not ok (build_failed, probe_failed, timeout, "
-                   "partial, invalid_submission); without it a written row exits 0 whatever its status")
+                   "partial, invalid_submission, harness_failed); without it a written row exits 0 whatever "
+                   "its status")
 @with_harness_errors
 def run(team_dir, row_exit_code=False, **options):
     """Build one team from its setup script, time it against BERT-base, score it, write a CSV row.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from harness import stats
+from harness import replies, stats
 from harness.backends.base import Backend, Built, log_tail
 from harness.crosscheck import resident_bytes
 from harness.gpu import process_memory_bytes
@@ -93,7 +93,7 @@ def running_worker(backend: Backend, side: WorkerSpec, log_path: Path) -> Iterat
 def check_reference_precision(link: WorkerLink, precision: str) -> dict[str, Any]:
     """The reference's precision settings, verified against the spec's pin right before timing."""
     _, reply = link.call("precision")
-    state = reply["precision"]
+    state = replies.precision(reply, link.name)
     if precision == "fp32-strict":
         wrong = {k: state.get(k) for k, v in STRICT_FP32.items() if state.get(k) != v}
         wrong.update({k: v for k, v in state.items() if k.endswith("fp32_precision") and v not in ("ieee", "none")})
@@ -168,7 +168,9 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
                                      check_reference_precision(ref_link, reference.precision)),
                                  lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
             team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
-            team_params, ref_params = call_together((team_link, ref_link), "params")
+            team_reply, ref_reply = call_together((team_link, ref_link), "params")
+            team_params = replies.param_report(team_reply, team_link.name)
+            ref_params = replies.param_report(ref_reply, ref_link.name)
         except WorkerTimeout as exc:
             if exc.side == "reference":
                 raise ReferenceFailed(str(exc)) from exc
@@ -183,10 +185,10 @@ def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec
                 measured.error = f"the team's worker died during {name}: {exc}"
                 break
             continue
-        team_record.update(ok=True, params=larger_count(loaded["team_params"], team_params["report"]),
+        team_record.update(ok=True, params=larger_count(loaded["team_params"], team_params),
                            device_memory_bytes=worker_memory(team_link, device),
                            memory_growth_bytes=loaded["team_growth"])
-        ref_record.update(params=ref_params["report"], precision=precision,
+        ref_record.update(params=ref_params, precision=precision,
                           device_memory_bytes=worker_memory(ref_link, device),
                           memory_growth_bytes=loaded["reference_growth"])
         measured.tasks[name], measured.reference[name] = team_record, ref_record
@@ -209,7 +211,7 @@ def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str,
         now, before = resident_bytes(link.host_pid), baseline.get(name)
         found[f"{name}_growth"] = now - before if now is not None and before is not None else None
     _, reply = team.call("params")
-    found["team_params"] = reply["report"]
+    found["team_params"] = replies.param_report(reply, team.name)
     return found
 
 

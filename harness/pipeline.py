@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -298,6 +299,27 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
         result.status = "ok"
 
 
+def measure_or_record(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
+                      prepared: PreparedData, ref_built: Built, say: Say = lambda message: None,
+                      reference_failure_is_a_row: bool = False) -> None:
+    """measure_team, with a failure the harness did not foresee recorded on the team's row (status
+    harness_failed, the exception in one line, its traceback in OUT/TEAM/harness_error.log) instead of
+    ending the run: whatever one team's worker did, a batch goes on with the next team. A reference that
+    failed beside this team is a row too in a batch (reference_failure_is_a_row); `harness run` says it."""
+    try:
+        measure_team(result, submission, built, config, prepared, ref_built, say)
+    except HarnessError as exc:
+        if not reference_failure_is_a_row:
+            raise
+        result.status, result.error = "harness_failed", str(exc)
+    except Exception as exc:      # a harness bug a worker's bytes found: that team's row, never the batch's end
+        log = config.out_dir / submission.team / "harness_error.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        result.status = "harness_failed"
+        result.error = f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}"
+
+
 def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None) -> TeamResult:
     """Run one team against the interleaved reference and write its CSV row and JSON record."""
     started = time.time()
@@ -311,5 +333,5 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None)
     if not built.ok:
         return finish(result, config, started)
     ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
-    measure_team(result, submission, built, config, prepared, ref_built, say)
+    measure_or_record(result, submission, built, config, prepared, ref_built, say)
     return finish(result, config, started)

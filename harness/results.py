@@ -20,7 +20,7 @@ from harness.spec import Spec
 
 TEAM_COLUMNS = {
     "team": "team name from harness.toml",
-    "status": "ok, partial (some tasks failed), invalid_submission, build_failed, timeout or probe_failed",
+    "status": "ok, partial (some tasks failed), invalid_submission, build_failed, timeout, probe_failed or harness_failed (the harness could not measure this team: the reference failed beside it in a batch, or a harness bug, traceback in TEAM/harness_error.log)",
     "score": "final score res = 0.8*P/100 + 0.1*(1 - S/(0.9*S_bert)) + 0.1*(1 - T/T_bert), empty when no task ran",
     "P": "mean ranking score over the spec's tasks, 0-100 (failed tasks count 0)",
     "params": "S: counted parameters, aggregated over tasks as the spec says (NLPCC 2020: the largest task model)",

@@ -103,10 +103,14 @@ class WorkerLink:
         link.hello = hello
         return link
 
-    def round_trip(self, frame: bytes) -> tuple[float, bytes]:
-        """Seconds from sending `frame` to holding the whole reply, and the reply's undecoded body."""
+    def round_trip(self, request: bytes) -> tuple[float, bytes, str]:
+        """Seconds from sending a request (its pickle, channel.request_body) to holding the whole reply, the
+        reply's undecoded body, and the nonce (hex) the reply must echo (checked by _reply, after the clock)."""
         if self.expired or time.monotonic() >= self.deadline:
             raise WorkerTimeout(f"{self.name} worker passed its deadline", self.name)
+        nonce = channel.new_nonce()
+        frame = channel.request_frame(request, nonce)
+        self.refuse_unrequested_bytes()
         try:
             start = time.perf_counter()
             self.sock.sendall(frame)
@@ -114,7 +118,21 @@ class WorkerLink:
             seconds = time.perf_counter() - start
         except (OSError, channel.ChannelError) as exc:
             raise self._broken(exc) from None
-        return seconds, body
+        return seconds, body, nonce.hex()
+
+    def refuse_unrequested_bytes(self) -> None:
+        """Bytes already waiting before the host asks are a reply written ahead of its request, or an extra
+        frame: that side's failure (checked before the clock starts, so it costs the timed unit nothing)."""
+        try:
+            waiting = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise self._broken(exc) from None
+        if not waiting:
+            raise self._broken(channel.ChannelError("the other side closed the channel"))
+        raise WorkerFailed(f"{self.name} worker sent bytes the host had not asked for (a reply ahead of its "
+                           "request, or an extra frame)", self.name)
 
     def receive(self) -> Any:
         """The next message, unprompted (the worker's hello)."""
@@ -125,26 +143,26 @@ class WorkerLink:
 
     def call(self, op: str, **fields: Any) -> tuple[float, dict[str, Any]]:
         """An untimed-by-design request (load, params, precision); (round-trip seconds, reply)."""
-        seconds, body = self.round_trip(channel.encode_request({"op": op, **fields}))
-        reply = _reply(body, self.name)
-        return seconds, reply
+        seconds, body, nonce = self.round_trip(channel.request_body({"op": op, **fields}))
+        return seconds, _reply(body, self.name, nonce)
 
-    def send(self, op: str, **fields: Any) -> None:
-        """The first half of an untimed call whose reply is read later (call_together)."""
+    def send(self, op: str, **fields: Any) -> str:
+        """The first half of an untimed call whose reply is read later (call_together); returns the nonce."""
         if self.expired or time.monotonic() >= self.deadline:
             raise WorkerTimeout(f"{self.name} worker passed its deadline", self.name)
+        self.refuse_unrequested_bytes()
         try:
-            self.sock.sendall(channel.encode_request({"op": op, **fields}))
+            return channel.send_request(self.sock, {"op": op, **fields}).hex()
         except OSError as exc:
             raise self._broken(exc) from None
 
-    def reply(self) -> dict[str, Any]:
-        """The second half: the reply to what send() asked."""
+    def reply(self, nonce: str) -> dict[str, Any]:
+        """The second half: the reply to what send() asked, echoing its nonce."""
         try:
             body = channel.recv_frame(self.sock)
         except (OSError, channel.ChannelError) as exc:
             raise self._broken(exc) from None
-        return _reply(body, self.name)
+        return _reply(body, self.name, nonce)
 
     def stop(self) -> None:
         self._watchdog.cancel()
@@ -160,9 +178,8 @@ class WorkerLink:
 def call_together(links: Sequence[WorkerLink], op: str, **fields: Any) -> list[dict[str, Any]]:
     """The same untimed request to several workers at once (prepare, params: seconds of imports or scans
     each, nothing timed), their replies in the order of `links`; one that fails raises as call() would."""
-    for link in links:
-        link.send(op, **fields)
-    return [link.reply() for link in links]
+    nonces = [link.send(op, **fields) for link in links]
+    return [link.reply(nonce) for link, nonce in zip(links, nonces)]
 
 
 def peer_pid(sock: socket.socket) -> int | None:
@@ -174,13 +191,17 @@ def peer_pid(sock: socket.socket) -> int | None:
     return struct.unpack("3i", creds)[0]
 
 
-def _reply(body: bytes, name: str) -> dict[str, Any]:
+def _reply(body: bytes, name: str, nonce: str | None = None) -> dict[str, Any]:
+    """A reply decoded and checked: an object, echoing the request's nonce, saying ok."""
     try:
         reply = channel.decode(body)
     except channel.ChannelError as exc:
         raise WorkerFailed(f"{name} worker: {exc}", name) from None
     if not isinstance(reply, dict):
         raise WorkerFailed(f"{name} worker replied {type(reply).__name__}, not an object", name)
+    if nonce is not None and reply.get("nonce") != nonce:
+        raise WorkerFailed(f"{name} worker's reply does not echo its request's nonce (a reply written before "
+                           "the request was read, or an extra frame)", name)
     if not reply.get("ok"):
         raise WorkerFailed(str(reply.get("error") or f"{name} worker failed"), name)
     return reply
@@ -226,15 +247,18 @@ def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Ba
     return [list(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size)]
 
 
-def checked_predictions(task: str, batch: Batch, body: bytes, name: str) -> list[dict[str, Any]]:
+def checked_predictions(task: str, batch: Batch, body: bytes, name: str, nonce: str) -> list[dict[str, Any]]:
     """The batch's predictions from a reply, checked against the task's format (after the clock stopped)."""
-    output = _reply(body, name).get("predictions")
+    output = _reply(body, name, nonce).get("predictions")
     if not isinstance(output, list):
         raise WorkerFailed(f"predict() returned {type(output).__name__}, expected a list of predictions", name)
     if len(output) != len(batch):
         raise WorkerFailed(f"predict() returned {len(output)} predictions for a batch of {len(batch)}", name)
     checker = get_task(task).check_prediction
     for example, prediction in zip(batch, output):
+        if not isinstance(prediction, dict):
+            raise WorkerFailed(f"invalid prediction for example {example['id']!r}: a {type(prediction).__name__}, "
+                               "not an object", name)
         reason = checker(prediction)
         if reason is None and prediction.get("id") != example["id"]:
             reason = f"id {prediction.get('id')!r} does not match the example's id {example['id']!r}"
@@ -247,10 +271,12 @@ def timed_pass(link: WorkerLink, task: str, batches: Sequence[Batch], frames: Se
                order: Sequence[int]) -> tuple[list[float], list[dict[str, Any]]]:
     """One pass in `order`: seconds and predictions, both returned in canonical batch order."""
     seconds: list[float] = [0.0] * len(frames)
-    bodies: list[bytes] = [b""] * len(frames)
+    replies: list[tuple[bytes, str]] = [(b"", "")] * len(frames)
     for index in order:
-        seconds[index], bodies[index] = link.round_trip(frames[index])
-    predictions = [p for batch, body in zip(batches, bodies) for p in checked_predictions(task, batch, body, link.name)]
+        seconds[index], body, nonce = link.round_trip(frames[index])
+        replies[index] = (body, nonce)
+    predictions = [p for batch, (body, nonce) in zip(batches, replies)
+                   for p in checked_predictions(task, batch, body, link.name, nonce)]
     return seconds, predictions
 
 
@@ -269,8 +295,9 @@ def timed_window(link: WorkerLink, task: str, batches: Sequence[Batch], frames: 
 
 
 def predict_frames(batches: Sequence[Batch]) -> list[bytes]:
-    """Every request encoded before any clock starts: encoding is the host's work, not the worker's."""
-    return [channel.encode_request({"op": "predict", "batch": batch}) for batch in batches]
+    """Every request pickled before any clock starts (round_trip only puts a nonce in front): encoding is the
+    host's work, not the worker's."""
+    return [channel.request_body({"op": "predict", "batch": batch}) for batch in batches]
 
 
 def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], frames: Sequence[bytes],
@@ -304,11 +331,13 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     """Load both workers, warm them up, time interleaved rounds until the task's interval is decided.
     `after_load` runs once both models are loaded, before any call (the count and memory after load);
     `before_timing` right before the first timed round."""
+    from harness import replies      # checks replies with this module's WorkerFailed: imported when used
+
     sides = {"team": SideTimes(), "reference": SideTimes()}
     links = {"team": team, "reference": reference}
     for name in ("reference", "team"):
         sides[name].load_s, reply = links[name].call("load", **loads[name])
-        links[name].environment = dict(reply.get("environment") or {})
+        links[name].environment = replies.environment(reply, name)
     after_load()
     batches = make_batches(examples, batch_size)
     warm = make_batches(warmup_examples(examples, plan.run_seed), batch_size)

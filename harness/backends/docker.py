@@ -387,18 +387,30 @@ class DockerWorker:
             pass
 
     def close(self) -> int | None:
-        """Wait briefly for the exit after `stop`, keep a bounded log tail, remove the container."""
+        """Wait briefly for the exit after `stop`, keep a bounded log tail, remove the container.
+
+        A container removed from outside mid-run (the engine answers NotFound) has already failed its side
+        through the channel; closing it then only says so in its log."""
+        import docker
+
         code = None
         try:
             try:
                 code = self.container.wait(timeout=10).get("StatusCode")
             except Exception:
                 self.kill()
-            logs = self.container.logs(stdout=True, stderr=True, tail=LOG_TAIL_LINES_FETCHED)[-LOG_TAIL_BYTES:]
+            try:
+                logs = self.container.logs(stdout=True, stderr=True,
+                                           tail=LOG_TAIL_LINES_FETCHED)[-LOG_TAIL_BYTES:]
+            except docker.errors.NotFound:
+                logs = b"[the worker's container was removed from outside the harness: no log]\n"
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "wb") as log:
                 log.write(logs)
         finally:
-            self.container.remove(force=True)
+            try:
+                self.container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
         return code

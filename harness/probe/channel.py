@@ -11,6 +11,11 @@ pickle: the worker trusts its host, and unpickling a 16-example batch costs a qu
 (about 12 us against 44 us for csl on the dev box), time both sides would otherwise pay inside the timed
 round trip. The host never unpickles anything.
 
+Every request carries a fresh nonce of NONCE_BYTES random bytes ahead of its pickle, and every reply must echo
+it (hex, under "nonce"): a worker cannot answer a request before it has read it, so a reply written ahead of
+its request can never be timed at about 0 s. Replies are also bounded in nesting depth (MAX_DEPTH): a
+100,000-deep reply is a ChannelError, not a RecursionError in the host.
+
 The host creates and listens on the socket in a folder it owns (mounted read-only into containers, so the
 team cannot swap the socket for something else); the worker connects to it.
 """
@@ -25,8 +30,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
-PROTOCOL_VERSION = 2          # 2: requests are pickles, the worker has `prepare`
+PROTOCOL_VERSION = 3          # 2: requests are pickles, the worker has `prepare`; 3: requests carry a nonce
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 32                # containers inside containers in a reply; predictions need five or six
+NONCE_BYTES = 8
 SOCKET_NAME = "worker.sock"
 _HEADER = struct.Struct(">I")
 
@@ -49,25 +56,58 @@ def encode(message: Any) -> bytes:
     return _frame(json.dumps(message, separators=(",", ":")).encode("utf-8"))
 
 
-def encode_request(message: Any) -> bytes:
-    """One whole request frame (host to worker); encoded before timing starts, so the timed unit is the
-    round trip itself."""
-    return _frame(pickle.dumps(message, protocol=_PICKLE_PROTOCOL))
+def request_body(message: Any) -> bytes:
+    """A request's pickle (host to worker), made before timing starts: each send only puts a fresh nonce and
+    the frame header in front of it (request_frame), so the timed unit is the round trip itself."""
+    return pickle.dumps(message, protocol=_PICKLE_PROTOCOL)
 
 
-def decode_request(body: bytes) -> Any:
-    """A request from the host. Only the worker calls this: it trusts its host, never the reverse."""
+def request_frame(body: bytes, nonce: bytes) -> bytes:
+    """One whole request frame: header, the nonce the reply must echo, the request's pickle."""
+    if len(nonce) != NONCE_BYTES:
+        raise ValueError(f"a nonce is {NONCE_BYTES} bytes")
+    return _frame(nonce + body)
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_BYTES)
+
+
+def decode_request(body: bytes) -> tuple[str, Any]:
+    """A request from the host: (its nonce as hex, the message). Only the worker calls this: it trusts its
+    host, never the reverse."""
+    if len(body) < NONCE_BYTES:
+        raise ChannelError(f"frame of {len(body)} bytes is too short to be a request from the host")
     try:
-        return pickle.loads(body)
+        return bytes(body[:NONCE_BYTES]).hex(), pickle.loads(body[NONCE_BYTES:])
     except Exception as exc:
         raise ChannelError(f"frame is not a request from the host: {type(exc).__name__}: {exc}") from None
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` (iterative: a deep value cannot exhaust the stack here)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def decode(body: bytes) -> Any:
+    """A worker's message: UTF-8 JSON nested at most MAX_DEPTH deep, or a ChannelError."""
     try:
-        return json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ChannelError(f"frame is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise ChannelError(f"frame nests deeper than this host decodes (the limit is {MAX_DEPTH})") from None
+    if _too_deep(value, MAX_DEPTH):
+        raise ChannelError(f"frame nests deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
@@ -97,11 +137,15 @@ def recv(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     return decode(recv_frame(sock, max_bytes))
 
 
-def send_request(sock: socket.socket, message: Any) -> None:
-    sock.sendall(encode_request(message))
+def send_request(sock: socket.socket, message: Any, nonce: bytes | None = None) -> bytes:
+    """Send one request; returns its nonce."""
+    nonce = nonce or new_nonce()
+    sock.sendall(request_frame(request_body(message), nonce))
+    return nonce
 
 
-def recv_request(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+def recv_request(sock: socket.socket, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, Any]:
+    """(nonce as hex, message): the worker echoes the nonce in its reply."""
     return decode_request(recv_frame(sock, max_bytes))
 
 

@@ -12,7 +12,8 @@ no timing and writes no files. It connects to the host's socket, says hello, the
   precision                                               -> the matmul/cuDNN precision settings in force
   stop
 
-Every failure is a reply {ok: false, error}; the host decides what it means. Whatever team code patches in
+Every reply echoes its request's nonce; every failure is a reply {ok: false, error}; the host decides what
+it means. Whatever team code patches in
 this process (clocks, harness modules, files it writes on exit) cannot reach a number the host keeps.
 """
 
@@ -249,13 +250,13 @@ def serve(sock) -> None:
                 "params": worker.params, "precision": worker.precision}
     while True:
         try:
-            request = channel.recv_request(sock)
+            nonce, request = channel.recv_request(sock)
         except channel.ChannelError:
             return                                  # the host went away: nothing left to serve
         op = request.get("op") if isinstance(request, dict) else None
         if op == "stop":
             try:
-                channel.send(sock, {"ok": True})
+                channel.send(sock, {"ok": True, "nonce": nonce})
             except OSError:          # the host may close right after asking: nothing left to tell it
                 pass
             return
@@ -263,13 +264,13 @@ def serve(sock) -> None:
         try:
             if handler is None:
                 raise WorkerError(f"unknown request {op!r}")
-            reply = {"ok": True, **handler(request)}
+            reply = {"ok": True, "nonce": nonce, **handler(request)}
             frame = channel.encode(reply)
         except Exception as exc:  # the team's failure, or an unencodable answer: a reply, never a crash
             if not isinstance(exc, WorkerError):
                 traceback.print_exc()
             reason = str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
-            frame = channel.encode({"ok": False, "error": reason})
+            frame = channel.encode({"ok": False, "nonce": nonce, "error": reason})
         sock.sendall(frame)
 
 

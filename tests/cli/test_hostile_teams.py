@@ -8,6 +8,7 @@ is "partial" (the other two tasks score 0) with both declared tasks scored.
 
 import json
 import os
+import shutil
 import time
 
 import pandas as pd
@@ -135,3 +136,23 @@ def test_links_and_fifos_left_in_the_output_folder_are_never_written_through(tmp
     assert row["status"] == "ok"
     assert sentinel.read_text() == "original" and other.read_text() == "original"
     assert not (left / "csl_predict.json").is_symlink() and not (out / "ok_team" / "result.json").is_symlink()
+
+
+@pytest.mark.parametrize("predictor, reason", [
+    ("predictor:DeepReply", "nests deeper"),
+    ("predictor:BadCount", "counted = '258', not a count"),
+])
+def test_malformed_replies_from_team_code_are_that_teams_row_never_a_traceback(tmp_path, predictor, reason):
+    team = tmp_path / "malformed_reply_team"
+    shutil.copytree(TEAMS / "malformed_reply_team", team)
+    manifest = (team / "harness.toml").read_text(encoding="utf-8")
+    (team / "harness.toml").write_text(manifest.replace("predictor:DeepReply", predictor), encoding="utf-8")
+    args = ["run", str(team), "--spec", str(FIXTURES / "spec_small.toml"), "--data-dir", str(FIXTURES / "data"),
+            "--backend", "local", "--reference", str(TEAMS / "fake_reference"), "--cache-dir",
+            str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--timeout", "60"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None and "Traceback" not in result.output
+    row = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).iloc[0]
+    assert row["status"] == "probe_failed", (row["status"], row["error"])
+    assert reason in row["error"]

@@ -32,13 +32,14 @@ def test_frame_is_a_big_endian_length_and_utf8_json():
 def test_a_request_round_trips_with_chinese_text(pair):
     a, b = pair
     message = {"op": "predict", "batch": [{"id": "甲", "text": "小明去商店，他买了苹果。", "keyword": ["苹果"]}]}
-    channel.send_request(a, message)
-    assert channel.recv_request(b) == message
+    nonce = channel.send_request(a, message)
+    assert channel.recv_request(b) == (nonce.hex(), message)
+    assert len(nonce) == channel.NONCE_BYTES and channel.new_nonce() != nonce
 
 
 def test_a_request_that_is_not_a_pickle_is_a_channel_error(pair):
     a, b = pair
-    a.sendall(struct.pack(">I", 4) + b"junk")
+    a.sendall(struct.pack(">I", 12) + b"12345678junk")
     with pytest.raises(channel.ChannelError, match="not a request from the host"):
         channel.recv_request(b)
 

@@ -61,3 +61,22 @@ def test_probe_containers_and_build_contexts_carry_this_process_as_owner(tmp_pat
     labels = backend.container_options(tmp_path / "channel")["labels"]
     assert labels[OWNER_LABEL] == run_owner() and str(os.getpid()) in run_owner()
     assert str(os.getpid()) in build_context_prefix()
+
+
+class RemovedFromOutside:
+    """A worker container that someone removed with `docker rm -f` while the harness was using it."""
+
+    def __getattr__(self, name):
+        def gone(*args, **kwargs):
+            raise docker.errors.NotFound(f"No such container (during {name})")
+        return gone
+
+
+def test_closing_a_container_removed_from_outside_is_quiet_and_says_so_in_the_log(tmp_path):
+    from harness.backends.docker import DockerWorker
+
+    worker = DockerWorker(RemovedFromOutside(), tmp_path / "worker.log")
+    assert worker.close() is None
+    assert not worker.alive() and worker.host_pid() is None
+    worker.kill()
+    assert "removed from outside the harness" in (tmp_path / "worker.log").read_text()

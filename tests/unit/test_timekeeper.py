@@ -31,18 +31,18 @@ class FakeWorker(threading.Thread):
     def run(self):
         try:
             while True:
-                request = channel.recv_request(self.sock)
+                nonce, request = channel.recv_request(self.sock)
                 if request["op"] == "predict":
                     ids = tuple(e["id"] for e in request["batch"])
                     self.log.append(ids)
                     time.sleep(self.delay(ids, ids in self.seen))
                     self.seen.add(ids)
-                    channel.send(self.sock, {"ok": True, "predictions": [
+                    channel.send(self.sock, {"ok": True, "nonce": nonce, "predictions": [
                         {"id": i, "label": "0"} for i in ids]})
                 elif request["op"] == "stop":
                     return
                 else:
-                    channel.send(self.sock, {"ok": True, "environment": {}, "precision": {}})
+                    channel.send(self.sock, {"ok": True, "nonce": nonce, "environment": {}, "precision": {}})
         except channel.ChannelError:
             return
 
@@ -129,25 +129,40 @@ def test_a_silent_worker_times_out_at_its_deadline():
     silent = WorkerLink("team", host, time.monotonic() + 0.3, {})
     started = time.monotonic()
     with pytest.raises(WorkerTimeout) as caught:
-        silent.round_trip(channel.encode_request({"op": "predict", "batch": []}))
+        silent.round_trip(channel.request_body({"op": "predict", "batch": []}))
     assert caught.value.side == "team" and time.monotonic() - started < 2
     worker.close()
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
 @pytest.mark.parametrize("reply, message", [
     (b"\x00\x00\x00\x03abc", "not UTF-8 JSON"),
-    (channel.encode([1, 2]), "replied list"),
-    (channel.encode({"ok": False, "error": "boom"}), "boom"),
-    (channel.encode({"ok": True, "predictions": [{"id": 0, "label": "0"}]}), "1 predictions for a batch of 2"),
-    (channel.encode({"ok": True, "predictions": [{"id": 5, "label": "0"}, {"id": 1, "label": "0"}]}),
-     "does not match"),
+    ([1, 2], "replied list"),
+    ({"ok": False, "error": "boom"}, "boom"),
+    ({"ok": True, "predictions": [{"id": 0, "label": "0"}]}, "1 predictions for a batch of 2"),
+    ({"ok": True, "predictions": [{"id": 5, "label": "0"}, {"id": 1, "label": "0"}]}, "does not match"),
+    ({"ok": True, "predictions": [["id", 0], {"id": 1, "label": "0"}]}, "a list, not an object"),
+    ({"ok": True, "predictions": {"id": 0}}, "expected a list of predictions"),
+    ({"ok": True, "predictions": None}, "expected a list of predictions"),
+    (channel._frame(DEEP), "nests deeper"),
+    (channel._frame(b'{"ok": true, "predictions": ' + b"[" * 40 + b"]" * 40 + b"}"), "nests deeper than 32"),
+    (b"\xff\xff\xff\xff", "limit"),                                # a huge frame announced
+    (channel.encode({"ok": True, "nonce": "0" * 16, "predictions": []}), "does not echo"),   # a guessed nonce
+    (channel.encode({"ok": True, "predictions": []}), "does not echo"),                     # none at all
 ])
 def test_bad_replies_are_the_workers_failure_not_the_hosts(reply, message):
+    """Whatever a worker replies (a dict is sent as JSON with the request's nonce, bytes as they are), the
+    host raises WorkerFailed for that side: never another exception, never a crash."""
     host, worker = socket.socketpair()
 
     def answer():
-        channel.recv_frame(worker)
-        worker.sendall(reply)
+        nonce, _ = channel.recv_request(worker)
+        if isinstance(reply, bytes):
+            worker.sendall(reply)
+        else:
+            worker.sendall(channel.encode({"nonce": nonce, **reply} if isinstance(reply, dict) else reply))
 
     threading.Thread(target=answer, daemon=True).start()
     team = WorkerLink("team", host, time.monotonic() + 5, {})
@@ -155,6 +170,35 @@ def test_bad_replies_are_the_workers_failure_not_the_hosts(reply, message):
     with pytest.raises(WorkerFailed, match=message) as caught:
         timed_pass(team, "csl", [batch], predict_frames([batch]), [0])
     assert caught.value.side == "team"
+
+
+def test_a_reply_sent_ahead_of_its_request_fails_that_side_before_any_clock_starts():
+    host, worker = socket.socketpair()
+    worker.sendall(channel.encode({"ok": True, "predictions": [{"id": 0, "label": "0"}]}))   # written early
+    time.sleep(0.05)
+    team = WorkerLink("team", host, time.monotonic() + 5, {})
+    with pytest.raises(WorkerFailed, match="had not asked for") as caught:
+        timed_pass(team, "csl", [[{"id": 0}]], predict_frames([[{"id": 0}]]), [0])
+    assert caught.value.side == "team"
+    with pytest.raises(BlockingIOError):                      # and the request was never sent
+        worker.recv(64, socket.MSG_DONTWAIT)
+
+
+def test_an_extra_frame_after_a_good_reply_fails_the_next_request():
+    host, worker = socket.socketpair()
+
+    def answer():
+        nonce, _ = channel.recv_request(worker)
+        worker.sendall(channel.encode({"ok": True, "nonce": nonce, "predictions": [{"id": 0, "label": "0"}]})
+                       + channel.encode({"ok": True, "nonce": nonce, "predictions": []}))
+
+    threading.Thread(target=answer, daemon=True).start()
+    team = WorkerLink("team", host, time.monotonic() + 5, {})
+    frames = predict_frames([[{"id": 0}]])
+    timed_pass(team, "csl", [[{"id": 0}]], frames, [0])
+    time.sleep(0.05)
+    with pytest.raises(WorkerFailed, match="had not asked for"):
+        timed_pass(team, "csl", [[{"id": 0}]], frames, [0])
 
 
 def test_only_the_expected_process_may_connect(tmp_path):

@@ -31,8 +31,10 @@ def worker(monkeypatch):
 
 
 def ask(sock, **request):
-    channel.send_request(sock, request)
-    return channel.recv(sock)
+    nonce = channel.send_request(sock, request)
+    reply = channel.recv(sock)
+    assert reply.pop("nonce") == nonce.hex()          # every reply echoes its request's nonce
+    return reply
 
 
 def test_load_predict_params_and_stop(worker):

@@ -1,0 +1,72 @@
+"""What a worker says about itself, checked before the host uses it: the parameter report, the environment
+and the precision state. Every byte a worker sends is hostile input (the team's code shares its process):
+a wrong type, a negative count or an endless list is that side's failure (WorkerFailed, a row), never a
+TypeError in the host. Only the fields the host reads are kept, each bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.timekeeper import WorkerFailed
+
+MAX_TEXTS = 64                 # flags, notes, sources ... kept per list
+MAX_TEXT_CHARS = 2_000         # per string
+MAX_FIELDS = 64                # keys of the environment and precision objects
+REPORT_COUNTS = ("counted", "predictor_visible", "hidden_weights", "params", "onnx_params",
+                 "onnx_duplicates_dropped", "unregistered_weights", "buffers", "plain_tensors",
+                 "model_file_bytes", "n_modules")
+REPORT_TEXTS = ("flags", "notes", "sources", "onnx_files", "hidden_where", "dtypes")
+
+
+def _count(value: Any, what: str, side: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WorkerFailed(f"{side} worker's parameter report has {what} = {value!r:.80}, not a count", side)
+    return value
+
+
+def _texts(value: Any, what: str, side: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise WorkerFailed(f"{side} worker's parameter report has {what} that is not a list of strings", side)
+    kept = [item[:MAX_TEXT_CHARS] for item in value[:MAX_TEXTS]]
+    if len(value) > MAX_TEXTS:
+        kept.append(f"... and {len(value) - MAX_TEXTS} more")
+    return kept
+
+
+def param_report(reply: dict[str, Any], side: str) -> dict[str, Any]:
+    """The `params` reply's report: `counted` must be a count; other known counts and lists are checked when
+    present; anything else is dropped."""
+    report = reply.get("report")
+    if not isinstance(report, dict):
+        raise WorkerFailed(f"{side} worker's parameter report is a {type(report).__name__}, not an object", side)
+    checked: dict[str, Any] = {"counted": _count(report.get("counted"), "counted", side)}
+    for key in REPORT_COUNTS[1:]:
+        if key in report:
+            checked[key] = _count(report[key], key, side)
+    for key in REPORT_TEXTS:
+        checked[key] = _texts(report.get(key, []), key, side)
+    return checked
+
+
+def _scalars(value: Any, what: str, side: str) -> dict[str, Any]:
+    """An object of at most MAX_FIELDS string keys and scalar values (strings cut to MAX_TEXT_CHARS)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_FIELDS:
+        raise WorkerFailed(f"{side} worker's {what} is not an object of at most {MAX_FIELDS} fields", side)
+    kept = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not (item is None or isinstance(item, (str, int, float, bool))):
+            raise WorkerFailed(f"{side} worker's {what} has a field that is not a plain value", side)
+        kept[key[:MAX_TEXT_CHARS]] = item[:MAX_TEXT_CHARS] if isinstance(item, str) else item
+    return kept
+
+
+def environment(reply: dict[str, Any], side: str) -> dict[str, Any]:
+    """The `load` reply's environment (device, torch version, threads ...)."""
+    return _scalars(reply.get("environment"), "environment", side)
+
+
+def precision(reply: dict[str, Any], side: str) -> dict[str, Any]:
+    """The `precision` reply's settings."""
+    return _scalars(reply.get("precision"), "precision state", side)

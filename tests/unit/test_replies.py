@@ -1,0 +1,57 @@
+"""What workers say about themselves is checked before use: wrong types are that side's failure, never a
+TypeError in the host (issue 18: a parameter report with wrong types crashed measurement.larger_count)."""
+
+import pytest
+
+from harness import replies
+from harness.measurement import larger_count
+from harness.timekeeper import WorkerFailed
+
+GOOD = {"counted": 40, "predictor_visible": 40, "hidden_weights": 0, "flags": [], "hidden_where": [],
+        "dtypes": ["torch.float32"], "sources": ["model (Linear)"], "something_else": {"deep": [1]}}
+
+
+def test_a_good_report_keeps_what_the_host_reads_and_drops_the_rest():
+    report = replies.param_report({"report": GOOD}, "team")
+    assert report["counted"] == 40 and report["dtypes"] == ["torch.float32"]
+    assert "something_else" not in report
+    merged = larger_count(report, replies.param_report({"report": {**GOOD, "counted": 90}}, "team"))
+    assert merged["counted"] == 90 and merged["counted_after_load"] == 40
+
+
+@pytest.mark.parametrize("report, message", [
+    ("40", "is a str, not an object"),
+    (None, "is a NoneType, not an object"),
+    ({"flags": []}, "counted = None, not a count"),
+    ({"counted": "258"}, "counted = '258', not a count"),
+    ({"counted": 258.0}, "not a count"),
+    ({"counted": -1}, "not a count"),
+    ({"counted": True}, "not a count"),
+    ({"counted": 10, "hidden_weights": [1]}, "hidden_weights"),
+    ({"counted": 10, "flags": "none"}, "flags that is not a list of strings"),
+    ({"counted": 10, "hidden_where": [1, 2]}, "hidden_where that is not a list of strings"),
+])
+def test_a_malformed_report_is_that_sides_failure(report, message):
+    with pytest.raises(WorkerFailed, match=message) as caught:
+        replies.param_report({"report": report}, "team")
+    assert caught.value.side == "team"
+
+
+def test_endless_lists_and_strings_are_cut():
+    report = replies.param_report({"report": {"counted": 1, "flags": ["x" * 10_000] * 1_000}}, "team")
+    assert len(report["flags"]) == replies.MAX_TEXTS + 1 and report["flags"][-1] == "... and 936 more"
+    assert len(report["flags"][0]) == replies.MAX_TEXT_CHARS
+
+
+@pytest.mark.parametrize("environment", [[1], {"device": {"nested": 1}}, {1: "cpu"},
+                                         {f"k{i}": i for i in range(replies.MAX_FIELDS + 1)}])
+def test_an_environment_that_is_not_flat_is_that_sides_failure(environment):
+    with pytest.raises(WorkerFailed, match="environment"):
+        replies.environment({"environment": environment}, "reference")
+
+
+def test_a_flat_environment_and_precision_pass():
+    assert replies.environment({"environment": {"device": "cpu", "torch_threads": 2}}, "team") == {
+        "device": "cpu", "torch_threads": 2}
+    assert replies.environment({}, "team") == {}
+    assert replies.precision({"precision": {"matmul_allow_tf32": False}}, "reference") == {"matmul_allow_tf32": False}
