@@ -2,6 +2,7 @@
 
 - Docker tests share one engine and build on each other's images: under pytest-xdist they all go to one
   worker (the xdist_group "docker"), in order, while the other worker runs the rest of the suite beside them.
+  Tests served by a module-scoped fixture stay together on one worker too, so the fixture is built once.
 - A closing line splits the suite's time by marker (docker, gpu, slow, the rest), beside pytest's own
   --durations list, so a CI log shows which group grew. It adds up the reports' durations (setup, call and
   teardown), which reach the main process under xdist too: with two workers the sum exceeds the wall time.
@@ -16,10 +17,18 @@ _seconds_by_group = defaultdict(float)
 _tests_by_group = defaultdict(set)
 
 
+def _uses_a_shared_fixture(item) -> bool:
+    """Whether a module- or class-scoped fixture serves this test: each xdist worker would build its own."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(defs and defs[-1].scope in ("module", "class", "package") for defs in definitions.values())
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("docker") is not None:
             item.add_marker(pytest.mark.xdist_group("docker"))
+        elif _uses_a_shared_fixture(item):      # its module's tests on one worker: the fixture is built once
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def pytest_runtest_logreport(report):

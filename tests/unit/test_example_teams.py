@@ -20,6 +20,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+pytestmark = pytest.mark.slow       # real 4-7M-parameter models and ONNX exports: seconds each
+
 from harness.probe.params import count_parameters  # noqa: E402
 from harness.tasks import get_task  # noqa: E402
 
