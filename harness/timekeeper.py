@@ -5,8 +5,8 @@ trip: from sending the pre-encoded batch to holding the whole reply in host memo
 tokenization included, for the team and the reference alike). Decoding and checking happen after the clock
 stops. Nothing a worker writes anywhere is read back; a worker's only influence is the bytes it replies.
 
-Per task: both workers load (load round trip and the first call recorded apart), warm up on perturbed
-copies of the inputs (harness.warmup_inputs) until each side's window time settles, then time rounds. A
+Per task: both workers load (load round trip and the first call recorded apart), warm up on inputs of
+the same shapes drawn independently of them (harness.warmup_inputs) until each side's window time settles, then time rounds. A
 round is one pass over every batch, in an order shuffled from the run seed, for the team and for the
 reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
 first sight, one pass: its predictions are the ones scored, and the caching audit compares it with the

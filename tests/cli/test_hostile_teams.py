@@ -73,6 +73,14 @@ def test_a_shadow_harness_package_is_never_imported(tmp_path, honest):
     assert row["params"] == 40 and record["environment"]["device"] == "cpu"   # the fake worker says 1 and cuda
 
 
+def test_a_team_that_reads_the_warm_up_for_timed_inputs_gains_nothing(tmp_path, honest):
+    """Warm-up inputs are drawn independently of the timed ones, with fresh ids: the table it builds during
+    warm-up never answers a timed call, so it is as fast as its honest twin, and nothing looks like caching."""
+    row, _ = run_team(TEAMS / "warmup_reader_team", tmp_path / "out", tmp_path / "cache")
+    assert_same_speed(row, honest[0])
+    assert "caching_suspected" not in row["flags"]
+
+
 def test_forged_files_from_thread_fork_atexit_and_exit_never_reach_the_row(tmp_path, honest):
     out = tmp_path / "out"
     team = tmp_path / "forger_team"
