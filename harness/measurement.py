@@ -73,6 +73,7 @@ def running_worker(backend: Backend, side: WorkerSpec, log_path: Path) -> Iterat
         link = WorkerLink.accept(side.name, server, handle.alive, time.monotonic() + side.timeout_s,
                                  getattr(handle, "pid", None))
         link.host_pid = handle.host_pid()
+        link.process = handle
         yield link
     except WorkerFailed as exc:
         if not exc.side:
@@ -121,7 +122,7 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
     team_record.update(caching_suspected=suspected, first_sight_ratio=team_ratio, reference_first_sight_ratio=ref_ratio,
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
-                       interval=vars(times.interval) if times.interval else None)
+                       interval=vars(times.interval) if times.interval else None, **times.freezing.record())
     return team_record, side_record(ref, ref.rounds, n_examples)
 
 

@@ -171,6 +171,9 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
                          f"reference {timing['reference_first_sight_ratio']:.2f}); T from first sight only")
         if info.get("consistent_across_rounds") is False:
             flags.append(f"{name}: predictions differ between timing rounds (the first-sight round is scored)")
+        if timing.get("freeze_unavailable"):
+            flags.append(f"{name}: the side not being timed could not be frozen ({timing['freeze_unavailable']}): "
+                         "a team's idle work could have slowed the reference")
         if timing and not timing.get("warmup_settled", True):
             flags.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
         if info.get("problems"):

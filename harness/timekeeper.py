@@ -11,7 +11,8 @@ round is one pass over every batch, in an order shuffled from the run seed, for 
 reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
 first sight, one pass: its predictions are the ones scored, and the caching audit compares it with the
 repeats. Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's
-time is its mean over the window's passes).
+time is its mean over the window's passes). While one side's window is timed, the other is frozen
+(harness.freezing).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import socket
 import struct
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from harness import stats
+from harness.freezing import FreezeLedger, FreezeUnavailable, timed_alone
 from harness.probe import channel
 from harness.tasks import get_task
 from harness.warmup_inputs import warmup_examples
@@ -53,6 +56,7 @@ class WorkerLink:
         self.name, self.sock, self.deadline, self.hello = name, sock, deadline, hello
         self.environment: dict[str, Any] = {}      # what the worker said about itself at its last load
         self.host_pid: int | None = None           # set by whoever started it, for NVML's per-process memory
+        self.process: Any = None                   # the backend's handle on its processes: freeze and thaw
         # The socket stays blocking (a socket timeout would add a poll() to every send and receive inside
         # the timed unit); a watchdog shuts the connection down at the deadline instead.
         self.sock.settimeout(None)
@@ -164,6 +168,16 @@ class WorkerLink:
             raise self._broken(exc) from None
         return _reply(body, self.name, nonce)
 
+    def freeze(self) -> None:
+        """Stop every process of this worker (while the other side is timed); FreezeUnavailable if it cannot."""
+        if self.process is None or not hasattr(self.process, "freeze"):
+            raise FreezeUnavailable("no handle on the worker's processes")
+        self.process.freeze()
+
+    def thaw(self) -> None:
+        if self.process is not None and hasattr(self.process, "thaw"):
+            self.process.thaw()
+
     def stop(self) -> None:
         self._watchdog.cancel()
         try:
@@ -241,6 +255,7 @@ class TaskTimes:
     warmup_s: float
     box: list[dict[str, Any]]
     interval: stats.Interval | None = None
+    freezing: FreezeLedger = field(default_factory=FreezeLedger)
 
 
 def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
@@ -300,19 +315,37 @@ def predict_frames(batches: Sequence[Batch]) -> list[bytes]:
     return [channel.request_body({"op": "predict", "batch": batch}) for batch in batches]
 
 
+def others(links: Sequence[WorkerLink], link: WorkerLink) -> list[WorkerLink]:
+    return [other for other in links if other is not link]
+
+
+@contextmanager
+def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: FreezeLedger) -> Iterator[None]:
+    """`link` alone for one timed window: every other side frozen (harness.freezing), and `link` woken by an
+    untimed round trip first. A process thawed a moment ago pays milliseconds on its first call (measured:
+    a 0.1 ms model's first-sight pass 2 to 25 times its repeats without the wake-up, 1.5 to 2 with it), and
+    a single-pass window, first sight above all, must not carry that into the caching audit."""
+    with timed_alone(others(links, link), ledger):
+        link.call("precision")
+        yield
+
+
 def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], frames: Sequence[bytes],
-            plan: TimingPlan, sides: Sequence[SideTimes]) -> tuple[bool, float]:
+            plan: TimingPlan, sides: Sequence[SideTimes],
+            ledger: FreezeLedger | None = None) -> tuple[bool, float]:
     """Alternate warm-up windows until both sides' window time settles (after warmup_min_s, at most warmup_max_s).
 
     A window (timed_window) repeats whole passes over every warm-up batch, so every shape is seen, until it
-    lasts at least MIN_WINDOW_S; its value is the mean seconds per pass.
+    lasts at least MIN_WINDOW_S; its value is the mean seconds per pass. The other side is frozen meanwhile.
     """
+    ledger = ledger if ledger is not None else FreezeLedger()
     started = time.monotonic()
     window = 0
     while True:
         pairs = list(zip(links, sides))
         for link, side in (pairs if window % 2 == 0 else pairs[::-1]):
-            seconds, _ = timed_window(link, task, batches, frames, range(len(frames)))
+            with timed_window_of(link, links, ledger):
+                seconds, _ = timed_window(link, task, batches, frames, range(len(frames)))
             side.warmup_windows_s.append(sum(seconds))        # the window's mean pass
         window += 1
         elapsed = time.monotonic() - started
@@ -342,14 +375,17 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     batches = make_batches(examples, batch_size)
     warm = make_batches(warmup_examples(examples, plan.run_seed), batch_size)
     warm_frames = predict_frames(warm)
+    ledger = FreezeLedger()
     for name in ("reference", "team"):
-        seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
+        with timed_window_of(links[name], [team, reference], ledger):
+            seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
         sides[name].first_call_s = seconds[0]
-    settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan, [sides["team"], sides["reference"]])
+    settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan, [sides["team"], sides["reference"]],
+                                ledger)
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")
-    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [])
+    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger)
     while True:
         order = list(range(len(frames)))
         rng.shuffle(order)
@@ -358,14 +394,14 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         times.box.append({"round": round_index, **box_snapshot()})
         names = ("team", "reference") if round_index % 2 == 0 else ("reference", "team")
         for name in names:
-            if round_index == 0:      # first sight: one pass, each input seen once, the scored predictions
-                seconds, predictions = timed_pass(links[name], task, batches, frames, order)
-                sides[name].rounds.append(seconds)
-                sides[name].predictions.append(predictions)
-            else:
-                seconds, passes = timed_window(links[name], task, batches, frames, order)
-                sides[name].rounds.append(seconds)
-                sides[name].predictions.extend(passes)
+            with timed_window_of(links[name], [team, reference], ledger):
+                if round_index == 0:      # first sight: one pass, each input seen once, the scored predictions
+                    seconds, passes = timed_pass(links[name], task, batches, frames, order)
+                    passes = [passes]
+                else:
+                    seconds, passes = timed_window(links[name], task, batches, frames, order)
+            sides[name].rounds.append(seconds)
+            sides[name].predictions.extend(passes)
         if len(times.orders) < plan.rounds:
             continue
         times.interval = stats.speedup_interval([sides["team"].rounds], [sides["reference"].rounds],

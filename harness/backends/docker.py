@@ -32,6 +32,7 @@ from pathlib import Path
 from harness import __version__
 from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
 from harness.crosscheck import weight_bytes_in_tar
+from harness.freezing import FreezeUnavailable
 from harness.probe.channel import SOCKET_NAME
 from harness.spec import Spec, parse_size
 from harness.submission import Submission, copy_team_dir, hash_team_dir
@@ -382,8 +383,29 @@ class DockerWorker:
 
     def kill(self) -> None:
         try:
+            self.container.unpause()       # a paused container cannot be killed
+        except Exception:  # not paused, or already gone
+            pass
+        try:
             self.container.kill()
         except Exception:  # already gone
+            pass
+
+    def freeze(self) -> None:
+        """The whole container through the cgroup freezer (the engine's pause), while the other side is timed."""
+        import docker
+
+        try:
+            self.container.pause()
+        except docker.errors.APIError as exc:
+            raise FreezeUnavailable(f"the engine would not pause the container: {exc.explanation or exc}") from None
+
+    def thaw(self) -> None:
+        import docker
+
+        try:
+            self.container.unpause()
+        except docker.errors.APIError:   # gone: its side fails through the channel
             pass
 
     def close(self) -> int | None:

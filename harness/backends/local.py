@@ -23,6 +23,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import psutil
+
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.crosscheck import weight_file_bytes
@@ -227,6 +229,35 @@ class LocalWorker:
     def kill(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _descendants(self) -> list[int]:
+        try:
+            return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def _signal(self, pids: list[int], sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def freeze(self) -> None:
+        """SIGSTOP to the worker's process group (its session leader's), then to every process descended from
+        it: a child that left the group with setsid is stopped too (harness.freezing)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        self._signal(self._descendants(), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(self._descendants(), signal.SIGCONT)
+        try:
+            os.killpg(self.process.pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
 
