@@ -43,6 +43,9 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert row["reference_precision"] == "fp32-strict" and record["run_seed"] == row["run_seed"]
     timing = record["tasks"]["csl"]["timing"]
     assert len(timing["rounds_s"]) >= 3 and timing["load_s"] > 0 and timing["first_call_s"] > 0
+    # the other side was frozen around each timed window: the first call, warm-up windows and every round
+    assert timing["frozen_windows"] >= 2 + 2 + 2 * len(timing["rounds_s"]) and not timing["freeze_unavailable"]
+    assert "could not be frozen" not in row["flags"]
     assert len(record["reference"]["csl"]["rounds_s"]) == len(timing["rounds_s"])
 
 

@@ -70,6 +70,13 @@ def test_demo_team_end_to_end_with_harness_run(harness_cli, tmp_path):
         assert (tmp_path / "out" / "demo-team" / "predictions" / f"{task}_predict.json").exists()
     assert float(r["speedup_low"]) <= float(r["speedup"]) <= float(r["speedup_high"])
     assert r["reference_precision"] == "fp32-strict"
+    # the side not being timed was paused through the engine around every timed window, at a recorded cost
+    record = json.loads((tmp_path / "out" / "demo-team" / "result.json").read_text(encoding="utf-8"))
+    for task, info in record["tasks"].items():
+        timing = info["timing"]
+        assert timing["frozen_windows"] >= 4 and timing["freeze_unavailable"] == "", (task, timing)
+        assert 0 < timing["freeze_s_per_window"] < 1.0, (task, timing["freeze_s_per_window"])
+    assert "could not be frozen" not in r["flags"]
     # an unchanged team is never rebuilt
     again = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "1", bert=True)
     assert again.exit_code == 0, again.output
