@@ -1,7 +1,8 @@
 """Suite-wide settings.
 
 - Docker tests share one engine and build on each other's images: under pytest-xdist they all go to one
-  worker (the xdist_group "docker"), in order, while the other worker runs the rest of the suite beside them.
+  worker (the xdist_group "docker"), in order and before anything else, while the other worker runs the rest
+  of the suite beside them.
   Tests served by a module-scoped fixture stay together on one worker too, so the fixture is built once.
 - A closing line splits the suite's time by marker (docker, gpu, slow, the rest), beside pytest's own
   --durations list, so a CI log shows which group grew. It adds up the reports' durations (setup, call and
@@ -29,6 +30,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("docker"))
         elif _uses_a_shared_fixture(item):      # its module's tests on one worker: the fixture is built once
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    # the Docker tests first: the group is the longest (the runner image is built before its first test), so
+    # its worker must start on it at once rather than after its share of the other tests
+    items.sort(key=lambda item: item.get_closest_marker("docker") is None)
 
 
 def pytest_runtest_logreport(report):
