@@ -81,10 +81,11 @@ def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
         interval = f" [{s.speedup_low:.2f}, {s.speedup_high:.2f}] {s.speed_verdict}" if s.speedup is not None else ""
         console.print(plain(f"P = {s.P:.2f}   S = {_fmt(s.S, '{:,}')}   speedup = {_fmt(s.speedup, '{:.2f}x')}"
                             f"{interval}   compliant = {s.compliant}   res = {_fmt(s.res, '{:.4f}')}"))
+    # errors and flags name paths and commands: printed whole on their lines, never folded at the width
     if result.error:
-        console.print(labelled("error", "red", result.error))
+        console.print(labelled("error", "red", result.error), soft_wrap=True)
     for flag in result.flags:
-        console.print(labelled("flag", "yellow", flag))
+        console.print(labelled("flag", "yellow", flag), soft_wrap=True)
 
 
 def print_findings(console: Console, findings) -> None:

@@ -2,6 +2,7 @@
 debootstrap base + wheelhouse, see runner-image/README.md) rather than skipped; only a machine without an engine
 skips them."""
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -35,8 +36,14 @@ def runner_image(docker_client):
     Every step is cached: seconds when nothing changed, a few minutes after a change to the harness, the
     first time about ten (debootstrap, Debian's torch, the wheelhouse).
     """
-    build = subprocess.run(["bash", str(REPO / "runner-image" / "build-runner-offline.sh"), TEST_RUNNER_IMAGE],
-                           cwd=REPO, capture_output=True, text=True)
+    # one build at a time on this machine (another xdist worker, another checkout): the offline base's
+    # debootstrap and apt steps share one package cache and its lock
+    lock_path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightlm-harness" / "runner-build.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = subprocess.run(["bash", str(REPO / "runner-image" / "build-runner-offline.sh"), TEST_RUNNER_IMAGE],
+                               cwd=REPO, capture_output=True, text=True)
     if build.returncode != 0:
         pytest.fail(f"a Docker engine answers but the runner image could not be built:\n"
                     f"{build.stdout[-3000:]}\n{build.stderr[-3000:]}")
