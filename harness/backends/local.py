@@ -23,8 +23,6 @@ import sysconfig
 import venv
 from pathlib import Path
 
-import psutil
-
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.crosscheck import weight_file_bytes
@@ -233,6 +231,8 @@ class LocalWorker:
             pass
 
     def _descendants(self) -> list[int]:
+        import psutil     # imported here: make_venv runs from this module in environments without it
+
         try:
             return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
         except psutil.Error:
