@@ -52,9 +52,10 @@ def storage_span(tensor: torch.Tensor) -> tuple[int, int]:
     ``untyped_storage()`` from torch 2.0, ``storage()`` (a TypedStorage) on 1.13, whose images have no other."""
     if hasattr(tensor, "untyped_storage"):
         storage = tensor.untyped_storage()
-    else:
-        storage = tensor.storage()
-    return storage.data_ptr(), storage.nbytes()
+        return storage.data_ptr(), storage.nbytes()
+    storage = tensor.storage()
+    nbytes = storage.nbytes() if hasattr(storage, "nbytes") else storage.size() * storage.element_size()
+    return storage.data_ptr(), nbytes
 
 
 def _tensor_storage(tensor: torch.Tensor) -> tuple[Region, int] | None:

@@ -79,6 +79,19 @@ def test_storage_span_asks_storage_where_untyped_storage_is_missing():
 
     assert storage_span(Torch113Tensor()) == (4096, 160)
 
+    class OlderTypedStorage:                    # no nbytes(): its size in elements times the element size
+        def data_ptr(self):
+            return 4096
+
+        def size(self):
+            return 40
+
+        def element_size(self):
+            return 4
+
+    Torch113Tensor.storage = lambda self: OlderTypedStorage()
+    assert storage_span(Torch113Tensor()) == (4096, 160)
+
 
 def test_a_scan_that_cannot_read_storages_flags_the_count(monkeypatch):
     import torch
