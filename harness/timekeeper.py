@@ -376,12 +376,15 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     warm = make_batches(warmup_examples(examples, plan.run_seed), batch_size)
     warm_frames = predict_frames(warm)
     ledger = FreezeLedger()
-    for name in ("reference", "team"):
-        with timed_window_of(links[name], [team, reference], ledger):
-            seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
-        sides[name].first_call_s = seconds[0]
-    settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan, [sides["team"], sides["reference"]],
-                                ledger)
+    try:
+        for name in ("reference", "team"):
+            with timed_window_of(links[name], [team, reference], ledger):
+                seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
+            sides[name].first_call_s = seconds[0]
+        settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan,
+                                    [sides["team"], sides["reference"]], ledger)
+    except WorkerFailed as exc:
+        raise named_for_people(exc, [b for batch in warm for b in batch], examples) from None
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")
@@ -409,6 +412,18 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         if (stats.verdict(times.interval, plan.min_speedup) != "borderline"
                 or len(times.orders) >= plan.max_rounds):
             return times
+
+
+def named_for_people(exc: WorkerFailed, warm: Sequence[dict[str, Any]], timed: Sequence[dict[str, Any]]
+                     ) -> WorkerFailed:
+    """A failure during warm-up names a warm-up input's random id: the message (read by people, after the
+    run; never sent to a worker) also names the timed example whose shape that input had."""
+    message = str(exc)
+    for warm_example, timed_example in zip(warm, timed):
+        quoted = repr(warm_example.get("id"))
+        if quoted in message:
+            message = message.replace(quoted, f"{quoted} (a warm-up input shaped like {timed_example.get('id')!r})")
+    return type(exc)(message, exc.side)
 
 
 def same_predictions(rounds: Sequence[Sequence[dict[str, Any]]]) -> bool:

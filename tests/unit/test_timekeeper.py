@@ -217,3 +217,15 @@ def test_only_the_expected_process_may_connect(tmp_path):
         client2.close()
     finally:
         server.close()
+
+
+def test_a_failure_during_warm_up_also_names_the_timed_example_whose_shape_it_had():
+    from harness.timekeeper import named_for_people
+
+    warm = [{"id": "warmup-00a1b2c3d4"}, {"id": 1_000_004_321}]
+    timed = [{"id": "FIX_0_QUERY_0"}, {"id": 7}]
+    exc = named_for_people(WorkerFailed("invalid prediction for example 1000004321: no label", "team"), warm, timed)
+    assert str(exc) == "invalid prediction for example 1000004321 (a warm-up input shaped like 7): no label"
+    assert exc.side == "team" and type(exc) is WorkerFailed
+    late = named_for_people(WorkerTimeout("team worker passed its deadline", "team"), warm, timed)
+    assert isinstance(late, WorkerTimeout) and str(late) == "team worker passed its deadline"
