@@ -23,8 +23,9 @@ TEAMS = FIXTURES / "teams"
 @pytest.fixture
 def harness_cli(tmp_path, runner_image):
     """`harness COMMAND TEAM ...` on the Docker backend (the default of `run`), fixture data and spec, against
-    the fake reference (0.2 s a batch, in its own image FROM the runner image) unless bert=True: the demo
-    test is the one end-to-end run against the real BERT-base reference in the runner image."""
+    the fake reference (0.2 s a batch, in its own image FROM the runner image) unless bert=True: the demo's
+    first run is the end-to-end run against the real BERT-base reference in the runner image (the example
+    teams' test is the other)."""
     def invoke(command, team, *extra, bert=False):
         reference = [] if bert else ["--reference", str(TEAMS / "fake_reference")]
         args = [command, str(team), "--spec", str(FIXTURES / "spec_docker.toml"), "--data-dir",
@@ -78,7 +79,7 @@ def test_demo_team_end_to_end_with_harness_run(harness_cli, tmp_path):
         assert 0 < timing["freeze_s_per_window"] < 1.0, (task, timing["freeze_s_per_window"])
     assert "could not be frozen" not in r["flags"]
     # an unchanged team is never rebuilt
-    again = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "1", bert=True)
+    again = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "1")    # the fake reference
     assert again.exit_code == 0, again.output
     assert "cached image" in (tmp_path / "out" / "demo-team" / "build.log").read_text()
 

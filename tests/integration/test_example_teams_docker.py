@@ -1,8 +1,9 @@
 """The three example finalists under baselines/ on the Docker backend, in one test (each build costs
 minutes here): the runner image (torch 1.13, transformers 4.40, onnxruntime 1.18) builds them offline,
 the ONNX team exports its models inside the image at build time, and every row is ok, under the
-parameter limit, with the hand-worked counts of tests/unit/test_example_teams.py. They are timed against the
-fake reference (0.2 s a batch): tests/integration/test_docker.py runs the one Docker test against BERT-base.
+parameter limit, with the hand-worked counts of tests/unit/test_example_teams.py, and faster than the real
+BERT-base reference in the runner image (against the 0.2 s fake reference a 7M-parameter model on two loaded
+CPUs is not always faster, so this test keeps BERT-base, as does the demo test in test_docker.py).
 """
 
 from pathlib import Path
@@ -29,8 +30,7 @@ def test_example_teams_build_and_run_in_the_runner_image(tmp_path, runner_image)
     for folder, _, _ in EXAMPLE_TEAMS:
         args = ["run", str(REPO / "baselines" / folder), "--backend", "docker", "--spec",
                 str(FIXTURES / "spec_docker.toml"), "--data-dir", str(FIXTURES / "data"), "--runner-image",
-                runner_image, "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--max-examples", "1",
-                "--reference", str(FIXTURES / "teams" / "fake_reference")]
+                runner_image, "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--max-examples", "1"]
         result = CliRunner().invoke(main, args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
     frame = pd.read_csv(out / "results.csv", keep_default_na=False)
