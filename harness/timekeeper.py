@@ -373,7 +373,8 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         links[name].environment = replies.environment(reply, name)
     after_load()
     batches = make_batches(examples, batch_size)
-    warm = make_batches(warmup_examples(examples, plan.run_seed), batch_size)
+    warm_examples = warmup_examples(examples, plan.run_seed)
+    warm = make_batches(warm_examples, batch_size)
     warm_frames = predict_frames(warm)
     ledger = FreezeLedger()
     try:
@@ -384,7 +385,7 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan,
                                     [sides["team"], sides["reference"]], ledger)
     except WorkerFailed as exc:
-        raise named_for_people(exc, [b for batch in warm for b in batch], examples) from None
+        raise named_for_people(exc, warm_examples, examples) from None
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")
