@@ -113,13 +113,15 @@ def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> 
 def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tuple[dict, dict]:
     """(team record, reference record) of one timed task; the team's T from first sight when it seems to cache."""
     team, ref = times.team, times.reference
-    suspected, team_ratio, ref_ratio = stats.caching_suspected(team.rounds, ref.rounds,
-                                                               spec.timing.caching_tolerance)
+    audit = stats.caching_audit(team.rounds, ref.rounds, spec.timing.caching_tolerance,
+                                confidence=spec.timing.confidence, seed=spec.timing.seed)
     saved = sum(team.rounds[0]) - statistics.fmean(sum(r) for r in team.rounds[1:])
-    suspected = suspected and saved > CACHING_MATERIAL_SHARE * statistics.fmean(sum(r) for r in ref.rounds)
+    suspected = audit.suspected and saved > CACHING_MATERIAL_SHARE * statistics.fmean(sum(r) for r in ref.rounds)
     scored = team.rounds[:1] if suspected else team.rounds
     team_record = side_record(team, scored, n_examples)
-    team_record.update(caching_suspected=suspected, first_sight_ratio=team_ratio, reference_first_sight_ratio=ref_ratio,
+    team_record.update(caching_suspected=suspected, first_sight_ratio=audit.team_ratio,
+                       reference_first_sight_ratio=audit.reference_ratio, caching_audit=audit.record(),
+                       first_sight_block=times.first_sight_block,
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
                        interval=vars(times.interval) if times.interval else None, **times.freezing.record())

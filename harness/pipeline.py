@@ -166,9 +166,15 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
         timing = info.get("timing", {})
         for flag in info.get("param_report", {}).get("flags", []):
             flags.append(f"{name}: {flag}")
+        audit = timing.get("caching_audit") or {}
         if info.get("caching_suspected"):
             flags.append(f"{name}: caching_suspected (first sight / repeats {timing['first_sight_ratio']:.2f}, "
-                         f"reference {timing['reference_first_sight_ratio']:.2f}); T from first sight only")
+                         f"reference {timing['reference_first_sight_ratio']:.2f}; the team's extra gain "
+                         f"{audit.get('excess', 0):.2f}x, {spec.timing.confidence:.0%} interval "
+                         f"[{audit.get('low') or 0:.2f}, {audit.get('high') or 0:.2f}] over {audit.get('batches')} "
+                         "batches); T from first sight only")
+        elif audit.get("note"):
+            flags.append(f"{name}: caching audit undecided: {audit['note']}")
         if info.get("consistent_across_rounds") is False:
             flags.append(f"{name}: predictions differ between timing rounds (the first-sight round is scored)")
         if timing.get("freeze_unavailable"):

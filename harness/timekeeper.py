@@ -9,9 +9,10 @@ Per task: both workers load (load round trip and the first call recorded apart),
 the same shapes drawn independently of them (harness.warmup_inputs) until each side's window time settles, then time rounds. A
 round is one pass over every batch, in an order shuffled from the run seed, for the team and for the
 reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
-first sight, one pass: its predictions are the ones scored, and the caching audit compares it with the
-repeats. Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's
-time is its mean over the window's passes). While one side's window is timed, the other is frozen
+first sight, one pass, the two sides taking turns a block of batches at a time: its predictions are the
+ones scored, and the caching audit compares it with the repeats batch by batch (stats.caching_audit).
+Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's time is its
+mean over the window's passes). While one side's window is timed, the other is frozen
 (harness.freezing).
 """
 
@@ -256,6 +257,7 @@ class TaskTimes:
     box: list[dict[str, Any]]
     interval: stats.Interval | None = None
     freezing: FreezeLedger = field(default_factory=FreezeLedger)
+    first_sight_block: int = 0       # batches per turn in round 0 (first_sight_round)
 
 
 def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
@@ -330,6 +332,36 @@ def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: Freez
         yield
 
 
+def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, batches: Sequence[Batch],
+                      frames: Sequence[bytes], order: Sequence[int], block: int, ledger: FreezeLedger
+                      ) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
+    """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
+    batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
+    A burst of load on the box then falls on both sides' first sight of the same batches, and the caching
+    audit can set the team's first-sight gain against the reference's batch by batch. Per side: seconds and
+    predictions in canonical batch order."""
+    seconds = {name: [0.0] * len(frames) for name in names}
+    replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(frames) for name in names}
+    for start in range(0, len(order), block):
+        turn = names if (start // block) % 2 == 0 else names[::-1]
+        for name in turn:
+            with timed_window_of(links[name], list(links.values()), ledger):
+                for index in order[start:start + block]:
+                    seconds[name][index], body, nonce = links[name].round_trip(frames[index])
+                    replies[name][index] = (body, nonce)
+    return {name: (seconds[name], [p for batch, (body, nonce) in zip(batches, replies[name])
+                                   for p in checked_predictions(task, batch, body, links[name].name, nonce)])
+            for name in names}
+
+
+def first_sight_block(sides: Sequence[SideTimes], n_batches: int) -> int:
+    """Batches per turn in the first-sight round: as many as the slower side runs in about MIN_WINDOW_S (from
+    its last warm-up window), at least one: short enough that load coming and going on the box falls on both
+    sides alike, long enough that freezing costs little beside it."""
+    per_batch = max((side.warmup_windows_s[-1] if side.warmup_windows_s else 0.0) for side in sides) / max(n_batches, 1)
+    return max(1, min(n_batches, int(MIN_WINDOW_S / per_batch) if per_batch > 0 else n_batches))
+
+
 def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], frames: Sequence[bytes],
             plan: TimingPlan, sides: Sequence[SideTimes],
             ledger: FreezeLedger | None = None) -> tuple[bool, float]:
@@ -397,13 +429,15 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         round_index = len(times.orders) - 1
         times.box.append({"round": round_index, **box_snapshot()})
         names = ("team", "reference") if round_index % 2 == 0 else ("reference", "team")
-        for name in names:
+        if round_index == 0:      # first sight: each input seen once, the scored predictions
+            times.first_sight_block = first_sight_block(list(sides.values()), len(frames))
+            seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger)
+            for name, (seconds, predictions) in seen.items():
+                sides[name].rounds.append(seconds)
+                sides[name].predictions.append(predictions)
+        for name in names if round_index > 0 else ():
             with timed_window_of(links[name], [team, reference], ledger):
-                if round_index == 0:      # first sight: one pass, each input seen once, the scored predictions
-                    seconds, passes = timed_pass(links[name], task, batches, frames, order)
-                    passes = [passes]
-                else:
-                    seconds, passes = timed_window(links[name], task, batches, frames, order)
+                seconds, passes = timed_window(links[name], task, batches, frames, order)
             sides[name].rounds.append(seconds)
             sides[name].predictions.extend(passes)
         if len(times.orders) < plan.rounds:

@@ -7,7 +7,7 @@ import numpy as np
 
 import pytest
 
-from harness.stats import (Interval, caching_suspected, first_sight_ratio, mean_pass_s, round_level_interval,
+from harness.stats import (Interval, caching_audit, mean_pass_s, round_level_interval,
                            settled, speedup_interval, t_quantile, verdict)
 
 
@@ -144,17 +144,47 @@ def test_the_interval_covers_the_true_ratio_when_the_box_drifts_between_rounds()
     assert 88 <= covered <= 100          # the bootstrap alone holds it in 82 of these 100
 
 
-def test_first_sight_ratio_is_first_pass_over_median_repeat():
-    # passes 6, 2, 3, 100: first 6 over the median repeat (3) = 2
-    assert first_sight_ratio([[3, 3], [1, 1], [1, 2], [50, 50]]) == pytest.approx(2.0)
+def test_the_caching_audit_needs_batches_to_resample_and_says_so():
+    # 2 batches: team gain (2+2)/(1+1) = 2, reference 1: a point of 2x, but nothing to resample
+    audit = caching_audit([[2, 2], [1, 1], [1, 1]], [[1, 1], [1, 1], [1, 1]], 0.1)
+    assert audit.suspected is False and audit.excess == pytest.approx(2.0) and audit.low is None
+    assert audit.note == "not enough batches to audit (2 < 5)"
     with pytest.raises(ValueError, match="two rounds"):
-        first_sight_ratio([[1.0]])
+        caching_audit([[1.0] * 6], [[1.0] * 6], 0.1)
 
 
-def test_a_team_fast_only_on_repeats_is_suspected_and_an_honest_one_is_not():
-    reference = [[1.1, 1.1], [1.0, 1.0], [1.0, 1.0]]            # ratio 1.1
-    cacher = [[0.5, 0.5], [0.01, 0.01], [0.01, 0.01]]           # ratio 50
-    honest = [[0.12, 0.12], [0.1, 0.1], [0.1, 0.1]]             # ratio 1.2
-    flag, team_ratio, ref_ratio = caching_suspected(cacher, reference, 0.5)
-    assert flag and team_ratio == pytest.approx(50.0) and ref_ratio == pytest.approx(1.1)
-    assert caching_suspected(honest, reference, 0.5)[0] is False
+def test_a_team_fast_only_on_repeats_is_suspected_with_an_interval_above_the_tolerance():
+    reference = [[1.1] * 6, [1.0] * 6, [1.0] * 6]              # gain 1.1
+    cacher = [[0.5] * 6, [0.01] * 6, [0.01] * 6]              # gain 50: 50 / 1.1 = 45.45 on every batch
+    audit = caching_audit(cacher, reference, 0.1)
+    assert audit.suspected and audit.team_ratio == pytest.approx(50.0) and audit.reference_ratio == pytest.approx(1.1)
+    assert audit.excess == audit.low == audit.high == pytest.approx(50 / 1.1)
+
+
+def test_partial_caching_worth_1_2x_on_every_batch_is_suspected():
+    reference = [[1.0] * 8, [1.0] * 8, [1.0] * 8]
+    partial = [[1.2, 1.25, 1.2, 1.22, 1.2, 1.21, 1.2, 1.2], [1.0] * 8, [1.0] * 8]
+    audit = caching_audit(partial, reference, 0.1)
+    assert audit.suspected and 1.2 <= audit.low <= audit.excess <= audit.high <= 1.25
+
+
+def test_one_batch_hit_by_a_hiccup_on_first_sight_is_not_caching():
+    # batch 5 took 5 s instead of 1 s: the point gain is 10/6 = 1.67, far above the old fixed tolerance,
+    # but a resample misses that batch with probability (5/6)**6 = 0.33, so the low end is 1.0
+    reference = [[1.0] * 6, [1.0] * 6, [1.0] * 6]
+    hiccup = [[1, 1, 1, 1, 1, 5], [1.0] * 6, [1.0] * 6]
+    audit = caching_audit(hiccup, reference, 0.1)
+    assert audit.excess == pytest.approx(10 / 6) and audit.low == pytest.approx(1.0)
+    assert audit.suspected is False
+
+
+def test_load_that_slows_both_sides_first_sight_is_not_caching():
+    # a burst through the first-sight round doubles both sides' first sight: the gains cancel
+    audit = caching_audit([[2.0] * 6, [1.0] * 6, [1.0] * 6], [[8.0] * 6, [4.0] * 6, [4.0] * 6], 0.1)
+    assert audit.excess == pytest.approx(1.0) and audit.suspected is False
+
+
+def test_each_batch_repeat_time_is_its_median_over_the_repeat_rounds():
+    # one repeat round 50x slower (a burst) does not make first sight look fast: the median repeat is 1
+    audit = caching_audit([[1.0] * 6, [1.0] * 6, [1.0] * 6, [50.0] * 6], [[1.0] * 6] * 4, 0.1)
+    assert audit.team_ratio == pytest.approx(1.0)

@@ -105,6 +105,33 @@ def test_warm_up_never_shows_a_timed_input_first():
     assert times.team.warmup_windows_s and times.team.first_call_s > 0
 
 
+class SideLog(list):
+    """One log for both workers: each predict call appended as (side, ids)."""
+
+    def __init__(self, shared, side):
+        super().__init__()
+        self.shared, self.side = shared, side
+
+    def append(self, ids):
+        self.shared.append((self.side, ids))
+
+
+def test_first_sight_takes_turns_a_block_of_about_100_ms_at_a_time():
+    calls = []
+    team = link("team", lambda ids, seen: 0.002, SideLog(calls, "team"))
+    ref = link("reference", lambda ids, seen: 0.03, SideLog(calls, "reference"))   # 3 batches ~ 100 ms
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
+    assert times.first_sight_block == 3
+    timed = [(side, ids[0] // 2) for side, ids in calls if ids[0] < 10]
+    first_sight = timed[:10]
+    # blocks [0:3] then [3:5] of round 0's order, the team opening the first block, the reference the second
+    order = times.orders[0]
+    assert first_sight == ([("team", b) for b in order[:3]] + [("reference", b) for b in order[:3]]
+                           + [("reference", b) for b in order[3:]] + [("team", b) for b in order[3:]])
+    assert [p["id"] for p in times.team.predictions[0]] == list(range(10))
+    assert all(s > 0 for s in times.team.rounds[0] + times.reference.rounds[0])
+
+
 def test_a_team_caching_by_input_is_suspected_and_timed_on_first_sight():
     team = link("team", lambda ids, seen: 0.0 if seen else 0.01, [])
     ref = link("reference", lambda ids, seen: 0.01, [])
