@@ -1,12 +1,14 @@
-"""Benchmark: the resident memory each bundled team and the reference take at load, against their counts.
+"""Benchmark: the host memory each bundled team and the reference take beyond their counted weights.
 
-Calibrates harness.crosscheck.RESIDENT_SLACK_BYTES. For every task of every team it does what the harness
-does: the worker `prepare`s (drops the last model, imports its libraries, starts its device), the host reads
-the worker's resident memory from /proc, the worker loads the task's model, the host reads it again. It
-prints the growth, the parameters counted, what the growth leaves unexplained beyond 4 bytes a counted
-parameter, and whether the row would be flagged `weights_unaccounted`.
+Calibrates harness.crosscheck.RESIDENT_SLACK_BYTES and PEAK_SLACK_BYTES. Per team it does what the harness
+does: a fresh worker per task; after its `prepare` (no team code run yet) the host reads its resident
+memory (from /proc, the whole process tree), the baseline, and resets its peaks (clear_refs); `load`, the
+resident memory read; three passes of predict() over the task's
+sample data in batches of the spec's size; the peak (VmHWM) read. It prints the counted bytes the worker
+reports, the resident and peak growth over the baseline, what they leave unexplained, and whether the row
+would be flagged `weights_unaccounted`.
 
-    python bench/memory_growth.py [--device cpu] [--teams demo_team,roberta_tiny_team,...]
+    python bench/memory_growth.py [--device cpu] [--teams demo_team,roberta_tiny_team,...] [--data-dir DIR]
 Builds the teams with the local backend (their setup.sh) in a temporary folder; runs on a GPU box too.
 """
 
@@ -17,9 +19,10 @@ import tempfile
 from pathlib import Path
 
 from harness.backends.local import LocalBackend
-from harness.crosscheck import BYTES_PER_PARAM, RESIDENT_SLACK_BYTES, resident_bytes, unaccounted_weights
+from harness.crosscheck import (PEAK_SLACK_BYTES, RESIDENT_SLACK_BYTES, memory_reasons, peak_bytes, reset_peaks,
+                                resident_bytes, unexplained_memory)
 from harness.measurement import WorkerSpec, running_worker
-from harness.pipeline import REFERENCE_DIR, REFERENCE_PREDICTOR, reference_options
+from harness.pipeline import REFERENCE_DIR, REFERENCE_PREDICTOR, SAMPLE_DATA_DIR, prepare_inputs, reference_options
 from harness.spec import load_spec
 from harness.submission import load_submission
 
@@ -28,21 +31,31 @@ TEAMS = ("demo_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team")
 MiB = 2**20
 
 
-def measure(backend, side: WorkerSpec, tasks, device: str, options, precision: str, work: Path, limit: int):
+def measure(backend, side: WorkerSpec, tasks, device: str, options, precision: str, work: Path, spec,
+            data_dir: Path):
     rows = []
-    with running_worker(backend, side, work / f"{side.name}.log") as link:
-        for task in tasks:
+    for task in tasks:
+        with running_worker(backend, side, work / f"{side.name}-{task}.log") as link:   # fresh, as the harness
             link.call("prepare", device=device)
-            before = resident_bytes(link.host_pid)
+            baseline = resident_bytes(link.host_pid)
+            unreadable = reset_peaks(link.host_pid)
             link.call("load", task=task, device=device, options=options(task), seed=2020, precision=precision,
                       threads=0, team_dir=side.built.team_dir, predictor=side.predictor)
-            growth = resident_bytes(link.host_pid) - before
-            counted = link.call("params")[1]["report"]["counted"]
-            unexplained = growth - BYTES_PER_PARAM * counted
-            flagged = unaccounted_weights(counted, limit, memory_growth=growth) is not None
-            rows.append((side.name, task, counted, growth, unexplained, flagged))
-            print(f"{side.name:>18} {task:>12}  counted {counted:>12,}  growth {growth / MiB:8.1f} MiB  "
-                  f"beyond 4 B/param {unexplained / MiB:8.1f} MiB  {'FLAGGED' if flagged else 'ok'}", flush=True)
+            growth = resident_bytes(link.host_pid) - baseline
+            examples = prepare_inputs(spec, data_dir, None).inputs[task]
+            size = spec.task(task).batch_size
+            for _ in range(3):
+                for start in range(0, len(examples), size):
+                    link.call("predict", batch=examples[start:start + size])
+            peak = None if unreadable else peak_bytes(link.host_pid) - baseline
+            report = link.call("params")[1]["report"]
+        found = unexplained_memory(report, growth, peak)
+        flagged = bool(memory_reasons(found))
+        rows.append((side.name, task, report["counted"], found, flagged))
+        peak_text = "unreadable" if peak is None else f"{found['unexplained_peak_bytes'] / MiB:8.1f}"
+        print(f"{side.name:>18} {task:>12}  counted {report['counted']:>12,} ({found['explained_bytes'] / MiB:6.1f} "
+              f"MiB)  growth {growth / MiB:7.1f}  beyond: resident {found['unexplained_resident_bytes'] / MiB:7.1f}"
+              f"  peak {peak_text} MiB  {'FLAGGED' if flagged else 'ok'}", flush=True)
     return rows
 
 
@@ -50,9 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--teams", default=",".join(TEAMS))
+    parser.add_argument("--data-dir", type=Path, default=SAMPLE_DATA_DIR)
     args = parser.parse_args()
     spec = load_spec(None)
-    limit = spec.limits.max_params
     rows = []
     with tempfile.TemporaryDirectory(prefix="memory-growth-") as tmp:
         backend = LocalBackend(Path(tmp) / "cache")
@@ -64,16 +77,20 @@ def main() -> None:
             if not built.ok:
                 raise SystemExit(f"{name}: setup failed, see {built.log_path}")
             side = WorkerSpec(name, built, submission.predictor, 900)
-            rows += measure(backend, side, submission.tasks, args.device, lambda task: {}, "free", work, limit)
+            rows += measure(backend, side, submission.tasks, args.device, lambda task: {}, "free", work, spec,
+                            args.data_dir)
         reference = WorkerSpec("reference", backend.build_reference(REFERENCE_DIR, Path(tmp) / "reference"),
                                REFERENCE_PREDICTOR, 900)
         (Path(tmp) / "reference").mkdir(exist_ok=True)
         rows += measure(backend, reference, [t.name for t in spec.tasks], args.device, reference_options(spec),
-                        spec.reference.precision, Path(tmp) / "reference", limit)
+                        spec.reference.precision, Path(tmp) / "reference", spec, args.data_dir)
     teams = [r for r in rows if r[0] != "reference"]
-    print(f"largest growth beyond 4 B/param among the bundled teams: {max(r[4] for r in teams) / MiB:.1f} MiB; "
-          f"slack in harness.crosscheck: {RESIDENT_SLACK_BYTES / MiB:.0f} MiB; "
-          f"flagged: {sum(r[5] for r in rows)} of {len(rows)}")
+    worst_resident = max(r[3]["unexplained_resident_bytes"] for r in teams)
+    peaks = [r[3]["unexplained_peak_bytes"] for r in teams if r[3]["unexplained_peak_bytes"] is not None]
+    print(f"bundled teams beyond their counted bytes: resident at most {worst_resident / MiB:.1f} MiB (slack "
+          f"{RESIDENT_SLACK_BYTES / MiB:.0f} MiB), peak at most "
+          f"{max(peaks) / MiB if peaks else float('nan'):.1f} MiB (slack {PEAK_SLACK_BYTES / MiB:.0f} MiB); "
+          f"flagged: {sum(r[4] for r in rows)} of {len(rows)}")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ import statistics
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness import replies, stats
 from harness.backends.base import Backend, Built, log_tail
-from harness.crosscheck import resident_bytes
+from harness.crosscheck import peak_bytes, reset_peaks, resident_bytes, unexplained_memory
 from harness.gpu import process_memory_bytes
 from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
@@ -114,7 +114,8 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
     """(team record, reference record) of one timed task; the team's T from first sight when it seems to cache."""
     team, ref = times.team, times.reference
     audit = stats.caching_audit(team.rounds, ref.rounds, spec.timing.caching_tolerance,
-                                confidence=spec.timing.confidence, seed=spec.timing.seed)
+                                confidence=spec.timing.confidence, seed=spec.timing.seed,
+                                order=times.orders[0] if times.orders else None)
     saved = sum(team.rounds[0]) - statistics.fmean(sum(r) for r in team.rounds[1:])
     suspected = audit.suspected and saved > CACHING_MATERIAL_SHARE * statistics.fmean(sum(r) for r in ref.rounds)
     scored = team.rounds[:1] if suspected else team.rounds
@@ -128,17 +129,37 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
     return team_record, side_record(ref, ref.rounds, n_examples)
 
 
+def worker_log(log_dir: Path, task: str) -> Path:
+    """The team worker's log for one task (a fresh worker per task)."""
+    return log_dir / f"worker-{task}.log"
+
+
 def measure_against_reference(backend: Backend, team: WorkerSpec, reference: WorkerSpec, spec: Spec,
                               inputs: dict[str, list[dict[str, Any]]], tasks: tuple[str, ...], plan: TimingPlan,
                               device: str, threads: int, log_dir: Path, predictions_dir: Path,
                               box_snapshot: Callable[[], dict[str, Any]] = dict) -> tuple[Measured, dict]:
-    """Time `tasks` on both workers; returns the measurements and the scored (first-sight) predictions."""
+    """Time `tasks`; returns the measurements and the scored (first-sight) predictions.
+
+    One reference worker serves every task; the team gets a fresh worker per task (its log
+    worker-TASK.log), so no team code has run in it when the host reads the memory baseline, and nothing a
+    team's code left running in one task (a finalizer, a thread) reaches the next. The team's deadline
+    (`team.timeout_s`) covers all its workers together."""
     measured, predictions = Measured(), {}
+    deadline = time.monotonic() + team.timeout_s
+    log = log_dir / "worker.log"
     try:
         with running_worker(backend, reference, log_dir / "reference.log") as ref_link:
-            with running_worker(backend, team, log_dir / "worker.log") as team_link:
-                _measure_tasks(team_link, ref_link, team, reference, spec, inputs, tasks, plan, device, threads,
-                               box_snapshot, measured, predictions)
+            for name in tasks:
+                log = worker_log(log_dir, name)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WorkerTimeout("team worker passed its deadline", "team")
+                with running_worker(backend, replace(team, timeout_s=remaining), log) as team_link:
+                    carry_on = _measure_task(team_link, ref_link, name, team, reference, spec, inputs, plan,
+                                             device, threads, box_snapshot, measured, predictions)
+                measured.reference_environment = _environment(ref_link)
+                if not carry_on:
+                    break
     except WorkerTimeout as exc:
         if exc.side == "reference":
             raise ReferenceFailed(str(exc)) from exc
@@ -146,65 +167,85 @@ def measure_against_reference(backend: Backend, team: WorkerSpec, reference: Wor
     except WorkerFailed as exc:
         if exc.side == "reference":
             raise ReferenceFailed(str(exc)) from exc
-        tail = log_tail(log_dir / "worker.log", 1)
+        tail = log_tail(log, 1)
         measured.error = f"{exc}" + (f": {tail}" if tail else "")
     write_predictions(predictions, predictions_dir)
     return measured, predictions
 
 
-def _measure_tasks(team_link: WorkerLink, ref_link: WorkerLink, team: WorkerSpec, reference: WorkerSpec, spec: Spec,
-                   inputs: dict[str, list[dict[str, Any]]], tasks: tuple[str, ...], plan: TimingPlan, device: str,
-                   threads: int, box_snapshot: Callable[[], dict[str, Any]], measured: Measured,
-                   predictions: dict[str, list[dict[str, Any]]]) -> None:
-    for name in tasks:
-        ts = spec.task(name)
-        loads = {side.name: {"task": name, "device": device, "options": side.options(name),
-                             "seed": spec.timing.seed, "precision": side.precision, "threads": threads,
-                             "team_dir": side.built.team_dir, "predictor": side.predictor}
-                 for side in (team, reference)}
-        precision: dict[str, Any] = {}
-        loaded: dict[str, Any] = {}
-        try:
-            baseline = prepared_memory(team_link, ref_link, device)
-            times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
-                                 box_snapshot, lambda: precision.update(
-                                     check_reference_precision(ref_link, reference.precision)),
-                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
-            team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
-            team_reply, ref_reply = call_together((team_link, ref_link), "params")
-            team_params = replies.param_report(team_reply, team_link.name)
-            ref_params = replies.param_report(ref_reply, ref_link.name)
-        except WorkerTimeout as exc:
-            if exc.side == "reference":
-                raise ReferenceFailed(str(exc)) from exc
-            measured.tasks[name] = {"ok": False, "error": f"timed out after {team.timeout_s:g} s and was killed"}
-            measured.environment = _environment(team_link)
-            raise
-        except WorkerFailed as exc:
-            if exc.side == "reference":
-                raise ReferenceFailed(str(exc)) from exc
-            measured.tasks[name] = {"ok": False, "error": str(exc)}
-            if not team_link_alive(team_link):
-                measured.error = f"the team's worker died during {name}: {exc}"
-                break
-            continue
-        team_record.update(ok=True, params=larger_count(loaded["team_params"], team_params),
-                           device_memory_bytes=worker_memory(team_link, device),
-                           memory_growth_bytes=loaded["team_growth"])
-        ref_record.update(params=ref_params, precision=precision,
-                          device_memory_bytes=worker_memory(ref_link, device),
-                          memory_growth_bytes=loaded["reference_growth"])
-        measured.tasks[name], measured.reference[name] = team_record, ref_record
-        predictions[name] = times.team.predictions[0]
+def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: WorkerSpec, reference: WorkerSpec,
+                  spec: Spec, inputs: dict[str, list[dict[str, Any]]], plan: TimingPlan, device: str, threads: int,
+                  box_snapshot: Callable[[], dict[str, Any]], measured: Measured,
+                  predictions: dict[str, list[dict[str, Any]]]) -> bool:
+    """One task on a fresh team worker, into `measured`; False when the team's worker died (stop there)."""
+    ts = spec.task(name)
+    loads = {side.name: {"task": name, "device": device, "options": side.options(name),
+                         "seed": spec.timing.seed, "precision": side.precision, "threads": threads,
+                         "team_dir": side.built.team_dir, "predictor": side.predictor}
+             for side in (team, reference)}
+    precision: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
+    try:
+        baseline = prepared_memory(team_link, ref_link, device)
+        times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
+                             box_snapshot, lambda: precision.update(
+                                 check_reference_precision(ref_link, reference.precision)),
+                             lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
+        peaks = read_peaks(team_link, ref_link, baseline)
+        team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
+        team_reply, ref_reply = call_together((team_link, ref_link), "params")
+        team_params = replies.param_report(team_reply, team_link.name)
+        ref_params = replies.param_report(ref_reply, ref_link.name)
+    except WorkerTimeout as exc:
+        if exc.side == "reference":
+            raise ReferenceFailed(str(exc)) from exc
+        measured.tasks[name] = {"ok": False, "error": f"timed out after {team.timeout_s:g} s and was killed"}
+        measured.environment = _environment(team_link)
+        raise
+    except WorkerFailed as exc:
+        if exc.side == "reference":
+            raise ReferenceFailed(str(exc)) from exc
+        measured.tasks[name] = {"ok": False, "error": str(exc)}
+        measured.environment = _environment(team_link)
+        if not team_link_alive(team_link):
+            measured.error = f"the team's worker died during {name}: {exc}"
+            return False
+        return True
+    counted = larger_count(loaded["team_params"], team_params)
+    team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
+                       memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
+                       peak_unreadable=baseline.get("team_peak_unreadable"),
+                       **unexplained_memory(counted, loaded["team_growth"], peaks["team"]))
+    ref_record.update(params=ref_params, precision=precision,
+                      device_memory_bytes=worker_memory(ref_link, device),
+                      memory_growth_bytes=loaded["reference_growth"], memory_peak_bytes=peaks["reference"],
+                      **unexplained_memory(ref_params, loaded["reference_growth"], peaks["reference"]))
+    measured.tasks[name], measured.reference[name] = team_record, ref_record
     measured.environment = _environment(team_link)
-    measured.reference_environment = _environment(ref_link)
+    predictions[name] = times.team.predictions[0]
+    return True
 
 
-def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dict[str, int | None]:
-    """Each worker's resident memory once it has dropped the last model, imported its libraries and started
-    its device, before the task's team code runs: the baseline of the memory cross-check."""
+def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dict[str, Any]:
+    """Both workers `prepare` (drop the last model, import their libraries, start their device); then the
+    host reads each one's resident memory: the baseline of the memory cross-check. The team's worker is
+    fresh for this task, so none of the team's code has run in it yet. The peaks start afresh here
+    (reset_peaks); a peak that cannot be reset is said (`*_peak_unreadable`) and not read."""
     call_together((reference, team), "prepare", device=device)
-    return {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid)}
+    baseline: dict[str, Any] = {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid)}
+    for name, link in (("team", team), ("reference", reference)):
+        baseline[f"{name}_peak_unreadable"] = reset_peaks(link.host_pid)
+    return baseline
+
+
+def read_peaks(team: WorkerLink, reference: WorkerLink, baseline: dict[str, Any]) -> dict[str, int | None]:
+    """Each worker's peak resident memory since this task's prepare, less its baseline (None if unreadable)."""
+    found: dict[str, int | None] = {}
+    for name, link in (("team", team), ("reference", reference)):
+        peak, before = peak_bytes(link.host_pid), baseline.get(name)
+        readable = not baseline.get(f"{name}_peak_unreadable") and peak is not None and before is not None
+        found[name] = peak - before if readable else None
+    return found
 
 
 def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str, int | None]) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from typing import Any, Callable
 
 from harness import __version__
 from harness.backends.base import Backend, Built
-from harness.crosscheck import unaccounted_weights
+from harness.crosscheck import memory_reasons, unaccounted_files
 from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
-from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference
+from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
 from harness.results import TeamResult, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
 from harness.scoring import ReferenceTask, TaskOutcome, score_team
@@ -129,14 +129,16 @@ def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, 
     return flags
 
 
-def memory_growth_flags(tasks: dict[str, dict[str, Any]], limit: int) -> list[str]:
-    """weights_unaccounted when the resident memory the worker took at load implies far more than was counted."""
+def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
+    """weights_unaccounted when the worker's tree held more host memory than its counted weights explain,
+    at load or at its peak during the passes (crosscheck.memory_reasons); a peak that could not be read is
+    said, never passed in silence."""
     flags = []
     for name, info in tasks.items():
-        growth, counted = info.get("timing", {}).get("memory_growth_bytes"), info.get("params")
-        reason = unaccounted_weights(counted, limit, memory_growth=growth) if counted is not None else None
-        if reason:
-            flags.append(f"{name}: {reason}")
+        timing = info.get("timing", {})
+        flags += [f"{name}: {reason}" for reason in memory_reasons(timing)]
+        if timing.get("peak_unreadable"):
+            flags.append(f"{name}: peak memory not checked: {timing['peak_unreadable']}")
     return flags
 
 
@@ -149,7 +151,7 @@ def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: 
     whose tasks do not."""
     if not counts or max(counts) >= limit:
         return []    # nothing counted, or over the limit anyway
-    reason = unaccounted_weights(sum(counts), limit, file_bytes=backend.weight_file_bytes(built))
+    reason = unaccounted_files(sum(counts), limit, backend.weight_file_bytes(built))
     return [reason + " over all tasks' models"] if reason else []
 
 
@@ -185,7 +187,7 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
         if info.get("problems"):
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
     flags += device_memory_flags(tasks, references or {})
-    flags += memory_growth_flags(tasks, spec.limits.max_params)
+    flags += memory_flags(tasks)
     if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
         flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")
     if team_env.get("torch_threads") != ref_env.get("torch_threads"):
@@ -279,7 +281,8 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                 work / "predictions", round_snapshot)
     except ReferenceFailed as exc:
         raise HarnessError(f"the BERT-base reference failed ({exc}); see {work / 'reference.log'}") from exc
-    result.logs.update(worker=str(work / "worker.log"), reference=str(work / "reference.log"))
+    result.logs.update({f"worker_{name}": str(worker_log(work, name)) for name in submission.tasks
+                        if worker_log(work, name).exists()}, reference=str(work / "reference.log"))
     result.reference = {name: {"params": r["params"]["counted"], **{k: v for k, v in r.items() if k != "params"}}
                         for name, r in measured.reference.items()}
     result.reference_precision = next((r.get("precision") for r in measured.reference.values()), {})

@@ -14,7 +14,7 @@ MAX_TEXT_CHARS = 2_000         # per string
 MAX_FIELDS = 64                # keys of the environment and precision objects
 REPORT_COUNTS = ("counted", "predictor_visible", "hidden_weights", "params", "onnx_params",
                  "onnx_duplicates_dropped", "unregistered_weights", "buffers", "plain_tensors",
-                 "model_file_bytes", "n_modules")
+                 "model_file_bytes", "n_modules", "counted_cpu_bytes")
 REPORT_TEXTS = ("flags", "notes", "sources", "onnx_files", "hidden_where", "dtypes")
 
 

@@ -32,7 +32,7 @@ TEAM_COLUMNS = {
     "speed_ok": "True on pass, False on fail, empty when borderline",
     "compliant": "params_ok and speed_ok (a borderline row is not compliant)",
     "reason": "why the row is not compliant, or which tasks failed",
-    "flags": "measurement warnings: caching_suspected, borderline, weights outside what the predictor shows, weights_unaccounted (weight files, resident or GPU memory implying more parameters), predictions differing across rounds, warm-up not settled, CPU timing",
+    "flags": "measurement warnings: caching_suspected (or the caching audit undecided: too few batches), borderline, weights outside what the predictor shows, weights_unaccounted (weight files implying more parameters, resident or peak memory beyond the counted bytes, GPU memory above BERT-base's), peak memory not checked, predictions differing across rounds, warm-up not settled, CPU timing",
     "T_s": "T: team time in seconds (mean pass over the timed rounds, first sight only when caching is suspected; aggregated over tasks as the spec says)",
     "T_bert_s": "T_bert: reference time in seconds over the same tasks (mean pass, timed interleaved with the team)",
     "S_bert": "reference parameters, aggregated like params",

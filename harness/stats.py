@@ -222,12 +222,25 @@ def _first_and_repeats(rounds: TaskRounds, side: str) -> tuple[np.ndarray, np.nd
     return table[0], np.median(table[1:], axis=0)
 
 
+def time_blocks(order: Sequence[int], n: int, rng: np.random.Generator) -> np.ndarray:
+    """n resamples of the batches by circular blocks of the first-sight time order (moving-block bootstrap,
+    blocks of about sqrt(batches)): load on the box comes in bursts, so batches seen one after the other
+    share it, and resampling them one by one would make the interval too narrow."""
+    sequence = np.asarray(order, dtype=int)
+    size = len(sequence)
+    length = max(1, math.ceil(math.sqrt(size)))
+    starts = rng.integers(0, size, (n, math.ceil(size / length)))
+    positions = (starts[:, :, None] + np.arange(length)[None, None, :]).reshape(n, -1)[:, :size] % size
+    return sequence[positions]
+
+
 def caching_audit(team: TaskRounds, reference: TaskRounds, tolerance: float, confidence: float = 0.95,
-                  resamples: int = 2000, seed: int = 0) -> CachingAudit:
+                  resamples: int = 2000, seed: int = 0, order: Sequence[int] | None = None) -> CachingAudit:
     """Suspected only when the interval's low end says the team gains more than `tolerance` (0.1 = 10%) from
     repeats beyond what the reference gains: one noisy first-sight pass cannot decide it, a steady gain on
-    most batches does. With fewer than MIN_AUDIT_BATCHES batches there is nothing to resample: no flag, and
-    the note says so (the row carries it)."""
+    most batches does. `order` is the order first sight took (batch indices): batches are then resampled
+    in blocks of that order (time_blocks), one by one otherwise. With fewer than MIN_AUDIT_BATCHES batches
+    there is nothing to resample: no flag, and the note says so (the row carries it)."""
     team_first, team_repeat = _first_and_repeats(team, "team")
     ref_first, ref_repeat = _first_and_repeats(reference, "reference")
     if team_first.shape != ref_first.shape:
@@ -242,7 +255,11 @@ def caching_audit(team: TaskRounds, reference: TaskRounds, tolerance: float, con
     if batches < MIN_AUDIT_BATCHES:
         return CachingAudit(False, team_ratio, ref_ratio, excess, None, None, batches,
                             f"not enough batches to audit ({batches} < {MIN_AUDIT_BATCHES})")
-    picks = np.random.default_rng(seed).integers(0, batches, (resamples, batches))
+    rng = np.random.default_rng(seed)
+    if order is not None and sorted(order) == list(range(batches)):
+        picks = time_blocks(order, resamples, rng)
+    else:
+        picks = rng.integers(0, batches, (resamples, batches))
     replicates = gain(team_first[picks], team_repeat[picks]) / np.maximum(gain(ref_first[picks], ref_repeat[picks]),
                                                                           _TINY)
     tail = (1 - confidence) / 2 * 100

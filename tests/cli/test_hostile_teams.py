@@ -110,7 +110,7 @@ def test_weights_kept_as_raw_bytes_are_caught_by_the_memory_the_worker_took_at_l
     row, record = run_team(TEAMS / "blob_team", tmp_path / "out", tmp_path / "cache")
     assert_ran(row)
     assert row["params"] == 40
-    assert "weights_unaccounted: the resident memory the worker took at load" in row["flags"]
+    assert "weights_unaccounted: the resident memory taken at load" in row["flags"]
     growth = record["tasks"]["cluewsc2020"]["timing"]["memory_growth_bytes"]
     assert growth >= 115_000_000
 

@@ -109,7 +109,7 @@ def test_hostile_team_is_contained(harness_cli, tmp_path, docker_client):
     assert result.exit_code == 0, result.output
     r = row(tmp_path, "hostile_team")
     assert r["status"] == "timeout" and "timed out after 40 s" in r["error"]
-    log = (tmp_path / "out" / "hostile_team" / "worker.log").read_text()
+    log = (tmp_path / "out" / "hostile_team" / "worker-csl.log").read_text()
     report = json.loads(log.split("HOSTILE_REPORT ", 1)[1].splitlines()[0])
     assert report["uid"] == 10001
     for attempt in ("network", "read_gold", "labels_in_inputs", "write_outside_out", "replace_socket", "fork_bomb"):

@@ -163,7 +163,7 @@ def test_team_cannot_change_the_harness_at_build_or_run_time(harness_run, tmp_pa
     # it runs csl only (the other tasks count 0): an ordinary partial row, timed by a clock nobody froze
     assert row["status"] == "partial" and row["reason"].endswith("cluewsc2020, cluener2020, cmrc2018"), row["error"]
     assert row["csl_score"] != "" and float(row["T_s"]) > 0 and float(row["speedup"]) < 1000
-    log = (tmp_path / "out" / "tamper_team" / "worker.log").read_text()
+    log = (tmp_path / "out" / "tamper_team" / "worker-csl.log").read_text()
     report = json.loads(log.split("TAMPER_REPORT ", 1)[1].splitlines()[0])
     assert report["isolated"] and not report["pth_ran"] and not report["clock_frozen"]
     assert report["harness_file"].startswith("/opt/venv/")
@@ -174,5 +174,5 @@ def test_team_cannot_change_the_harness_at_build_or_run_time(harness_run, tmp_pa
     assert any(line.startswith("pth /opt/team-venv/") and line.endswith(" ok") for line in build)
     assert all(outcome.startswith("blocked") for outcome in report["run"].values()), report["run"]
     # the log it floods at run time is capped by the engine and by the host's reader
-    assert (tmp_path / "out" / "tamper_team" / "worker.log").stat().st_size < 1.1 * 2**20
+    assert (tmp_path / "out" / "tamper_team" / "worker-csl.log").stat().st_size < 1.1 * 2**20
     nothing_left(docker_client, tmp_path, "tamper_team")

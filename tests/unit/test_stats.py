@@ -7,7 +7,7 @@ import numpy as np
 
 import pytest
 
-from harness.stats import (Interval, caching_audit, mean_pass_s, round_level_interval,
+from harness.stats import (Interval, caching_audit, mean_pass_s, round_level_interval, time_blocks,
                            settled, speedup_interval, t_quantile, verdict)
 
 
@@ -188,3 +188,15 @@ def test_each_batch_repeat_time_is_its_median_over_the_repeat_rounds():
     # one repeat round 50x slower (a burst) does not make first sight look fast: the median repeat is 1
     audit = caching_audit([[1.0] * 6, [1.0] * 6, [1.0] * 6, [50.0] * 6], [[1.0] * 6] * 4, 0.1)
     assert audit.team_ratio == pytest.approx(1.0)
+
+
+def test_time_blocks_resample_runs_of_consecutive_first_sight_batches():
+    # 9 batches seen in this order: blocks of ceil(sqrt(9)) = 3 consecutive ones (wrapping round the end)
+    order = [4, 7, 0, 8, 2, 5, 1, 3, 6]
+    picks = time_blocks(order, 50, np.random.default_rng(1))
+    assert picks.shape == (50, 9)
+    position = {batch: i for i, batch in enumerate(order)}
+    for resample in picks:
+        for block in resample.reshape(3, 3):
+            steps = [(position[b] - position[a]) % 9 for a, b in zip(block, block[1:])]
+            assert steps == [1, 1]

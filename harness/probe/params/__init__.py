@@ -27,6 +27,10 @@ from harness.probe.params.onnx_count import ONNX_MISSING, OnnxCount, count_onnx_
 from harness.probe.params.torch_count import TorchCount
 from harness.probe.params.walk import find_sources, root_modules
 
+# Torch tensors in host memory count at their dtype's size; ONNX initializers and weights the live-weight
+# scan found elsewhere at 4 bytes an element (their dtype is not tracked: the lenient reading for the team).
+COUNTED_BYTES_NOTE = "torch tensors in host memory at their dtype's size; ONNX and hidden weights at 4 bytes"
+LENIENT_BYTES = 4
 HIDDEN_FLOOR = 1_000          # hidden weight elements below this are noise (scalars), not a model
 
 
@@ -51,6 +55,7 @@ class ParamReport:
     hidden_weights: int = 0          # weight-like elements elsewhere in the process (live_weights)
     hidden_where: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()         # of the counted torch modules' parameters (the team's precision)
+    counted_cpu_bytes: int = 0           # host-memory bytes of what was counted (COUNTED_BYTES_NOTE)
 
     def to_dict(self) -> dict[str, Any]:
         return {"counted": self.counted, "predictor_visible": self.predictor_visible,
@@ -61,7 +66,7 @@ class ParamReport:
                 "plain_tensors": self.plain_tensors, "model_file_bytes": self.model_file_bytes,
                 "n_modules": self.n_modules, "onnx_files": list(self.onnx_files),
                 "sources": list(self.sources), "flags": list(self.flags), "notes": list(self.notes),
-                "dtypes": list(self.dtypes)}
+                "dtypes": list(self.dtypes), "counted_cpu_bytes": self.counted_cpu_bytes}
 
 
 def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamReport:
@@ -112,7 +117,8 @@ def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamRepor
         sources=tuple(f"{path} ({type(m).__name__})" for path, m in roots) + tuple(
             f"{label}: {p}" for label, p in found.onnx),
         flags=tuple(found.flags), notes=tuple(found.notes), predictor_visible=visible,
-        hidden_weights=hidden.elements, hidden_where=hidden.where, dtypes=tuple(sorted(torch_count.dtypes)))
+        hidden_weights=hidden.elements, hidden_where=hidden.where, dtypes=tuple(sorted(torch_count.dtypes)),
+        counted_cpu_bytes=torch_count.cpu_bytes + LENIENT_BYTES * (onnx_params + hidden.elements))
 
 
 def _add_sessions_held_elsewhere(found) -> None:

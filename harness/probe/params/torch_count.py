@@ -27,12 +27,15 @@ class TorchCount:
         self.n_weight_flags = 0
         self.unflagged: list[tuple[str, int]] = []
         self.dtypes: set[str] = set()           # of the counted modules' parameters: the team's precision
+        self.cpu_bytes = 0                      # bytes of the counted tensors held in host memory
 
     def add_modules(self, roots: list[tuple[str, nn.Module]]) -> None:
         quantized = 0
         for _, module in roots:
             for param in module.parameters():
-                self.params += self._claim(param, self.param_regions)
+                n = self._claim(param, self.param_regions)
+                self.params += n
+                self._add_bytes(param, n)
                 self.dtypes.add(str(param.dtype).removeprefix("torch."))
             for name, sub in module.named_modules():
                 quantized += self._add_packed_weights(name, sub)
@@ -73,6 +76,7 @@ class TorchCount:
     def _classify(self, tensor: Array, n: int, where: str, what: str) -> None:
         if _is_weight_like(tensor):
             self.unregistered += n
+            self._add_bytes(tensor, n)
             self.n_weight_flags += 1
             if self.n_weight_flags <= _MAX_TENSOR_FLAGS:
                 self.flags.append(f"{n:,} weights {what} ({where}): counted towards the limit")
@@ -105,7 +109,21 @@ class TorchCount:
                               f"not be read ({reason}): not counted")
             return 0
         tensors = unpacked if isinstance(unpacked, (tuple, list)) else [unpacked]
-        return sum(self._claim(t, self.param_regions) for t in tensors if isinstance(t, torch.Tensor))
+        total = 0
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor):
+                n = self._claim(tensor, self.param_regions)
+                self._add_bytes(tensor, n)
+                total += n
+        return total
+
+    def _add_bytes(self, tensor: Array, n: int) -> None:
+        """The bytes of a counted tensor (its dtype's size), where they sit in host memory (a GPU tensor's
+        bytes are the device's, checked against NVML instead)."""
+        if isinstance(tensor, np.ndarray):
+            self.cpu_bytes += n * tensor.itemsize
+        elif tensor.device.type == "cpu":
+            self.cpu_bytes += n * tensor.element_size()
 
 
 def _memory_key(tensor: Array) -> tuple:
