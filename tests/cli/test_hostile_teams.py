@@ -21,9 +21,9 @@ from click.testing import CliRunner
 pytestmark = pytest.mark.slow
 
 
-def run_team(team_dir, out, cache):
+def run_team(team_dir, out, cache, reference="fake_reference"):
     args = ["run", str(team_dir), "--spec", str(FIXTURES / "spec_small.toml"), "--data-dir", str(FIXTURES / "data"),
-            "--backend", "local", "--reference", str(TEAMS / "fake_reference"), "--cache-dir", str(cache),
+            "--backend", "local", "--reference", str(TEAMS / reference), "--cache-dir", str(cache),
             "--out", str(out), "--timeout", "60"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -155,3 +155,37 @@ def test_malformed_replies_from_team_code_are_that_teams_row_never_a_traceback(t
     row = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).iloc[0]
     assert row["status"] == "probe_failed", (row["status"], row["error"])
     assert reason in row["error"]
+
+
+def test_a_counter_rewritten_from_team_code_is_caught_by_the_bytes_the_worker_holds(tmp_path):
+    # the team's code replaces the counter the worker calls: every report says 258 parameters and 1 KB, for
+    # a registered 30.7M fp16 model (61 MB). The host's /proc reading does not go through team code.
+    row, record = run_team(TEAMS / "counter_patch_team", tmp_path / "out", tmp_path / "cache")
+    assert_ran(row)
+    assert row["params"] == 258
+    timing = record["tasks"]["csl"]["timing"]
+    assert timing["explained_bytes"] == 1_032
+    assert timing["unexplained_resident_bytes"] > 55 * 2**20                 # 61.4 MB of fp16 weights
+    assert "csl: weights_unaccounted: the resident memory taken at load" in row["flags"]
+
+
+def test_a_finalizer_balloon_cannot_raise_the_next_tasks_baseline(tmp_path):
+    # a fresh worker per task: the balloon the CLUEWSC2020 predictor's finalizer would blow up during the
+    # next task's prepare never reaches the CSL worker, whose 120 MB of raw bytes show in full
+    row, record = run_team(TEAMS / "balloon_team", tmp_path / "out", tmp_path / "cache")
+    assert_ran(row)
+    timing = record["tasks"]["csl"]["timing"]
+    assert timing["memory_growth_bytes"] >= 115_000_000
+    assert "csl: weights_unaccounted: the resident memory taken at load" in row["flags"]
+    assert set(record["logs"]) >= {"worker_cluewsc2020", "worker_csl"}          # two workers, one log each
+
+
+def test_a_team_burning_cpu_while_the_reference_is_timed_slows_nothing(tmp_path):
+    # against a reference that needs the CPU (about 0.1 s of arithmetic a batch), a team whose two children
+    # burn CPU whenever it is not inside predict() is frozen, children included, while the reference is timed
+    honest, _ = run_team(TEAMS / "sleep_team", tmp_path / "honest", tmp_path / "cache", "busy_reference")
+    row, record = run_team(TEAMS / "saboteur_team", tmp_path / "out", tmp_path / "cache", "busy_reference")
+    assert_ran(row)
+    assert float(row["T_bert_s"]) < 1.3 * float(honest["T_bert_s"]), (row["T_bert_s"], honest["T_bert_s"])
+    assert float(row["speedup"]) == pytest.approx(float(honest["speedup"]), rel=0.3)
+    assert "could not be frozen" not in row["flags"]
