@@ -334,7 +334,8 @@ def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: Freez
 
 def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, batches: Sequence[Batch],
                       frames: Sequence[bytes], order: Sequence[int], block: int, ledger: FreezeLedger,
-                      warm_frames: Sequence[bytes] = ()) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
+                      warm_frames: Sequence[bytes] = (), warmed: Sequence[str] = ()
+                      ) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
     """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
     batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
     A burst of load on the box then falls on both sides' first sight of the same batches, and the caching
@@ -344,14 +345,16 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
     Each turn starts with an untimed call on the warm-up input shaped like the block's first batch (already
     seen, so it reveals nothing): the other side's turn has just run through the CPU's caches, and without
     it a 1 ms model's first sight would be timed cold against repeats timed hot (measured beside bursty load:
-    the demo team's first sight 30 times its repeats)."""
+    the demo team's first sight 30 times its repeats). Only the sides in `warmed` get it: a side whose batch
+    takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and would pay a second batch a turn
+    for nothing."""
     seconds = {name: [0.0] * len(frames) for name in names}
     replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(frames) for name in names}
     for start in range(0, len(order), block):
         turn = names if (start // block) % 2 == 0 else names[::-1]
         for name in turn:
             with timed_window_of(links[name], list(links.values()), ledger):
-                if warm_frames:
+                if warm_frames and name in warmed:
                     _, body, nonce = links[name].round_trip(warm_frames[order[start]])
                     _reply(body, links[name].name, nonce)
                 for index in order[start:start + block]:
@@ -362,11 +365,16 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
             for name in names}
 
 
+def per_batch_s(side: SideTimes, n_batches: int) -> float:
+    """A side's seconds a batch from its last warm-up window (0 before any)."""
+    return (side.warmup_windows_s[-1] if side.warmup_windows_s else 0.0) / max(n_batches, 1)
+
+
 def first_sight_block(sides: Sequence[SideTimes], n_batches: int) -> int:
     """Batches per turn in the first-sight round: as many as the slower side runs in about MIN_WINDOW_S (from
     its last warm-up window), at least one: short enough that load coming and going on the box falls on both
     sides alike, long enough that freezing costs little beside it."""
-    per_batch = max((side.warmup_windows_s[-1] if side.warmup_windows_s else 0.0) for side in sides) / max(n_batches, 1)
+    per_batch = max(per_batch_s(side, n_batches) for side in sides)
     return max(1, min(n_batches, int(MIN_WINDOW_S / per_batch) if per_batch > 0 else n_batches))
 
 
@@ -439,8 +447,9 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         names = ("team", "reference") if round_index % 2 == 0 else ("reference", "team")
         if round_index == 0:      # first sight: each input seen once, the scored predictions
             times.first_sight_block = first_sight_block(list(sides.values()), len(frames))
+            warmed = [name for name in names if per_batch_s(sides[name], len(frames)) < MIN_WINDOW_S]
             seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger,
-                                     warm_frames)
+                                     warm_frames, warmed)
             for name, (seconds, predictions) in seen.items():
                 sides[name].rounds.append(seconds)
                 sides[name].predictions.append(predictions)

@@ -132,6 +132,21 @@ def test_first_sight_takes_turns_a_block_of_about_100_ms_at_a_time():
     assert all(s > 0 for s in times.team.rounds[0] + times.reference.rounds[0])
 
 
+def test_in_first_sight_only_a_fast_side_gets_a_warm_call_before_each_turn():
+    calls = []
+    team = link("team", lambda ids, seen: 0.002, SideLog(calls, "team"))
+    ref = link("reference", lambda ids, seen: 0.12, SideLog(calls, "reference"))   # a batch is a window
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(rounds=2, max_rounds=2), LOADS)
+    assert times.first_sight_block == 1
+    timed_positions = [i for i, (_, ids) in enumerate(calls) if ids[0] < 10]
+    round0 = calls[timed_positions[0] - 1:timed_positions[9] + 1]       # from the first turn's warm call
+    warm = [side for side, ids in round0 if ids[0] >= 1_000_000_000]
+    assert warm == ["team"] * 5                                          # one before each of its 5 turns
+    for i, (side, ids) in enumerate(round0):
+        if side == "team" and ids[0] < 10:
+            assert round0[i - 1][0] == "team" and round0[i - 1][1][0] >= 1_000_000_000
+
+
 def test_a_team_caching_by_input_is_suspected_and_timed_on_first_sight():
     team = link("team", lambda ids, seen: 0.0 if seen else 0.01, [])
     ref = link("reference", lambda ids, seen: 0.01, [])
