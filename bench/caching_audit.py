@@ -14,7 +14,7 @@ The audit resamples batches, so every task needs at least five: the bundled samp
 examples per task, run here in batches of --batch-size (2: six batches a task; CMRC2018's windows more).
 
     python bench/caching_audit.py [--runs 3] [--burners 2] [--batch-size 2] [--data-dir DIR] [--quick]
-                                  [--out report.md]
+                                  [--short-timing] [--out report.md]
 --quick: one run each, the two fast honest teams and caching_team, warm-up cut to 2 s (a smoke test).
 """
 
@@ -86,12 +86,14 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=SAMPLE_DATA_DIR)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--short-timing", action="store_true",
+                        help="warm-up of at least 2 s (not the spec's 10 s) and 4 rounds: every team and run, sooner")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
     args = parser.parse_args()
 
     spec = load_spec(None)
     timing = spec.timing
-    if args.quick:
+    if args.quick or args.short_timing:
         timing = dataclasses.replace(timing, warmup_min_s=2.0, warmup_max_s=10.0, rounds=4, max_rounds=4)
     spec = dataclasses.replace(spec, timing=timing, tasks=tuple(
         dataclasses.replace(task, batch_size=args.batch_size) for task in spec.tasks))
