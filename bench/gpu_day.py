@@ -21,7 +21,9 @@ cut at what is left), and otherwise says "skipped: why". In order of importance:
   6 channel      the channel's overhead per round trip against a bare call (bench/channel_overhead.py)
   7 memory       resident growth, peak and device memory (NVML) of each team and the reference, against
                  the slack the harness assumes (from section 3's records)
-  8 freezing     what freezing the side not being timed costs per window (from section 3's records)
+  8 freezing     what freezing the side not being timed costs per window (from section 3's records), and
+                 the reference's timed passes beside bench/teams/idle_saboteur_team (busy on the device
+                 whenever it is not inside predict()) against its own warm-up windows
 The CPU dry run keeps it from rotting: `python bench/gpu_day.py --device cpu --quick --out DIR` (under 3
 minutes on a 2-core box: the demo team only, two examples a task, the test suite's spec and fast fake
 reference; a 170 s budget).
@@ -85,22 +87,23 @@ class Day:
         self.out = args.out.resolve()
         self.data: dict[str, Any] = {"settings": {"device": self.device, "budget_s": args.budget_s,
                                                   "quick": args.quick, "data_dir": str(args.data_dir),
+                                                  "reference": str(args.reference or "bundled BERT-base"),
                                                   "max_examples": args.max_examples}}
         self.runs: dict[str, list[dict[str, Any]]] = {}       # team -> pipeline runs (section 3, 4)
         self.run_estimate_s = 60.0 if args.quick else 240.0   # until the first run says otherwise
 
-    def harness_run(self, team: str, index: int) -> dict[str, Any]:
-        """One team through the real CLI on the local backend; its CSV row and result.json, summarized."""
+    def harness_run(self, team: str, index: int, folder: Path | None = None) -> dict[str, Any]:
+        """One team (a bundled one, or `folder`) through the real CLI on the local backend, summarized."""
         out = self.out / "runs" / f"{team}-{index}"
-        command = [sys.executable, "-m", "harness.cli", "run", str(BASELINES / team), "--backend", "local",
+        command = [sys.executable, "-m", "harness.cli", "run", str(folder or BASELINES / team), "--backend", "local",
                    "--device", self.device, "--out", str(out), "--data-dir", str(self.args.data_dir),
                    "--cache-dir", str(self.out / "cache")]
         if self.args.max_examples:
             command += ["--max-examples", str(self.args.max_examples)]
         if self.args.spec:
             command += ["--spec", str(self.args.spec)]
-        if self.args.quick:
-            command += ["--reference", str(FAKE_REFERENCE)]
+        if self.args.reference:
+            command += ["--reference", str(self.args.reference)]
         started = time.monotonic()
         done = self.budget.run(command, self.run_estimate_s, f"a run of {team}")
         wall = time.monotonic() - started
@@ -130,8 +133,10 @@ def summarize_run(record: dict[str, Any], wall_s: float) -> dict[str, Any]:
             "unexplained_peak_bytes", "explained_bytes", "device_memory_bytes", "freeze_s_per_window",
             "frozen_windows", "freeze_s", "first_sight_block", "caching_audit", "warmup_settled")}
         tasks[name]["params"] = info.get("params")
-    reference = {name: {key: info.get(key) for key in ("time_s", "memory_growth_bytes", "memory_peak_bytes",
-                                                       "device_memory_bytes", "params")}
+    reference = {name: {**{key: info.get(key) for key in ("time_s", "memory_growth_bytes", "memory_peak_bytes",
+                                                          "device_memory_bytes", "params")},
+                        "warmup_window_s": statistics.median(info["warmup_windows_s"][-3:])
+                        if info.get("warmup_windows_s") else None}
                  for name, info in (record.get("reference") or {}).items()}
     speedup, low, high = score.get("speedup"), score.get("speedup_low"), score.get("speedup_high")
     return {"team": record.get("team"), "status": record.get("status"), "error": record.get("error"),
@@ -270,7 +275,7 @@ def section_teams(day: Day) -> tuple[Any, list[str]]:
         raise Skip("; ".join(skipped))
     runs = [r for team in teams for r in day.runs.get(team, [])]
     lines = [f"Each team through `harness run --backend local --device {day.device}` against "
-             f"{'the fake reference (quick)' if day.args.quick else 'BERT-base'}.", "", *run_lines(runs)]
+             f"{day.args.reference or 'BERT-base'}.", "", *run_lines(runs)]
     lines += [f"- skipped: {s}" for s in skipped]
     if day.args.quick:
         lines.append(f"- skipped: {', '.join(TEAMS[1:])} (quick)")
@@ -379,9 +384,31 @@ def section_freezing(day: Day) -> tuple[Any, list[str]]:
     total = sum(d["freeze_s"] or 0 for d in data)
     wall = sum(run["wall_s"] for run in firsts)
     lines.append(f"- freezing took {total:.1f} s of {wall:.0f} s of run wall time ({total / wall:.1%}; goal at most 5%)")
-    lines.append("- skipped: the reference's windows beside a team that launches GPU work while idle (no GPU "
-                 "saboteur fixture yet; issue 18's drain wait is not built)")
-    return {"per_task": data, "freeze_share": total / wall if wall else None}, lines
+    beside: dict[str, Any] = {}
+    try:
+        if day.args.quick:
+            raise Skip("quick")
+        run = day.harness_run("idle_saboteur_team", 1, REPO / "bench" / "teams" / "idle_saboteur_team")
+        lines += ["", f"The reference beside bench/teams/idle_saboteur_team (keeps the {day.device} busy whenever it is "
+                  "not inside predict(); frozen while the reference is timed, but work it already queued on a GPU "
+                  "runs on): the reference's mean timed pass against its last warm-up windows (warm-up inputs of "
+                  "the same shapes), and against its timed pass beside the first honest team of section 3.", "",
+                  "| task | timed pass s | warm-up window s | timed / warm-up | beside honest s | saboteur / honest |",
+                  "|---|---|---|---|---|---|"]
+        honest = firsts[0]["reference"]
+        for task, ref in run.get("reference", {}).items():
+            ratio = ref["time_s"] / ref["warmup_window_s"] if ref.get("warmup_window_s") else None
+            calm = (honest.get(task) or {}).get("time_s")
+            beside[task] = {"timed_pass_s": ref["time_s"], "warmup_window_s": ref.get("warmup_window_s"),
+                            "ratio": ratio, "beside_honest_s": calm,
+                            "saboteur_over_honest": ref["time_s"] / calm if calm else None}
+            versus = beside[task]["saboteur_over_honest"]
+            lines.append(f"| {task} | {ref['time_s']:.4f} | {ref.get('warmup_window_s') or 0:.4f} | "
+                         f"{f'{ratio:.2f}' if ratio else '-'} | {f'{calm:.4f}' if calm else '-'} | "
+                         f"{f'{versus:.2f}' if versus else '-'} |")
+    except Skip as exc:
+        lines.append(f"- skipped: the reference beside a team that keeps the device busy while idle: {exc}")
+    return {"per_task": data, "freeze_share": total / wall if wall else None, "beside_saboteur": beside}, lines
 
 
 SECTION_FUNCTIONS: dict[str, Callable[[Day], tuple[Any, list[str]]]] = {
@@ -403,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="CLUE data in the official layout (default: the bundled sample data)")
     parser.add_argument("--max-examples", type=int, default=0, help="examples per task (0: all)")
     parser.add_argument("--spec", type=Path, help="a spec other than specs/nlpcc2020.toml")
+    parser.add_argument("--reference", type=Path, help="a reference folder other than the bundled BERT-base "
+                        "(--quick: the test suite's fake reference)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings for a CPU dry run: the demo team, 2 examples a task, the fake reference")
     args = parser.parse_args(argv)
@@ -412,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         args.max_examples = args.max_examples or 2
         if args.spec is None:
             args.spec = REPO / "tests" / "fixtures" / "spec_small.toml"
+        if args.reference is None:
+            args.reference = FAKE_REFERENCE
     args.data_dir = args.data_dir.resolve()
     day = Day(args)
     day.out.mkdir(parents=True, exist_ok=True)
