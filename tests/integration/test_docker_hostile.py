@@ -139,7 +139,7 @@ def test_weights_fetched_by_setup_outside_the_team_folder_flag_the_row(harness_r
                            "head -c 20000000 /dev/urandom > /opt/team-venv/head.bin")
     row = harness_run(team, spec_with(tmp_path, "build", max_image_growth='"200m"'), "--max-examples", "2")
     assert row["params"] == 40
-    found = re.search(r"weights_unaccounted: the weight files in the built environment \(([\d,]+) bytes\)",
+    found = re.search(r"weights_unaccounted: the files the build added that count as weights \(([\d,]+) bytes\)",
                       row["flags"])
     assert found, row["flags"]
     # the 60 MB it wrote, plus the venv's own small .pth path files (the suffix of torch checkpoints too)
