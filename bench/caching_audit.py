@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--short-timing", action="store_true",
                         help="warm-up of at least 2 s (not the spec's 10 s) and 4 rounds: every team and run, sooner")
+    parser.add_argument("--kinds", default="honest,caching", help="which runs: honest, caching or both")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
     args = parser.parse_args()
 
@@ -120,6 +121,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="caching-audit-") as tmp:
             for kind, teams in (("honest", honest), ("caching", caching)):
+                if kind not in args.kinds.split(","):
+                    continue
                 for i in range(runs):
                     for name in teams:
                         run = audited_run(name, spec, args.data_dir, Path(tmp) / f"{name}-{i}", args.device)
