@@ -3,10 +3,11 @@
 The count itself has to come from inside the worker (only the worker can load the model), and team code
 shares that process, so the host checks it against figures the team cannot bend from inside:
 - memory, in bytes: the worker reports the host-memory bytes of what it counted (dtype-aware; never taken
-  as more than BYTES_PER_PARAM a counted parameter, explained_bytes). The host reads from /proc, for the
-  worker's whole process tree, its resident memory once, after the first `prepare` (libraries imported,
-  device started, no team code run yet): the baseline for every task. Against it: the resident memory
-  after each task's `load`, and the peak (VmHWM, reset at each task's start) after the timed passes. Bytes
+  as more than BYTES_PER_PARAM a counted parameter, explained_bytes). The team gets a fresh worker per task;
+  the host reads from /proc, for that worker's whole process tree, its resident memory after `prepare`
+  (libraries imported, device started, no team code run yet in that process): the task's baseline, where
+  the peak (VmHWM) is reset too. Against it: the resident memory after `load`, and the peak after the
+  timed passes. Bytes
   beyond the counted ones past RESIDENT_SLACK_BYTES or PEAK_SLACK_BYTES (what honest loads take beside
   their weights, measured by bench/memory_growth.py) flag the row ``weights_unaccounted``, whatever the
   count says; the unexplained bytes are in result.json.
@@ -40,6 +41,11 @@ WEIGHT_FILE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".onnx", ".safetensors"
 
 LARGE_FILE_BYTES = 2**20        # a file this large counts as weights whatever its suffix (unless it is code)
 ELF_MAGIC = b"\x7fELF"            # shared libraries and programs a pip install brings: code, not weights
+
+
+def needs_head(name: str, size: int) -> bool:
+    """Whether counts_as_weights must see the file's first bytes: large, and no weight suffix to go by."""
+    return size >= LARGE_FILE_BYTES and Path(name).suffix.lower() not in WEIGHT_FILE_SUFFIXES
 
 
 def counts_as_weights(name: str, size: int, head: bytes) -> bool:
@@ -82,11 +88,9 @@ def weight_files(root: Path) -> list[tuple[Path, int]]:
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue
-            weight_suffix = Path(name).suffix.lower() in WEIGHT_FILE_SUFFIXES
-            if weight_suffix or info.st_size >= LARGE_FILE_BYTES:
-                head = b"" if weight_suffix else _head(path)
-                if head is not None and counts_as_weights(name, info.st_size, head):
-                    found.append((path, info.st_size))
+            head = _head(path) if needs_head(name, info.st_size) else b""
+            if head is not None and counts_as_weights(name, info.st_size, head):
+                found.append((path, info.st_size))
     return found
 
 
@@ -125,7 +129,7 @@ def weight_bytes_in_tar(chunks: Iterable[bytes]) -> int:
             if not member.isreg():
                 continue
             head = b""
-            if member.size >= LARGE_FILE_BYTES and Path(member.name).suffix.lower() not in WEIGHT_FILE_SUFFIXES:
+            if needs_head(member.name, member.size):
                 reader = archive.extractfile(member)
                 head = reader.read(len(ELF_MAGIC)) if reader is not None else b""
             if counts_as_weights(member.name, member.size, head):

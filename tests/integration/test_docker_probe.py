@@ -25,6 +25,7 @@ def test_hidden_weights_are_caught_on_the_runner_images_torch(docker_client, run
         assert counts["untyped_storage"] is False      # the path this test exists for: storage() on 1.13
     honest = counts["Honest"]
     assert (honest["counted"], honest["visible"], honest["hidden"], honest["flags"]) == (VISIBLE, VISIBLE, 0, [])
+    assert honest["cpu_bytes"] == 4 * VISIBLE         # fp32 Linear(16, 2): the bytes the host's memory check uses
     for name in HIDING:
         report = counts[name]
         assert report["counted"] >= HIDDEN, (counts["torch"], name, report)
