@@ -8,7 +8,11 @@ sample data in batches of the spec's size; the peak (VmHWM) read. It prints the 
 reports, the resident and peak growth over the baseline, what they leave unexplained, and whether the row
 would be flagged `weights_unaccounted`.
 
+Each side is measured twice, side by side: with workers forked from the local backend's fork server (what
+`harness run --backend local` does) and with workers started from scratch (what a Docker container is).
+
     python bench/memory_growth.py [--device cpu] [--teams demo_team,roberta_tiny_team,...] [--data-dir DIR]
+        [--starts fork,plain]
 Builds the teams with the local backend (their setup.sh) in a temporary folder; runs on a GPU box too.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 from harness.backends.local import LocalBackend
@@ -32,31 +37,39 @@ MiB = 2**20
 
 
 def measure(backend, side: WorkerSpec, tasks, device: str, options, precision: str, work: Path, spec,
-            data_dir: Path):
+            data_dir: Path, start: str):
     rows = []
-    for task in tasks:
-        with running_worker(backend, side, work / f"{side.name}-{task}.log") as link:   # fresh, as the harness
-            link.call("prepare", device=device)
-            baseline = resident_bytes(link.host_pid)
-            unreadable = reset_peaks(link.host_pid)
-            link.call("load", task=task, device=device, options=options(task), seed=2020, precision=precision,
-                      threads=0, team_dir=side.built.team_dir, predictor=side.predictor)
-            growth = resident_bytes(link.host_pid) - baseline
-            examples = prepare_inputs(spec, data_dir, None).inputs[task]
-            size = spec.task(task).batch_size
-            for _ in range(3):
-                for start in range(0, len(examples), size):
-                    link.call("predict", batch=examples[start:start + size])
-            peak = None if unreadable else peak_bytes(link.host_pid) - baseline
-            report = link.call("params")[1]["report"]
-        found = unexplained_memory(report, growth, peak)
-        flagged = bool(memory_reasons(found))
-        rows.append((side.name, task, report["counted"], found, flagged))
-        peak_text = "unreadable" if peak is None else f"{found['unexplained_peak_bytes'] / MiB:8.1f}"
-        print(f"{side.name:>18} {task:>12}  counted {report['counted']:>12,} ({found['explained_bytes'] / MiB:6.1f} "
-              f"MiB)  growth {growth / MiB:7.1f}  beyond: resident {found['unexplained_resident_bytes'] / MiB:7.1f}"
-              f"  peak {peak_text} MiB  {'FLAGGED' if flagged else 'ok'}", flush=True)
+    pool = backend.worker_pool(side.built, work / f"{side.name}-forkserver.log") if start == "fork" else nullcontext()
+    with pool:
+        for task in tasks:
+            rows.append(measure_task(backend, side, task, device, options, precision, work, spec, data_dir, start))
     return rows
+
+
+def measure_task(backend, side: WorkerSpec, task: str, device: str, options, precision: str, work: Path, spec,
+                 data_dir: Path, start: str):
+    with running_worker(backend, side, work / f"{side.name}-{task}-{start}.log") as link:   # fresh, as the harness
+        link.call("prepare", device=device)
+        baseline = resident_bytes(link.host_pid)
+        unreadable = reset_peaks(link.host_pid)
+        link.call("load", task=task, device=device, options=options(task), seed=2020, precision=precision,
+                  threads=0, team_dir=side.built.team_dir, predictor=side.predictor)
+        growth = resident_bytes(link.host_pid) - baseline
+        examples = prepare_inputs(spec, data_dir, None).inputs[task]
+        size = spec.task(task).batch_size
+        for _ in range(3):
+            for first in range(0, len(examples), size):
+                link.call("predict", batch=examples[first:first + size])
+        peak = None if unreadable else peak_bytes(link.host_pid) - baseline
+        report = link.call("params")[1]["report"]
+    found = unexplained_memory(report, growth, peak)
+    flagged = bool(memory_reasons(found))
+    peak_text = "unreadable" if peak is None else f"{found['unexplained_peak_bytes'] / MiB:8.1f}"
+    print(f"{side.name:>18} {task:>12} {start:>5}  counted {report['counted']:>12,} "
+          f"({found['explained_bytes'] / MiB:6.1f} MiB)  growth {growth / MiB:7.1f}  beyond: resident "
+          f"{found['unexplained_resident_bytes'] / MiB:7.1f}  peak {peak_text} MiB  {'FLAGGED' if flagged else 'ok'}",
+          flush=True)
+    return side.name, task, start, report["counted"], found, flagged
 
 
 def main() -> None:
@@ -64,7 +77,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--teams", default=",".join(TEAMS))
     parser.add_argument("--data-dir", type=Path, default=SAMPLE_DATA_DIR)
+    parser.add_argument("--starts", default="fork,plain", help="fork (the local backend's fork server), plain "
+                        "(a worker started from scratch, as in a container), or both")
     args = parser.parse_args()
+    starts = args.starts.split(",")
     spec = load_spec(None)
     rows = []
     with tempfile.TemporaryDirectory(prefix="memory-growth-") as tmp:
@@ -77,20 +93,25 @@ def main() -> None:
             if not built.ok:
                 raise SystemExit(f"{name}: setup failed, see {built.log_path}")
             side = WorkerSpec(name, built, submission.predictor, 900)
-            rows += measure(backend, side, submission.tasks, args.device, lambda task: {}, "free", work, spec,
-                            args.data_dir)
+            for start in starts:
+                rows += measure(backend, side, submission.tasks, args.device, lambda task: {}, "free", work, spec,
+                                args.data_dir, start)
         reference = WorkerSpec("reference", backend.build_reference(REFERENCE_DIR, Path(tmp) / "reference"),
                                REFERENCE_PREDICTOR, 900)
         (Path(tmp) / "reference").mkdir(exist_ok=True)
-        rows += measure(backend, reference, [t.name for t in spec.tasks], args.device, reference_options(spec),
-                        spec.reference.precision, Path(tmp) / "reference", spec, args.data_dir)
-    teams = [r for r in rows if r[0] != "reference"]
-    worst_resident = max(r[3]["unexplained_resident_bytes"] for r in teams)
-    peaks = [r[3]["unexplained_peak_bytes"] for r in teams if r[3]["unexplained_peak_bytes"] is not None]
-    print(f"bundled teams beyond their counted bytes: resident at most {worst_resident / MiB:.1f} MiB (slack "
-          f"{RESIDENT_SLACK_BYTES / MiB:.0f} MiB), peak at most "
-          f"{max(peaks) / MiB if peaks else float('nan'):.1f} MiB (slack {PEAK_SLACK_BYTES / MiB:.0f} MiB); "
-          f"flagged: {sum(r[4] for r in rows)} of {len(rows)}")
+        for start in starts:
+            rows += measure(backend, reference, [t.name for t in spec.tasks], args.device, reference_options(spec),
+                            spec.reference.precision, Path(tmp) / "reference", spec, args.data_dir, start)
+    for start in starts:
+        teams = [r for r in rows if r[0] != "reference" and r[2] == start]
+        if not teams:
+            continue
+        worst_resident = max(r[4]["unexplained_resident_bytes"] for r in teams)
+        peaks = [r[4]["unexplained_peak_bytes"] for r in teams if r[4]["unexplained_peak_bytes"] is not None]
+        print(f"{start}: bundled teams beyond their counted bytes: resident at most {worst_resident / MiB:.1f} MiB "
+              f"(slack {RESIDENT_SLACK_BYTES / MiB:.0f} MiB), peak at most "
+              f"{max(peaks) / MiB if peaks else float('nan'):.1f} MiB (slack {PEAK_SLACK_BYTES / MiB:.0f} MiB); "
+              f"flagged: {sum(r[5] for r in rows if r[2] == start)} of {sum(r[2] == start for r in rows)}")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,9 @@ def measure_against_reference(backend: Backend, team: WorkerSpec, reference: Wor
     deadline = time.monotonic() + team.timeout_s
     log = log_dir / "worker.log"
     try:
-        with running_worker(backend, reference, log_dir / "reference.log") as ref_link:
+        with backend.worker_pool(team.built, log_dir / "team-forkserver.log"), \
+                backend.worker_pool(reference.built, log_dir / "reference-forkserver.log"), \
+                running_worker(backend, reference, log_dir / "reference.log") as ref_link:
             for name in tasks:
                 log = worker_log(log_dir, name)
                 remaining = deadline - time.monotonic()

@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ContextManager, Protocol
 
 from harness.submission import Submission
 
@@ -54,6 +54,10 @@ class Backend(Protocol):
     def discard(self, submission: Submission) -> None: ...
 
     def build_reference(self, reference_dir: Path, work_dir: Path) -> Built: ...
+
+    def worker_pool(self, built: Built, log_path: Path) -> ContextManager[None]:
+        """While open, start_worker(built, ...) may start workers faster (the local backend forks them from a
+        server that imported the libraries once); each worker is still fresh. Logs to `log_path`."""
 
     def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> WorkerHandle: ...
 

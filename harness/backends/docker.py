@@ -27,7 +27,9 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
+from typing import ContextManager
 
 from harness import __version__
 from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
@@ -355,6 +357,10 @@ class DockerBackend:
         if self.gpus:
             options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return options
+
+    def worker_pool(self, built: Built, log_path: Path) -> ContextManager[None]:
+        """Nothing to pool: each worker is a container of its own, started from the image."""
+        return nullcontext()
 
     def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> "DockerWorker":
         container = self.client.containers.run(built.handle, WORKER_COMMAND,

@@ -10,6 +10,7 @@ no network or filesystem isolation: use Docker for that.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.metadata
 import json
@@ -21,10 +22,13 @@ import subprocess
 import sys
 import sysconfig
 import venv
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
+from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed
 from harness.crosscheck import weight_file_bytes
 from harness.safe_files import fresh_dir
 from harness.probe.channel import SOCKET_NAME
@@ -139,12 +143,28 @@ def make_venv(venv_dir: Path, site_dirs: list[str] | None = None) -> None:
         wrapper.chmod(0o755)
 
 
+_HARNESS_FORK_SERVERS: dict[str, ForkServer] = {}
+
+
+def harness_fork_server(env: dict[str, str], log_path: Path) -> ForkServer:
+    """The fork server of the harness's own interpreter for this environment, started once per process (again
+    if it failed) and stopped when the process exits."""
+    key = json.dumps(env, sort_keys=True)
+    server = _HARNESS_FORK_SERVERS.get(key)
+    if server is None or server.failed:
+        if not _HARNESS_FORK_SERVERS:
+            atexit.register(lambda: [s.close() for s in _HARNESS_FORK_SERVERS.values()])
+        server = _HARNESS_FORK_SERVERS[key] = ForkServer(sys.executable, env, log_path)
+    return server
+
+
 class LocalBackend:
     name = "local"
 
     def __init__(self, cache_dir: Path, setup_timeout_s: float = 1800):
         self.cache_dir = Path(cache_dir)
         self.setup_timeout_s = setup_timeout_s
+        self._fork_servers: dict[str, ForkServer] = {}      # by interpreter, while a worker_pool is open
 
     def build_root(self, submission: Submission, environment: dict | None = None) -> Path:
         """Where this content, built in this harness environment, lives."""
@@ -193,8 +213,37 @@ class LocalBackend:
         """The whole build folder: the team's copy and its venv, where setup.sh may have fetched weights."""
         return weight_file_bytes(Path(built.team_dir).parent)
 
+    def worker_env(self, built: Built) -> dict[str, str]:
+        """The environment a worker (or its fork server) runs in: the team's venv, or the harness's own."""
+        env = _env_with_venv(Path(built.handle).parent.parent) if built.handle != sys.executable else dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join([str(HARNESS_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        return env
+
+    @contextmanager
+    def worker_pool(self, built: Built, log_path: Path) -> Iterator[None]:
+        """While open, workers of `built` are forked from a server that imported torch and transformers once
+        (harness.backends.local_forks), each as fresh as a started one. A team's server starts now, in the
+        background, and is stopped on the way out. The server of the harness's own environment (the
+        reference's) runs no code but the harness's and is kept for the process's life: a batch, or a test
+        session, imports the reference's libraries once."""
+        if built.handle == sys.executable:
+            server = harness_fork_server(self.worker_env(built), Path(log_path).resolve())
+            owned = False
+        else:
+            server = ForkServer(built.handle, self.worker_env(built), Path(log_path).resolve())
+            owned = True
+        self._fork_servers[built.handle] = server
+        try:
+            yield
+        finally:
+            self._fork_servers.pop(built.handle, None)
+            if owned:
+                server.close()
+
     def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> "LocalWorker":
-        """The worker in a subprocess (own process group), connected to the host's socket in channel_dir.
+        """The worker in its own session, connected to the host's socket in channel_dir: forked by the open
+        worker_pool's server, or (without one, or when it fails) a subprocess started from scratch.
 
         Its working folder is an empty scratch folder beside its log, never the team folder, so that
         nothing the team ships is on sys.path before the harness is imported.
@@ -202,11 +251,17 @@ class LocalBackend:
         log_path = Path(log_path).resolve()
         scratch = log_path.parent / f"{log_path.stem}-scratch"
         fresh_dir(scratch)
-        env = _env_with_venv(Path(built.handle).parent.parent) if built.handle != sys.executable else dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join([str(HARNESS_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        command = [built.handle, "-m", WORKER_MODULE, str(Path(channel_dir) / SOCKET_NAME)]
+        socket_path = Path(channel_dir) / SOCKET_NAME
+        note, server = b"", self._fork_servers.get(built.handle)
+        if server is not None:
+            try:
+                return LocalWorker(server.spawn(socket_path, log_path, scratch), log_path)
+            except ForkServerFailed as exc:      # said in the worker's log; started plainly below
+                note = f"harness: {exc}; this worker is started without it\n".encode()
+        env = self.worker_env(built)
+        command = [built.handle, "-m", WORKER_MODULE, str(socket_path)]
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        os.write(fd, note)
         with os.fdopen(fd, "wb") as log:
             process = subprocess.Popen(command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
@@ -214,7 +269,7 @@ class LocalBackend:
 
 
 class LocalWorker:
-    def __init__(self, process: subprocess.Popen, log_path: Path):
+    def __init__(self, process: subprocess.Popen | ForkedProcess, log_path: Path):
         self.process, self.log_path = process, log_path
         self.pid = process.pid            # the timekeeper checks that this process, and no other, connects
 

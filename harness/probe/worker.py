@@ -162,6 +162,20 @@ PREIMPORTS = ("numpy", "torch", "transformers", "onnxruntime", "tokenizers", "se
 COUNTER_MODULE = "harness.probe.params"
 
 
+def import_libraries(names: tuple[str, ...] = PREIMPORTS) -> list[str]:
+    """Those of `names` that this environment has, imported; their names. Never runs a kernel: the fork server
+    (harness.probe.forkserver) calls this before it forks, and a thread pool started before a fork hangs the
+    child's first parallel region (GNU OpenMP)."""
+    imported = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except Exception:      # not in this image: nothing to charge either way
+            pass
+    return imported
+
+
 def warm_libraries() -> None:
     """What a first model costs beside its weights: transformers' modelling machinery is imported on first use
     of a model class (about 170 MiB resident), and torch sets up its CPU kernels on a first forward pass.
@@ -191,13 +205,7 @@ class Worker:
         self.predictor = None
         gc.collect()
         if self.imported is None:      # once per worker: later tasks find the libraries already there
-            self.imported = []
-            for name in PREIMPORTS:
-                try:
-                    importlib.import_module(name)
-                    self.imported.append(name)
-                except Exception:      # not in this image: nothing to charge either way
-                    pass
+            self.imported = import_libraries()
             warm_libraries()
         importlib.import_module(COUNTER_MODULE)
         device = resolve_device(request.get("device") or "auto")

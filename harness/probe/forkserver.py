@@ -1,0 +1,142 @@
+"""python -m harness.probe.forkserver SOCKET: import the libraries once, then fork a fresh worker per request.
+
+The local backend gives the team a fresh worker for every task (a baseline no team code can inflate), and a
+worker's start is mostly importing torch and transformers: seconds each time. This server pays that once per
+team: it imports what `prepare` would (worker.import_libraries and transformers' BERT classes), runs no kernel
+and no team code, and then, for each `spawn` request, forks a child that becomes a worker exactly as
+`python -m harness.probe.worker WORKER_SOCKET` would: its own session (the host freezes and kills it as a
+group), its own log, an empty scratch folder as its working folder.
+
+Nothing here is trusted by the host more than a worker is: the host checks each worker's pid on its socket,
+and a server that fails or stalls only means the host starts its workers the plain way.
+
+Requests (host to server, nonce-framed pickles): spawn {socket, log, cwd} -> {pid}; stop. The server exits
+when the host closes the channel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+import sys
+import traceback
+
+from harness.probe import channel
+
+
+# Imported by each forked worker's own prepare, not by the server: cheap to import (0.2 s), and what importing
+# it touches must be in the worker's memory baseline. A fork inherits the server's memory but not its page
+# tables for shared library code, so a library the server imported would be paged in again by the first
+# session the team builds, and charged to the team (measured, bench/memory_growth.py: the ONNX team 10-14 MiB
+# beyond a plainly started worker).
+IMPORTED_BY_EACH_WORKER = ("onnxruntime",)
+
+
+def import_model_classes() -> None:
+    """transformers' modelling machinery (most of its import time): imported, never run."""
+    try:
+        from transformers import BertConfig, BertModel  # noqa: F401
+    except Exception:          # no transformers here: the worker's prepare finds nothing to warm either
+        pass
+
+
+def touch_inherited_pages(parent: int) -> int:
+    """Map into this fork the library pages its parent had resident; the number touched.
+
+    A fork shares its parent's memory but, for shared library code and other file mappings, not its page
+    tables: a page the server touched while importing counts in a plainly started worker's resident memory
+    from the start, but in a fork only once touched again, which the team's model load would then be charged
+    for (measured: about 3 MiB of torch). Reading one byte of each page the parent's /proc/PID/pagemap shows
+    present makes the fork's baseline what a plainly started worker's would be. Pages of readable file
+    mappings only, and only present ones (never past a file's end)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    touched = 0
+    with open(f"/proc/{parent}/pagemap", "rb") as pagemap, open("/proc/self/maps", encoding="ascii") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) < 6 or not fields[1].startswith("r") or fields[4] == "0" or fields[5].startswith("["):
+                continue          # anonymous memory is inherited resident; [vvar] and the like are not files
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            pagemap.seek(start // page * 8)
+            entries = pagemap.read((end - start) // page * 8)
+            for index, (entry,) in enumerate(struct.iter_unpack("<Q", entries)):
+                if entry >> 63:
+                    ctypes.string_at(start + index * page, 1)
+                    touched += 1
+    return touched
+
+
+def become_worker(request: dict, control) -> None:
+    """In the forked child: detach, redirect, serve as a worker, and exit without running the server's
+    clean-ups (os._exit)."""
+    code = 1
+    try:
+        control.close()
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)     # the team's subprocess.wait needs its children
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.close(null)
+        os.chdir(request["cwd"])
+        try:
+            touch_inherited_pages(os.getppid())
+        except (OSError, ValueError) as exc:     # no pagemap here: the baseline is a few MiB low, said in the log
+            print(f"forkserver: inherited pages not touched ({exc}); the memory baseline may be low", flush=True)
+        from harness.probe import worker
+
+        code = worker.main([request["socket"]])
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve(control) -> None:
+    from harness.probe import worker
+
+    imported = worker.import_libraries(tuple(n for n in worker.PREIMPORTS if n not in IMPORTED_BY_EACH_WORKER))
+    import_model_classes()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)          # children are reaped by the kernel: no zombies
+    channel.send(control, {"ok": True, "hello": True, "pid": os.getpid(), "imported": imported})
+    while True:
+        try:
+            nonce, request = channel.recv_request(control)
+        except channel.ChannelError:
+            return                                          # the host went away
+        op = request.get("op") if isinstance(request, dict) else None
+        if op != "spawn":
+            channel.send(control, {"ok": True, "nonce": nonce})
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            become_worker(request, control)
+        channel.send(control, {"ok": True, "nonce": nonce, "pid": pid})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m harness.probe.forkserver SOCKET", file=sys.stderr)
+        return 2
+    control = channel.connect(args[0])
+    try:
+        serve(control)
+    finally:
+        control.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

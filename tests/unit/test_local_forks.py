@@ -1,0 +1,85 @@
+"""The local backend's fork server: each worker forked fresh from a server that imported the libraries once,
+controlled by the host like a started one, and a server that fails only means workers start the plain way."""
+
+import os
+import sys
+
+import psutil
+import pytest
+
+from harness.backends import local_forks
+from harness.backends.base import Built
+from harness.backends.local import LocalBackend, make_venv
+from harness.measurement import WorkerSpec, running_worker
+
+pytestmark = pytest.mark.slow      # the server imports torch and transformers: seconds
+
+
+def harness_built(tmp_path):
+    return Built(True, sys.executable, str(tmp_path), tmp_path / "build.log", cached=True)
+
+
+def team_built(tmp_path):
+    """A team's environment as the local backend makes it: a venv layered over the harness's."""
+    make_venv(tmp_path / "venv")
+    return Built(True, str(tmp_path / "venv" / "bin" / "python"), str(tmp_path), tmp_path / "build.log")
+
+
+def side(built):
+    return WorkerSpec("reference", built, "unused:Unused", timeout_s=120)
+
+
+def test_each_worker_is_a_fresh_fork_in_its_own_session_and_the_server_goes_with_the_pool(tmp_path):
+    backend, built = LocalBackend(tmp_path / "cache"), team_built(tmp_path)
+    seen = []
+    with backend.worker_pool(built, tmp_path / "forkserver.log"):
+        server = backend._fork_servers[built.handle].process
+        for task in ("csl", "cmrc2018"):
+            with running_worker(backend, side(built), tmp_path / f"worker-{task}.log") as link:
+                pid = link.host_pid
+                _, reply = link.call("prepare", device="cpu")
+                assert "torch" in reply["imported"]
+                worker = psutil.Process(pid)
+                assert worker.ppid() == server.pid             # forked by the server, not started by the host
+                assert os.getsid(pid) == pid and os.getpgid(pid) == pid   # frozen and killed as a group
+                assert worker.cwd() == str(tmp_path / f"worker-{task}-scratch")
+                seen.append(pid)
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert server.poll() is None
+    assert len(set(seen)) == 2
+    assert server.poll() is not None                            # stopped with the pool
+
+
+def test_the_harness_environments_server_serves_every_pool_of_the_process(tmp_path):
+    """The reference's server runs only harness code: a batch (or a test session) imports its libraries once."""
+    built, pids = harness_built(tmp_path), []
+    for run in ("first", "second"):
+        backend = LocalBackend(tmp_path / run)
+        with backend.worker_pool(built, tmp_path / f"{run}-forkserver.log"):
+            with running_worker(backend, side(built), tmp_path / f"{run}.log") as link:
+                pids.append(psutil.Process(link.host_pid).ppid())
+    assert pids[0] == pids[1] != os.getpid() and psutil.Process(pids[0]).is_running()
+
+
+def test_a_server_that_cannot_start_leaves_workers_started_plainly_and_the_log_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_forks, "FORKSERVER_MODULE", "harness.probe.no_such_module")
+    backend, built = LocalBackend(tmp_path / "cache"), team_built(tmp_path)
+    with backend.worker_pool(built, tmp_path / "forkserver.log"):
+        with running_worker(backend, side(built), tmp_path / "worker.log") as link:
+            assert psutil.Process(link.host_pid).ppid() == os.getpid()      # the host's own child
+            link.call("precision")
+    assert "No module named harness.probe.no_such_module" in (tmp_path / "forkserver.log").read_text()
+    assert "fork server failed" in (tmp_path / "worker.log").read_text()
+
+
+def test_a_forked_process_that_ended_never_reads_as_alive(tmp_path):
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    watched = local_forks.ForkedProcess(child.pid)
+    assert watched.poll() is None
+    child.kill()
+    child.wait()
+    assert watched.poll() == -1 and watched.wait(timeout=1) == -1
+    gone = local_forks.ForkedProcess(child.pid)             # nothing runs under that pid now
+    assert gone.poll() == -1
