@@ -12,7 +12,7 @@ from harness.backends.base import Built
 from harness.backends.local import LocalBackend, make_venv
 from harness.measurement import WorkerSpec, running_worker
 
-pytestmark = pytest.mark.slow      # the server imports torch and transformers: seconds
+slow = pytest.mark.slow      # a server imports torch and transformers: seconds
 
 
 def harness_built(tmp_path):
@@ -29,6 +29,7 @@ def side(built):
     return WorkerSpec("reference", built, "unused:Unused", timeout_s=120)
 
 
+@slow
 def test_each_worker_is_a_fresh_fork_in_its_own_session_and_the_server_goes_with_the_pool(tmp_path):
     backend, built = LocalBackend(tmp_path / "cache"), team_built(tmp_path)
     seen = []
@@ -50,6 +51,7 @@ def test_each_worker_is_a_fresh_fork_in_its_own_session_and_the_server_goes_with
     assert server.poll() is not None                            # stopped with the pool
 
 
+@slow
 def test_the_harness_environments_server_serves_every_pool_of_the_process(tmp_path):
     """The reference's server runs only harness code: a batch (or a test session) imports its libraries once."""
     built, pids = harness_built(tmp_path), []
@@ -61,6 +63,7 @@ def test_the_harness_environments_server_serves_every_pool_of_the_process(tmp_pa
     assert pids[0] == pids[1] != os.getpid() and psutil.Process(pids[0]).is_running()
 
 
+@slow
 def test_a_server_that_cannot_start_leaves_workers_started_plainly_and_the_log_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(local_forks, "FORKSERVER_MODULE", "harness.probe.no_such_module")
     backend, built = LocalBackend(tmp_path / "cache"), team_built(tmp_path)
@@ -83,3 +86,40 @@ def test_a_forked_process_that_ended_never_reads_as_alive(tmp_path):
     assert watched.poll() == -1 and watched.wait(timeout=1) == -1
     gone = local_forks.ForkedProcess(child.pid)             # nothing runs under that pid now
     assert gone.poll() == -1
+
+
+@pytest.mark.parametrize("with_numpy", [True, False])
+def test_present_pages_are_grouped_into_runs(with_numpy, monkeypatch):
+    from harness.probe import forkserver
+
+    if not with_numpy:
+        monkeypatch.setitem(sys.modules, "numpy", None)       # the pure-Python path of an image without numpy
+    present, absent = 1 << 63, 0x1234                         # bit 63 present; other bits are not
+    entries = b"".join(e.to_bytes(8, "little") for e in [present, present | 7, absent, present, absent, absent, present])
+    assert forkserver._present_runs(entries) == [(0, 2), (3, 1), (6, 1)]
+    assert forkserver._present_runs(b"") == []
+
+
+def test_a_fork_maps_the_library_pages_its_parent_had_resident():
+    """Without it, a forked worker's baseline misses the server's library pages, and the team's load is
+    charged for touching them again (bench/memory_growth.py)."""
+    from harness.probe import forkserver
+
+    def file_rss_kib(pid):
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("RssFile:"))
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        before = file_rss_kib(os.getpid())
+        forkserver.touch_inherited_pages(os.getppid())
+        os.write(write, f"{before} {file_rss_kib(os.getpid())}".encode())
+        os._exit(0)
+    os.close(write)
+    before, after = (int(x) for x in os.read(read, 100).split())
+    os.waitpid(pid, 0)
+    parent = file_rss_kib(os.getpid())
+    assert before < parent * 0.5            # a fork starts without its parent's file pages mapped...
+    assert after >= parent * 0.9            # ...and has them after
