@@ -143,18 +143,24 @@ def make_venv(venv_dir: Path, site_dirs: list[str] | None = None) -> None:
         wrapper.chmod(0o755)
 
 
-_HARNESS_FORK_SERVERS: dict[str, ForkServer] = {}
+# Variables that change while one process runs and mean nothing to a worker (pytest names the running test).
+VOLATILE_VARIABLES = ("PYTEST_CURRENT_TEST",)
+_harness_server: dict[str, tuple[str, ForkServer]] = {}
 
 
 def harness_fork_server(env: dict[str, str], log_path: Path) -> ForkServer:
-    """The fork server of the harness's own interpreter for this environment, started once per process (again
-    if it failed) and stopped when the process exits."""
-    key = json.dumps(env, sort_keys=True)
-    server = _HARNESS_FORK_SERVERS.get(key)
-    if server is None or server.failed:
-        if not _HARNESS_FORK_SERVERS:
-            atexit.register(lambda: [s.close() for s in _HARNESS_FORK_SERVERS.values()])
-        server = _HARNESS_FORK_SERVERS[key] = ForkServer(sys.executable, env, log_path)
+    """The fork server of the harness's own interpreter, one per process: started on first use, started
+    anew when it failed or the environment changed (the old one stopped), stopped when the process exits."""
+    key = json.dumps({k: v for k, v in env.items() if k not in VOLATILE_VARIABLES}, sort_keys=True)
+    current = _harness_server.get("server")
+    if current is not None and current[0] == key and not current[1].failed:
+        return current[1]
+    if current is not None:
+        current[1].close()
+    else:
+        atexit.register(lambda: _harness_server["server"][1].close())
+    server = ForkServer(sys.executable, env, log_path)
+    _harness_server["server"] = (key, server)
     return server
 
 

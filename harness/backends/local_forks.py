@@ -131,7 +131,8 @@ class ForkServer:
         return ForkedProcess(pid)
 
     def close(self) -> None:
-        """Stop the server (its workers are the host's to stop, each on its own)."""
+        """Stop the server (its workers are the host's to stop, each on its own); it spawns nothing after."""
+        self.failed = self.failed or "fork server closed"
         if self._control is not None:
             self._control.close()
             self._control = None

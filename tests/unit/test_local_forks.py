@@ -123,3 +123,14 @@ def test_a_fork_maps_the_library_pages_its_parent_had_resident():
     parent = file_rss_kib(os.getpid())
     assert before < parent * 0.5            # a fork starts without its parent's file pages mapped...
     assert after >= parent * 0.9            # ...and has them after
+
+
+@slow
+def test_one_harness_server_at_a_time_and_a_new_one_when_the_environment_changes(tmp_path, monkeypatch):
+    from harness.backends import local
+
+    first = local.harness_fork_server({"A": "1", "PYTEST_CURRENT_TEST": "x"}, tmp_path / "1.log")
+    assert local.harness_fork_server({"A": "1", "PYTEST_CURRENT_TEST": "y"}, tmp_path / "2.log") is first
+    second = local.harness_fork_server({"A": "2"}, tmp_path / "3.log")
+    assert second is not first and first.process.wait(timeout=10) is not None      # the old one stopped
+    second.close()
