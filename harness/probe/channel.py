@@ -27,8 +27,9 @@ import os
 import pickle
 import socket
 import struct
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 PROTOCOL_VERSION = 3          # 2: requests are pickles, the worker has `prepare`; 3: requests carry a nonce
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -163,3 +164,17 @@ def connect(path: str | Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(path))
     return sock
+
+
+def serve_main(argv: list[str] | None, program: str, serve: Callable[[socket.socket], None]) -> int:
+    """`python -m PROGRAM SOCKET`: connect to the host's socket and serve on it until the host goes away."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: python -m {program} SOCKET", file=sys.stderr)
+        return 2
+    sock = connect(args[0])
+    try:
+        serve(sock)
+    finally:
+        sock.close()
+    return 0

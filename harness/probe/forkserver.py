@@ -157,16 +157,7 @@ def serve(control) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m harness.probe.forkserver SOCKET", file=sys.stderr)
-        return 2
-    control = channel.connect(args[0])
-    try:
-        serve(control)
-    finally:
-        control.close()
-    return 0
+    return channel.serve_main(argv, "harness.probe.forkserver", serve)
 
 
 if __name__ == "__main__":

@@ -283,16 +283,7 @@ def serve(sock) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m harness.probe.worker SOCKET", file=sys.stderr)
-        return 2
-    sock = channel.connect(args[0])
-    try:
-        serve(sock)
-    finally:
-        sock.close()
-    return 0
+    return channel.serve_main(argv, "harness.probe.worker", serve)
 
 
 if __name__ == "__main__":

@@ -187,5 +187,7 @@ def test_a_team_burning_cpu_while_the_reference_is_timed_slows_nothing(tmp_path)
     row, record = run_team(TEAMS / "saboteur_team", tmp_path / "out", tmp_path / "cache", "busy_reference")
     assert_ran(row)
     assert float(row["T_bert_s"]) < 1.3 * float(honest["T_bert_s"]), (row["T_bert_s"], honest["T_bert_s"])
-    assert float(row["speedup"]) == pytest.approx(float(honest["speedup"]), rel=0.3)
+    # what the attack is after: a higher speedup. A lower one is the saboteur's own children taking the CPU
+    # from its own predict() while it is timed (seen: 0.91x against the honest team's 1.36x beside a busy test)
+    assert float(row["speedup"]) < 1.3 * float(honest["speedup"]), (row["speedup"], honest["speedup"])
     assert "could not be frozen" not in row["flags"]
