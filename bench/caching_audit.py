@@ -1,14 +1,16 @@
 """Benchmark: the caching audit's false flags on honest teams beside bursty load, and its detections.
 
-Bursty load is what fooled the old audit: CPU burners (one per core by default) that each switch on and
-off at random every 0.1-1.5 s, so the box is loaded for part of a first-sight pass and quiet for part of
-the repeats. Beside them this runs, through the real pipeline (local backend, the BERT-base reference):
+Bursty load is what fooled the first audit (first sight against repeats timed seconds later): CPU burners
+(one per core by default) that each switch on and off at random every 0.1-1.5 s, so the box is loaded for
+part of a first-sight pass and quiet for part of the repeats. Beside them this runs, through the real
+pipeline (local backend, the BERT-base reference):
   honest  - the four bundled teams (demo, roberta_tiny, albert_tiny, onnx), --runs times each;
   caching - the caching fixtures (caching_team: answers remembered by input; partial_caching_team: a fifth
             of its work saved on a repeated input, a 1.2x gain), --runs times each.
-It prints each run's per-task audit (the team's gain from repeats over the reference's, with its 95%
-interval over batches), then the false-flag rate (honest runs flagged on any task) and the detection rate
-(caching runs flagged on CSL). Goal: 0 false flags, every caching run flagged.
+It prints each run's per-task audit (the team's first sight over its twin, a repeat timed beside it, set
+against the reference's, with its 95% interval over batches), then the false-flag rate (honest runs
+flagged on any task) and the detection rate (caching runs flagged on CSL). Goal: 0 false flags, every
+caching run flagged.
 
 The audit resamples batches, so every task needs at least five: the bundled sample data has a dozen
 examples per task, run here in batches of --batch-size (2: six batches a task; CMRC2018's windows more).

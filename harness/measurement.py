@@ -113,16 +113,16 @@ def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> 
 def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tuple[dict, dict]:
     """(team record, reference record) of one timed task; the team's T from first sight when it seems to cache."""
     team, ref = times.team, times.reference
-    audit = stats.caching_audit(team.rounds, ref.rounds, spec.timing.caching_tolerance,
-                                confidence=spec.timing.confidence, seed=spec.timing.seed,
-                                order=times.orders[0] if times.orders else None)
-    saved = sum(team.rounds[0]) - statistics.fmean(sum(r) for r in team.rounds[1:])
+    audit = stats.caching_audit(team.rounds[0], team.twins_s, ref.rounds[0], ref.twins_s,
+                                spec.timing.caching_tolerance, confidence=spec.timing.confidence,
+                                seed=spec.timing.seed, order=times.orders[0] if times.orders else None)
+    saved = sum(team.rounds[0]) - sum(team.twins_s)      # a pass's seconds a repeat saves, timed side by side
     suspected = audit.suspected and saved > CACHING_MATERIAL_SHARE * statistics.fmean(sum(r) for r in ref.rounds)
     scored = team.rounds[:1] if suspected else team.rounds
     team_record = side_record(team, scored, n_examples)
     team_record.update(caching_suspected=suspected, first_sight_ratio=audit.team_ratio,
                        reference_first_sight_ratio=audit.reference_ratio, caching_audit=audit.record(),
-                       first_sight_block=times.first_sight_block,
+                       first_sight_block=times.first_sight_block, first_sight_twins_s=team.twins_s,
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
                        interval=vars(times.interval) if times.interval else None, **times.freezing.record())
@@ -216,7 +216,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     counted = larger_count(loaded["team_params"], team_params)
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
-                       peak_unreadable=baseline.get("team_peak_unreadable"),
+                       peak_unreadable=baseline.get("team_peak_unreadable"), baseline_note=baseline["team_note"],
                        **unexplained_memory(counted, loaded["team_growth"], peaks["team"]))
     ref_record.update(params=ref_params, precision=precision,
                       device_memory_bytes=worker_memory(ref_link, device),
@@ -233,8 +233,10 @@ def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dic
     host reads each one's resident memory: the baseline of the memory cross-check. The team's worker is
     fresh for this task, so none of the team's code has run in it yet. The peaks start afresh here
     (reset_peaks); a peak that cannot be reset is said (`*_peak_unreadable`) and not read."""
-    call_together((reference, team), "prepare", device=device)
-    baseline: dict[str, Any] = {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid)}
+    ref_reply, team_reply = call_together((reference, team), "prepare", device=device)
+    baseline: dict[str, Any] = {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid),
+                                "team_note": replies.baseline_note(team_reply, team.name),
+                                "reference_note": replies.baseline_note(ref_reply, reference.name)}
     for name, link in (("team", team), ("reference", reference)):
         baseline[f"{name}_peak_unreadable"] = reset_peaks(link.host_pid)
     return baseline

@@ -70,3 +70,11 @@ def environment(reply: dict[str, Any], side: str) -> dict[str, Any]:
 def precision(reply: dict[str, Any], side: str) -> dict[str, Any]:
     """The `precision` reply's settings."""
     return _scalars(reply.get("precision"), "precision state", side)
+
+
+def baseline_note(reply: dict[str, Any], side: str) -> str:
+    """What `prepare` said about its memory baseline ("" when nothing): a string, bounded."""
+    note = reply.get("baseline_note", "")
+    if not isinstance(note, str):
+        raise WorkerFailed(f"{side} worker's prepare reply has a baseline_note that is not a string", side)
+    return note[:MAX_TEXT_CHARS]

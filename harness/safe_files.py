@@ -63,5 +63,11 @@ def write_new_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
+def open_log(path: Path) -> int:
+    """A log file opened for writing from its start, as a file descriptor: created if missing, truncated if
+    there, never through a link (O_NOFOLLOW: a team's link in the output folder fails the open)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+
+
 def write_new_text(path: Path, text: str) -> Path:
     return write_new_bytes(path, text.encode("utf-8"))

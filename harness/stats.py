@@ -195,11 +195,12 @@ MIN_AUDIT_BATCHES = 5
 
 @dataclass(frozen=True)
 class CachingAudit:
-    """First sight against repeats, batch by batch, the team's gain set against the reference's own.
+    """Each batch's first sight against its twin (a repeat of the same shape timed right before it), the
+    team's gain set against the reference's own, batch by batch.
 
-    `excess` is (team first sight / team repeats) / (reference first sight / reference repeats), each a ratio
-    of sums over batches, each batch's repeat time its median over the repeat rounds; [low, high] is its
-    percentile-bootstrap interval over batches (the same batches drawn for both sides). `note` says why no
+    Per batch, the team's log(first sight / twin) less the reference's; `excess` is exp of their median over
+    batches, [low, high] its percentile-bootstrap interval over batches (the same batches drawn for both
+    sides). `team_ratio` and `reference_ratio` are each side's median first sight / twin. `note` says why no
     decision was possible."""
 
     suspected: bool
@@ -215,11 +216,12 @@ class CachingAudit:
         return {"excess": self.excess, "low": self.low, "high": self.high, "batches": self.batches, "note": self.note}
 
 
-def _first_and_repeats(rounds: TaskRounds, side: str) -> tuple[np.ndarray, np.ndarray]:
-    table = _matrix(rounds, side)
-    if table.shape[0] < 2:
-        raise ValueError("the caching audit needs at least two rounds")
-    return table[0], np.median(table[1:], axis=0)
+def _log_gains(first: Sequence[float], twins: Sequence[float], side: str) -> np.ndarray:
+    """Per batch log(first sight / twin)."""
+    first_array, twin_array = np.asarray(first, dtype=float), np.asarray(twins, dtype=float)
+    if first_array.ndim != 1 or first_array.size < 1 or first_array.shape != twin_array.shape:
+        raise ValueError(f"{side}: the caching audit needs one first sight and one twin time per batch")
+    return np.log(np.maximum(first_array, _TINY)) - np.log(np.maximum(twin_array, _TINY))
 
 
 def time_blocks(order: Sequence[int], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -234,24 +236,22 @@ def time_blocks(order: Sequence[int], n: int, rng: np.random.Generator) -> np.nd
     return sequence[positions]
 
 
-def caching_audit(team: TaskRounds, reference: TaskRounds, tolerance: float, confidence: float = 0.95,
-                  resamples: int = 2000, seed: int = 0, order: Sequence[int] | None = None) -> CachingAudit:
-    """Suspected only when the interval's low end says the team gains more than `tolerance` (0.1 = 10%) from
-    repeats beyond what the reference gains: one noisy first-sight pass cannot decide it, a steady gain on
-    most batches does. `order` is the order first sight took (batch indices): batches are then resampled
-    in blocks of that order (time_blocks), one by one otherwise. With fewer than MIN_AUDIT_BATCHES batches
-    there is nothing to resample: no flag, and the note says so (the row carries it)."""
-    team_first, team_repeat = _first_and_repeats(team, "team")
-    ref_first, ref_repeat = _first_and_repeats(reference, "reference")
-    if team_first.shape != ref_first.shape:
+def caching_audit(team_first: Sequence[float], team_twins: Sequence[float], ref_first: Sequence[float],
+                  ref_twins: Sequence[float], tolerance: float, confidence: float = 0.95, resamples: int = 2000,
+                  seed: int = 0, order: Sequence[int] | None = None) -> CachingAudit:
+    """Suspected only when the interval's low end says the team gains more than `tolerance` (0.1 = 10%) on
+    a repeat beyond what the reference gains: a burst of load between the two calls of one pair cannot
+    decide it (the median), a gain on most batches does. Each pair is timed a moment apart, so load that
+    comes and goes on the box falls on both of its calls. `order` is the order first sight took (batch
+    indices): batches are then resampled in blocks of that order (time_blocks), one by one otherwise. With
+    fewer than MIN_AUDIT_BATCHES batches there is nothing to resample: no flag, and the note says so."""
+    team_gain, ref_gain = _log_gains(team_first, team_twins, "team"), _log_gains(ref_first, ref_twins, "reference")
+    if team_gain.shape != ref_gain.shape:
         raise ValueError("team and reference need the same batches for the caching audit")
-
-    def gain(first: np.ndarray, repeat: np.ndarray) -> np.ndarray:
-        return first.sum(axis=-1) / np.maximum(repeat.sum(axis=-1), _TINY)
-
-    team_ratio, ref_ratio = float(gain(team_first, team_repeat)), float(gain(ref_first, ref_repeat))
-    excess = team_ratio / max(ref_ratio, _TINY)
-    batches = team_first.shape[0]
+    differences = team_gain - ref_gain
+    team_ratio, ref_ratio = float(np.exp(np.median(team_gain))), float(np.exp(np.median(ref_gain)))
+    excess = float(np.exp(np.median(differences)))
+    batches = differences.shape[0]
     if batches < MIN_AUDIT_BATCHES:
         return CachingAudit(False, team_ratio, ref_ratio, excess, None, None, batches,
                             f"not enough batches to audit ({batches} < {MIN_AUDIT_BATCHES})")
@@ -260,8 +260,7 @@ def caching_audit(team: TaskRounds, reference: TaskRounds, tolerance: float, con
         picks = time_blocks(order, resamples, rng)
     else:
         picks = rng.integers(0, batches, (resamples, batches))
-    replicates = gain(team_first[picks], team_repeat[picks]) / np.maximum(gain(ref_first[picks], ref_repeat[picks]),
-                                                                          _TINY)
+    replicates = np.median(differences[picks], axis=-1)
     tail = (1 - confidence) / 2 * 100
-    low, high = (float(x) for x in np.percentile(replicates, [tail, 100 - tail]))
+    low, high = (float(np.exp(x)) for x in np.percentile(replicates, [tail, 100 - tail]))
     return CachingAudit(low > 1 + tolerance, team_ratio, ref_ratio, excess, low, high, batches)

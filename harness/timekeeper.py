@@ -10,7 +10,8 @@ the same shapes drawn independently of them (harness.warmup_inputs) until each s
 round is one pass over every batch, in an order shuffled from the run seed, for the team and for the
 reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
 first sight, one pass, the two sides taking turns a block of batches at a time: its predictions are the
-ones scored, and the caching audit compares it with the repeats batch by batch (stats.caching_audit).
+ones scored, and each is timed right after its twin (the warm-up input of its shape, a repeat), which the
+caching audit compares it with batch by batch (stats.caching_audit).
 Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's time is its
 mean over the window's passes). While one side's window is timed, the other is frozen
 (harness.freezing).
@@ -245,6 +246,16 @@ class SideTimes:
     warmup_windows_s: list[float] = field(default_factory=list)
     rounds: list[list[float]] = field(default_factory=list)
     predictions: list[list[dict[str, Any]]] = field(default_factory=list)   # per timed pass; [0]: first sight
+    twins_s: list[float] = field(default_factory=list)    # per batch: its twin, timed right before its first sight
+
+
+@dataclass
+class FirstSight:
+    """One side's round 0: per batch (canonical order) seconds, the predictions, and its twin's seconds."""
+
+    seconds: list[float]
+    predictions: list[dict[str, Any]]
+    twins_s: list[float]
 
 
 @dataclass
@@ -334,35 +345,38 @@ def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: Freez
 
 def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, batches: Sequence[Batch],
                       frames: Sequence[bytes], order: Sequence[int], block: int, ledger: FreezeLedger,
-                      warm_frames: Sequence[bytes] = (), warmed: Sequence[str] = ()
-                      ) -> dict[str, tuple[list[float], list[dict[str, Any]]]]:
+                      warm_frames: Sequence[bytes], warmed: Sequence[str] = ()) -> dict[str, FirstSight]:
     """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
     batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
-    A burst of load on the box then falls on both sides' first sight of the same batches, and the caching
-    audit can set the team's first-sight gain against the reference's batch by batch. Per side: seconds and
-    predictions in canonical batch order.
 
-    Each turn starts with an untimed call on the warm-up input shaped like the block's first batch (already
-    seen, so it reveals nothing): the other side's turn has just run through the CPU's caches, and without
-    it a 1 ms model's first sight would be timed cold against repeats timed hot (measured beside bursty load:
-    the demo team's first sight 30 times its repeats). Only the sides in `warmed` get it: a side whose batch
-    takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and would pay a second batch a turn
-    for nothing."""
-    seconds = {name: [0.0] * len(frames) for name in names}
+    Each first sight is timed right after its twin: the warm-up input shaped like that batch, already seen
+    many times in warm-up (so it reveals nothing), a repeat timed a moment before the new input under the
+    same load. The caching audit compares the two (stats.caching_audit): load that comes and goes on the box
+    falls on both calls of a pair alike, where a first sight set against repeats timed seconds later would
+    sample other load (measured beside bursty load: honest teams flagged in 3 of 5 runs).
+
+    A turn also starts with an untimed call on the first batch's twin: the other side's turn has just run
+    through the CPU's caches, and the first timed twin would otherwise pay for it. Only the sides in `warmed`
+    get that call: a side whose batch takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself."""
+    seen = {name: FirstSight([0.0] * len(frames), [], [0.0] * len(frames)) for name in names}
     replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(frames) for name in names}
     for start in range(0, len(order), block):
         turn = names if (start // block) % 2 == 0 else names[::-1]
         for name in turn:
-            with timed_window_of(links[name], list(links.values()), ledger):
-                if warm_frames and name in warmed:
-                    _, body, nonce = links[name].round_trip(warm_frames[order[start]])
-                    _reply(body, links[name].name, nonce)
+            link = links[name]
+            with timed_window_of(link, list(links.values()), ledger):
+                if name in warmed:
+                    _, body, nonce = link.round_trip(warm_frames[order[start]])
+                    _reply(body, link.name, nonce)
                 for index in order[start:start + block]:
-                    seconds[name][index], body, nonce = links[name].round_trip(frames[index])
+                    seen[name].twins_s[index], body, nonce = link.round_trip(warm_frames[index])
+                    _reply(body, link.name, nonce)
+                    seen[name].seconds[index], body, nonce = link.round_trip(frames[index])
                     replies[name][index] = (body, nonce)
-    return {name: (seconds[name], [p for batch, (body, nonce) in zip(batches, replies[name])
-                                   for p in checked_predictions(task, batch, body, links[name].name, nonce)])
-            for name in names}
+    for name in names:
+        seen[name].predictions.extend(p for batch, (body, nonce) in zip(batches, replies[name])
+                                      for p in checked_predictions(task, batch, body, links[name].name, nonce))
+    return seen
 
 
 def per_batch_s(side: SideTimes, n_batches: int) -> float:
@@ -450,9 +464,10 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
             warmed = [name for name in names if per_batch_s(sides[name], len(frames)) < MIN_WINDOW_S]
             seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger,
                                      warm_frames, warmed)
-            for name, (seconds, predictions) in seen.items():
-                sides[name].rounds.append(seconds)
-                sides[name].predictions.append(predictions)
+            for name, first in seen.items():
+                sides[name].rounds.append(first.seconds)
+                sides[name].predictions.append(first.predictions)
+                sides[name].twins_s = first.twins_s
         for name in names if round_index > 0 else ():
             with timed_window_of(links[name], [team, reference], ledger):
                 seconds, passes = timed_window(links[name], task, batches, frames, order)

@@ -36,6 +36,7 @@ from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
 from harness.crosscheck import weight_bytes_in_tar
 from harness.freezing import FreezeUnavailable
 from harness.probe.channel import SOCKET_NAME
+from harness.safe_files import open_log
 from harness.spec import Spec, parse_size
 from harness.submission import Submission, copy_team_dir, hash_team_dir
 
@@ -433,7 +434,7 @@ class DockerWorker:
             except docker.errors.NotFound:
                 logs = b"[the worker's container was removed from outside the harness: no log]\n"
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            fd = open_log(self.log_path)
             with os.fdopen(fd, "wb") as log:
                 log.write(logs)
         finally:

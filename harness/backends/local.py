@@ -30,7 +30,7 @@ from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed
 from harness.crosscheck import weight_file_bytes
-from harness.safe_files import fresh_dir
+from harness.safe_files import fresh_dir, open_log
 from harness.probe.channel import SOCKET_NAME
 from harness.submission import Submission, copy_team_dir
 
@@ -144,24 +144,31 @@ def make_venv(venv_dir: Path, site_dirs: list[str] | None = None) -> None:
 
 
 # Variables that change while one process runs and mean nothing to a worker (pytest names the running test).
+# Every other variable is part of the server's key: a worker may read any of them (torch, CUDA, OpenMP and
+# Hugging Face read dozens), and a fork sees its server's environment, not the caller's.
 VOLATILE_VARIABLES = ("PYTEST_CURRENT_TEST",)
-_harness_server: dict[str, tuple[str, ForkServer]] = {}
+_harness_server: tuple[str, ForkServer] | None = None       # (environment key, server), one per process
 
 
 def harness_fork_server(env: dict[str, str], log_path: Path) -> ForkServer:
     """The fork server of the harness's own interpreter, one per process: started on first use, started
     anew when it failed or the environment changed (the old one stopped), stopped when the process exits."""
+    global _harness_server
     key = json.dumps({k: v for k, v in env.items() if k not in VOLATILE_VARIABLES}, sort_keys=True)
-    current = _harness_server.get("server")
-    if current is not None and current[0] == key and not current[1].failed:
-        return current[1]
-    if current is not None:
-        current[1].close()
+    if _harness_server is not None:
+        current_key, current = _harness_server
+        if current_key == key and not current.failed:
+            return current
+        current.close()
     else:
-        atexit.register(lambda: _harness_server["server"][1].close())
-    server = ForkServer(sys.executable, env, log_path)
-    _harness_server["server"] = (key, server)
-    return server
+        atexit.register(_close_harness_server)
+    _harness_server = (key, ForkServer(sys.executable, env, log_path))
+    return _harness_server[1]
+
+
+def _close_harness_server() -> None:
+    if _harness_server is not None:
+        _harness_server[1].close()
 
 
 class LocalBackend:
@@ -266,7 +273,7 @@ class LocalBackend:
                 note = f"harness: {exc}; this worker is started without it\n".encode()
         env = self.worker_env(built)
         command = [built.handle, "-m", WORKER_MODULE, str(socket_path)]
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        fd = open_log(log_path)
         os.write(fd, note)
         with os.fdopen(fd, "wb") as log:
             process = subprocess.Popen(command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from harness.probe import channel
+from harness.safe_files import open_log
 
 FORKSERVER_MODULE = "harness.probe.forkserver"
 CONTROL_SOCKET = "forkserver.sock"
@@ -76,7 +77,7 @@ class ForkServer:
         scratch.mkdir()
         self._listener, path = channel.listen(self._dir, CONTROL_SOCKET)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        fd = open_log(log_path)
         with os.fdopen(fd, "wb") as log:
             self.process = subprocess.Popen([python, "-m", FORKSERVER_MODULE, str(path)], cwd=scratch, env=env,
                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

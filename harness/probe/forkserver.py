@@ -10,8 +10,8 @@ group), its own log, an empty scratch folder as its working folder.
 Nothing here is trusted by the host more than a worker is: the host checks each worker's pid on its socket,
 and a server that fails or stalls only means the host starts its workers the plain way.
 
-Requests (host to server, nonce-framed pickles): spawn {socket, log, cwd} -> {pid}; stop. The server exits
-when the host closes the channel.
+Requests (host to server, nonce-framed pickles): spawn {socket, log, cwd} -> {pid}. Any other request is
+answered and ends the server, as does the host closing the channel (the host's close kills it outright).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def touch_inherited_pages(parent: int) -> int:
     A fork shares its parent's memory but, for shared library code and other file mappings, not its page
     tables: a page the server touched while importing counts in a plainly started worker's resident memory
     from the start, but in a fork only once touched again, which the team's model load would then be charged
-    for (measured: about 3 MiB of torch). Reading one byte of each page the parent's /proc/PID/pagemap shows
-    present makes the fork's baseline what a plainly started worker's would be. Pages of readable file
+    for (measured: about 3 MiB of torch). Mapping the pages the parent's /proc/PID/pagemap shows present, a
+    run of them at a time (_populate), makes the fork's baseline what a plainly started worker's would be. Pages of readable file
     mappings only, and only present ones (never past a file's end)."""
     page = os.sysconf("SC_PAGE_SIZE")
     touched = 0
@@ -115,12 +115,16 @@ def become_worker(request: dict, control) -> None:
         os.close(log)
         os.close(null)
         os.chdir(request["cwd"])
+        note = ""
         try:
             touch_inherited_pages(os.getppid())
-        except (OSError, ValueError) as exc:     # no pagemap here: the baseline is a few MiB low, said in the log
-            print(f"forkserver: inherited pages not touched ({exc}); the memory baseline may be low", flush=True)
+        except (OSError, ValueError) as exc:     # no pagemap here: the baseline is a few MiB low, said on the row
+            note = (f"the forked worker could not map its server's library pages ({exc}): its memory baseline "
+                    "may be a few MiB low, its growth at load as much high")
+            print(f"forkserver: {note}", flush=True)
         from harness.probe import worker
 
+        worker.BASELINE_NOTE = note
         code = worker.main([request["socket"]])
     except BaseException:
         traceback.print_exc()

@@ -160,6 +160,9 @@ def seed_everything(seed: int) -> None:
 # too, not at start-up: the worker says hello at once, and the host prepares both workers at the same time.
 PREIMPORTS = ("numpy", "torch", "transformers", "onnxruntime", "tokenizers", "sentencepiece")
 COUNTER_MODULE = "harness.probe.params"
+# Set by the fork server in a forked worker whose memory baseline could not be made a started worker's
+# (harness.probe.forkserver.touch_inherited_pages); prepare passes it on, and the row says it.
+BASELINE_NOTE = ""
 
 
 def import_libraries(names: tuple[str, ...] = PREIMPORTS) -> list[str]:
@@ -213,7 +216,7 @@ class Worker:
             torch.zeros(1, device=device)          # the CUDA context, in the baseline
             torch.cuda.empty_cache()
         gc.collect()
-        return {"imported": self.imported}
+        return {"imported": self.imported, "baseline_note": BASELINE_NOTE}
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch

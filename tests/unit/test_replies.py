@@ -55,3 +55,18 @@ def test_a_flat_environment_and_precision_pass():
         "device": "cpu", "torch_threads": 2}
     assert replies.environment({}, "team") == {}
     assert replies.precision({"precision": {"matmul_allow_tf32": False}}, "reference") == {"matmul_allow_tf32": False}
+
+
+@pytest.mark.parametrize("note", [7, None, ["a"], {"x": 1}])
+def test_a_baseline_note_that_is_not_a_string_is_that_sides_failure(note):
+    with pytest.raises(WorkerFailed, match="baseline_note that is not a string"):
+        replies.baseline_note({"ok": True, "baseline_note": note}, "team")
+
+
+def test_a_baseline_note_is_cut_and_says_on_the_row_why_the_memory_reading_may_be_high():
+    from harness.pipeline import memory_flags
+
+    note = replies.baseline_note({"ok": True, "baseline_note": "pagemap unreadable" + "x" * 5000}, "team")
+    assert len(note) == replies.MAX_TEXT_CHARS and replies.baseline_note({"ok": True}, "team") == ""
+    flags = memory_flags({"csl": {"timing": {"baseline_note": note}}, "cmrc2018": {"timing": {"baseline_note": ""}}})
+    assert flags == [f"csl: memory baseline: {note}"]

@@ -145,49 +145,54 @@ def test_the_interval_covers_the_true_ratio_when_the_box_drifts_between_rounds()
 
 
 def test_the_caching_audit_needs_batches_to_resample_and_says_so():
-    # 2 batches: team gain (2+2)/(1+1) = 2, reference 1: a point of 2x, but nothing to resample
-    audit = caching_audit([[2, 2], [1, 1], [1, 1]], [[1, 1], [1, 1], [1, 1]], 0.1)
+    # 2 batches: team first sight twice its twin on both, reference 1: a point of 2x, but nothing to resample
+    audit = caching_audit([2, 2], [1, 1], [1, 1], [1, 1], 0.1)
     assert audit.suspected is False and audit.excess == pytest.approx(2.0) and audit.low is None
     assert audit.note == "not enough batches to audit (2 < 5)"
-    with pytest.raises(ValueError, match="two rounds"):
-        caching_audit([[1.0] * 6], [[1.0] * 6], 0.1)
+    with pytest.raises(ValueError, match="one first sight and one twin"):
+        caching_audit([1.0] * 6, [1.0] * 5, [1.0] * 6, [1.0] * 6, 0.1)
+    with pytest.raises(ValueError, match="same batches"):
+        caching_audit([1.0] * 6, [1.0] * 6, [1.0] * 5, [1.0] * 5, 0.1)
 
 
 def test_a_team_fast_only_on_repeats_is_suspected_with_an_interval_above_the_tolerance():
-    reference = [[1.1] * 6, [1.0] * 6, [1.0] * 6]              # gain 1.1
-    cacher = [[0.5] * 6, [0.01] * 6, [0.01] * 6]              # gain 50: 50 / 1.1 = 45.45 on every batch
-    audit = caching_audit(cacher, reference, 0.1)
+    # every first sight 0.5 s against a 0.01 s twin (50x); the reference 1.1 s against 1.0 s (1.1x)
+    audit = caching_audit([0.5] * 6, [0.01] * 6, [1.1] * 6, [1.0] * 6, 0.1)
     assert audit.suspected and audit.team_ratio == pytest.approx(50.0) and audit.reference_ratio == pytest.approx(1.1)
-    assert audit.excess == audit.low == audit.high == pytest.approx(50 / 1.1)
+    assert audit.excess == pytest.approx(50 / 1.1) and audit.low == pytest.approx(50 / 1.1)
+    assert audit.high == pytest.approx(50 / 1.1)
 
 
 def test_partial_caching_worth_1_2x_on_every_batch_is_suspected():
-    reference = [[1.0] * 8, [1.0] * 8, [1.0] * 8]
-    partial = [[1.2, 1.25, 1.2, 1.22, 1.2, 1.21, 1.2, 1.2], [1.0] * 8, [1.0] * 8]
-    audit = caching_audit(partial, reference, 0.1)
-    assert audit.suspected and 1.2 <= audit.low <= audit.excess <= audit.high <= 1.25
+    first = [1.2, 1.25, 1.2, 1.22, 1.2, 1.21, 1.2, 1.2]
+    audit = caching_audit(first, [1.0] * 8, [1.0] * 8, [1.0] * 8, 0.1)
+    # per-batch gains 1.2 .. 1.25, the median 1.2 (five of eight are 1.2): every resample's median lies in there
+    assert audit.suspected and audit.excess == pytest.approx(1.2)
+    assert 1.2 <= audit.low <= audit.excess <= audit.high <= 1.25
 
 
-def test_one_batch_hit_by_a_hiccup_on_first_sight_is_not_caching():
-    # batch 5 took 5 s instead of 1 s: the point gain is 10/6 = 1.67, far above the old fixed tolerance,
-    # but a resample misses that batch with probability (5/6)**6 = 0.33, so the low end is 1.0
-    reference = [[1.0] * 6, [1.0] * 6, [1.0] * 6]
-    hiccup = [[1, 1, 1, 1, 1, 5], [1.0] * 6, [1.0] * 6]
-    audit = caching_audit(hiccup, reference, 0.1)
-    assert audit.excess == pytest.approx(10 / 6) and audit.low == pytest.approx(1.0)
-    assert audit.suspected is False
-
-
-def test_load_that_slows_both_sides_first_sight_is_not_caching():
-    # a burst through the first-sight round doubles both sides' first sight: the gains cancel
-    audit = caching_audit([[2.0] * 6, [1.0] * 6, [1.0] * 6], [[8.0] * 6, [4.0] * 6, [4.0] * 6], 0.1)
+def test_a_burst_between_the_two_calls_of_a_few_pairs_is_not_caching():
+    # batches 4 and 5: load arrived between twin and first sight (5x and 3x); the other four pairs agree.
+    # The mean log gain would be (log 5 + log 3) / 6 = 0.45, a 1.57x "gain"; the median is 1.0
+    audit = caching_audit([1, 1, 1, 1, 5, 3], [1.0] * 6, [1.0] * 6, [1.0] * 6, 0.1)
     assert audit.excess == pytest.approx(1.0) and audit.suspected is False
+    # a resample holding four or more of the six from those two batches is rare, but it exists: the high end
+    # may move, the low end cannot pass 1.1 unless most drawn pairs gained
+    assert audit.low == pytest.approx(1.0)
 
 
-def test_each_batch_repeat_time_is_its_median_over_the_repeat_rounds():
-    # one repeat round 50x slower (a burst) does not make first sight look fast: the median repeat is 1
-    audit = caching_audit([[1.0] * 6, [1.0] * 6, [1.0] * 6, [50.0] * 6], [[1.0] * 6] * 4, 0.1)
-    assert audit.team_ratio == pytest.approx(1.0)
+def test_load_that_slows_a_whole_pair_is_not_caching():
+    # load doubles batches 0-2 on the team's side and quadruples 3-5 on the reference's: each pair shares its
+    # load, so every ratio is 1
+    audit = caching_audit([2, 2, 2, 1, 1, 1], [2, 2, 2, 1, 1, 1], [1, 1, 1, 4, 4, 4], [1, 1, 1, 4, 4, 4], 0.1)
+    assert audit.excess == pytest.approx(1.0) and audit.low == pytest.approx(1.0) and audit.suspected is False
+
+
+def test_the_reference_s_own_first_sight_gain_is_subtracted_batch_by_batch():
+    # both sides pay 1.3x on first sight (a first-call effect of new content for any model): no excess
+    audit = caching_audit([1.3] * 6, [1.0] * 6, [2.6] * 6, [2.0] * 6, 0.1)
+    assert audit.team_ratio == pytest.approx(1.3) and audit.reference_ratio == pytest.approx(1.3)
+    assert audit.excess == pytest.approx(1.0) and audit.suspected is False
 
 
 def test_time_blocks_resample_runs_of_consecutive_first_sight_batches():

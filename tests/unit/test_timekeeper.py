@@ -12,8 +12,9 @@ import pytest
 from harness.measurement import task_records
 from harness.probe import channel
 from harness.spec import load_spec
-from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout, measure_task,
-                                predict_frames, timed_pass)
+from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout, make_batches,
+                                measure_task, predict_frames, timed_pass)
+from harness.warmup_inputs import warmup_examples
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPEC = load_spec(FIXTURES / "spec_small.toml")
@@ -72,7 +73,8 @@ def test_rounds_interleave_shuffle_and_keep_canonical_order():
     assert [p["id"] for p in times.team.predictions[0]] == list(range(10))
     assert 2.0 < times.interval.point < 6.0 and times.interval.low <= times.interval.point <= times.interval.high
     # timed batches arrive in the shuffled order of each round: one first-sight pass, then windows of passes
-    timed = team_log[-5 * len(times.team.predictions):]
+    timed = [ids for ids in team_log if ids[0] < 10]
+    assert len(timed) == 5 * len(times.team.predictions)
     assert [ids[0] // 2 for ids in timed[:5]] == times.orders[0]
     assert [ids[0] // 2 for ids in timed[5:10]] == times.orders[1]
 
@@ -98,10 +100,13 @@ def test_warm_up_never_shows_a_timed_input_first():
     team = link("team", lambda ids, seen: 0.001, team_log)
     ref = link("reference", lambda ids, seen: 0.001, [])
     times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
-    n_timed = 5 * len(times.team.predictions)
-    warm = team_log[:-n_timed]
+    first_timed = next(i for i, ids in enumerate(team_log) if ids[0] < 10)
+    warm = team_log[:first_timed]
     assert warm and all(isinstance(i, int) and i >= 1_000_000_000 for ids in warm for i in ids)
-    assert all(i < 10 for ids in team_log[-n_timed:] for i in ids)
+    # after it: the timed inputs, and the twins of round 0, which are warm-up inputs seen before
+    later = team_log[first_timed:]
+    assert sum(ids[0] < 10 for ids in later) == 5 * len(times.team.predictions)
+    assert all(ids in set(warm) for ids in later if ids[0] >= 10)
     assert times.team.warmup_windows_s and times.team.first_call_s > 0
 
 
@@ -132,19 +137,22 @@ def test_first_sight_takes_turns_a_block_of_about_100_ms_at_a_time():
     assert all(s > 0 for s in times.team.rounds[0] + times.reference.rounds[0])
 
 
-def test_in_first_sight_only_a_fast_side_gets_a_warm_call_before_each_turn():
+def test_in_first_sight_each_batch_follows_its_twin_and_a_fast_side_gets_a_warm_call_each_turn():
     calls = []
     team = link("team", lambda ids, seen: 0.002, SideLog(calls, "team"))
     ref = link("reference", lambda ids, seen: 0.12, SideLog(calls, "reference"))   # a batch is a window
     times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(rounds=2, max_rounds=2), LOADS)
     assert times.first_sight_block == 1
+    twin_of = {tuple(e["id"] for e in warm): tuple(e["id"] for e in real) for warm, real in
+               zip(make_batches(warmup_examples(EXAMPLES, 11), 2), make_batches(EXAMPLES, 2))}
     timed_positions = [i for i, (_, ids) in enumerate(calls) if ids[0] < 10]
-    round0 = calls[timed_positions[0] - 1:timed_positions[9] + 1]       # from the first turn's warm call
-    warm = [side for side, ids in round0 if ids[0] >= 1_000_000_000]
-    assert warm == ["team"] * 5                                          # one before each of its 5 turns
+    round0 = calls[timed_positions[0] - 2:timed_positions[9] + 1]     # from the first turn's warm call
     for i, (side, ids) in enumerate(round0):
-        if side == "team" and ids[0] < 10:
-            assert round0[i - 1][0] == "team" and round0[i - 1][1][0] >= 1_000_000_000
+        if ids[0] < 10:       # a first sight: right after its own twin, on the same side
+            assert round0[i - 1][0] == side and twin_of[round0[i - 1][1]] == ids
+    warm = [side for side, ids in round0 if ids[0] >= 1_000_000_000]
+    assert warm.count("team") == 2 * 5 and warm.count("reference") == 5     # twins, plus a warm call a team turn
+    assert all(t > 0 for t in times.team.twins_s + times.reference.twins_s) and len(times.team.twins_s) == 5
 
 
 def test_a_team_caching_by_input_is_suspected_and_timed_on_first_sight():
