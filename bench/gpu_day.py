@@ -348,7 +348,8 @@ def section_memory(day: Day) -> tuple[Any, list[str]]:
     firsts = [runs[0] for runs in day.runs.values() if runs and runs[0].get("tasks")]
     if not firsts:
         raise Skip("no measured run (section teams)")
-    lines = [f"MiB over the fresh worker's baseline; slack assumed: resident {mib(RESIDENT_SLACK_BYTES)}, peak "
+    lines = [f"MiB over the fresh worker's baseline; slack assumed: resident {mib(RESIDENT_SLACK_BYTES)} (more with "
+             f"ONNX weights: crosscheck.resident_slack), peak "
              f"{mib(PEAK_SLACK_BYTES)} beyond the counted bytes.", "",
              "| side | task | params | counted MiB | resident growth | beyond counted | peak growth | beyond counted | "
              "device memory (NVML) |", "|---|---|---|---|---|---|---|---|---|"]

@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.probe import PRECISIONS, channel
+from harness.probe import PRECISIONS, channel, onnx_warmup
 
 
 
@@ -207,11 +207,12 @@ class Worker:
 
         self.predictor = None
         gc.collect()
+        device = resolve_device(request.get("device") or "auto")
         if self.imported is None:      # once per worker: later tasks find the libraries already there
             self.imported = import_libraries()
             warm_libraries()
+            onnx_warmup.warm_session(device)
         importlib.import_module(COUNTER_MODULE)
-        device = resolve_device(request.get("device") or "auto")
         if device.startswith("cuda"):
             torch.zeros(1, device=device)          # the CUDA context, in the baseline
             torch.cuda.empty_cache()

@@ -76,3 +76,20 @@ def test_fp32_strict_turns_every_tf32_switch_off():
     assert all(v == "ieee" for k, v in state.items() if k.endswith("fp32_precision"))
     with pytest.raises(WorkerError, match="unknown precision"):
         set_precision("tf32")
+
+
+def test_prepare_runs_onnx_runtime_once_on_a_model_whose_every_output_is_an_eighth():
+    """The warm-up model's rows are constant, so LayerNormalization makes zeros and Softmax over 8 gives 1/8
+    each (worked out by hand); without onnxruntime imported it does nothing."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.probe.onnx_warmup import warm_session; "
+            "print(warm_session('cpu'), 'onnxruntime' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["None", "False"]
+    pytest.importorskip("onnxruntime")
+    from harness.probe.onnx_warmup import warm_session
+
+    out = warm_session("cpu")
+    assert len(out) == 1 and len(out[0]) == 4 and all(v == pytest.approx(0.125) for row in out[0] for v in row)
