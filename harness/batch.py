@@ -49,6 +49,14 @@ class BatchProgress(Protocol):
     def team_done(self, result: TeamResult, cached: bool) -> None: ...
 
 
+class Engine(Protocol):
+    """Somewhere else to measure the teams a batch must run (harness.ray_engine.RayEngine): each team's
+    build, measurement and scoring, its row and OUT/TEAM written, in the order they finish."""
+
+    def measure_all(self, todo: list[tuple[TeamResult, Submission]], config: RunConfig, settings: str,
+                    progress: BatchProgress) -> list[TeamResult]: ...
+
+
 class SilentProgress:
     def start(self, total: int) -> None:
         pass
@@ -157,16 +165,19 @@ def leaderboard(results: list[TeamResult], config: RunConfig) -> pd.DataFrame:
 
 
 def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
-              progress: BatchProgress = SilentProgress(), reuse_results: bool = True) -> BatchSummary:
+              progress: BatchProgress = SilentProgress(), reuse_results: bool = True,
+              engine: Engine | None = None) -> BatchSummary:
     """Run every team folder and write leaderboard.csv, report.html, summary.json and per-team records.
 
-    `reuse_results` False reruns every team even when its last result still holds (--rebuild)."""
+    `reuse_results` False reruns every team even when its last result still holds (--rebuild). `engine`
+    None: one team after the other on this box; a RayEngine sends each team to a box slot of a Ray cluster
+    (harness.ray_engine). Everything else (cache, lock, outputs) is the same either way."""
     summary = BatchSummary(started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            out_dir=str(config.out_dir))
     teams = team_folders(submissions_dir)
     summary.teams = len(teams)
     with box_lock(lock_dir):
-        results = _run_teams(teams, config, progress, summary, reuse_results)
+        results = _run_teams(teams, config, progress, summary, reuse_results, engine)
     summary.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     summary.counts = {status: int(n) for status, n in pd.Series([r.status for r in results]).value_counts().items()}
     summary.compliant = sum(1 for r in results if r.score is not None and r.score.compliant)
@@ -179,7 +190,7 @@ def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
 
 
 def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, summary: BatchSummary,
-               reuse_results: bool = True) -> list[TeamResult]:
+               reuse_results: bool = True, engine: Engine | None = None) -> list[TeamResult]:
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     progress.start(len(teams))
@@ -204,7 +215,13 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
             progress.team_done(result, cached=False)
         else:
             todo.append((result, submission))
-    if todo:
+    if todo and engine is not None:
+        measured = engine.measure_all(todo, config, settings, progress)
+        summary.reference_runs += sum(1 for r in measured if r.reference)
+        summary.gpu = summary.gpu or next((str(r.environment.get("device_name")) for r in measured
+                                           if r.environment.get("device_name")), "")
+        results += measured
+    elif todo:
         results += _measure_all(todo, config, prepared, progress, summary)
     return results
 

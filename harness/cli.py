@@ -23,6 +23,7 @@ from harness.cleanup import collect_garbage
 from harness.console import (plain, print_findings, print_gc_report, print_task_score, print_team_result,
                              print_verdicts, visible)
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
+from harness.ray_engine import RayEngine
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
 
@@ -236,8 +237,13 @@ class RichBatchProgress:
 @run_options(default_backend="docker")
 @click.option("--gc", "collect", is_flag=True,
               help="afterwards, remove team images and local builds no team folder needs (see `harness gc`)")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one team after the other on this box; ray: each team on a box slot of a Ray cluster "
+                   "(pip install 'lightlm-harness[cluster]'), outputs written here as with local")
+@click.option("--ray-address", help="the Ray cluster to join (ray start --head prints it); without it, --engine "
+                                    "ray starts an embedded one-slot cluster on this machine")
 @with_harness_errors
-def batch(submissions_dir, collect=False, **options):
+def batch(submissions_dir, collect=False, engine="local", ray_address=None, **options):
     """Run every team folder in SUBMISSIONS_DIR: the organizers' nightly job.
 
     Writes OUT/leaderboard.csv (compliant teams ranked by final score, then the others with the reason),
@@ -252,6 +258,7 @@ def batch(submissions_dir, collect=False, **options):
     Example:
       harness batch /srv/submissions --data-dir /srv/clue --out /srv/results/nightly
       harness batch /srv/submissions --rebuild    # after the runner image or the box changed
+      harness batch /srv/submissions --engine ray --ray-address 10.0.0.1:6379   # on every GPU box of a cluster
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.progress import TimeRemainingColumn
@@ -264,7 +271,8 @@ def batch(submissions_dir, collect=False, **options):
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
     with Progress(*columns, console=console) as progress:
         summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
-                            progress=RichBatchProgress(progress), reuse_results=not options["rebuild"])
+                            progress=RichBatchProgress(progress), reuse_results=not options["rebuild"],
+                            engine=RayEngine(options, ray_address) if engine == "ray" else None)
     out = config.out_dir
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     click.echo(f"{count_of(summary.teams, 'team')} ({counts}; {len(summary.cached)} from cache, "

@@ -51,6 +51,7 @@ TRAILING_COLUMNS = {
     "cuda_version": "CUDA version torch was built with, empty on CPU builds",
     "harness_version": "version of this harness",
     "backend": "docker or local",
+    "timed_on": "the host that timed the team: the Ray node's hostname (batch --engine ray; the record has its slot and tries), empty on the local engine",
     "spec_name": "competition spec name",
     "spec_sha256": "hash of the spec file",
     "team_hash": "sha256 of the team folder's content",
@@ -89,6 +90,7 @@ class TeamResult:
     reference_precision: dict[str, Any] = field(default_factory=dict)
     team_dir: str = ""                 # where the team was read from (the batch cache matches on it)
     settings_key: str = ""             # hash of what else decides the result (harness, spec, data, sample size)
+    placement: dict[str, Any] = field(default_factory=dict)   # batch --engine ray: node, slot, attempts, faults
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,7 +127,7 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
         "run_seed": result.run_seed,
         "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),
         "cuda_version": env.get("cuda"), "harness_version": result.harness_version or env.get("harness_version"),
-        "backend": result.backend, "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
+        "backend": result.backend, "timed_on": result.placement.get("node"), "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
         "team_hash": result.team_hash, "started_at": result.started_at, "duration_s": result.duration_s,
         "error": result.error,
     }

@@ -43,7 +43,7 @@ def _strings(value: Any):
 class _Drawer:
     """Fresh characters of each class, and fresh ids, from one seeded generator."""
 
-    def __init__(self, examples: Sequence[dict[str, Any]], seed: int):
+    def __init__(self, examples: Sequence[dict[str, Any]], seed: int | str):
         self.rng = random.Random(f"warm-up:{seed}")
         self.cjk = sorted({c for e in examples for s in _strings(e) for c in s if is_cjk(c)}) or ["中"]
         self.used_ids: set[Any] = set()
@@ -96,7 +96,7 @@ def _reread_spans(value: Any, text: str) -> None:
             _reread_spans(item, text)
 
 
-def warmup_examples(examples: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+def warmup_examples(examples: Sequence[dict[str, Any]], seed: int | str) -> list[dict[str, Any]]:
     """Examples of the same shapes as `examples`, in the same order, whose content and ids are drawn
     independently of them."""
     drawer = _Drawer(examples, seed)

@@ -103,10 +103,12 @@ def test_warm_up_never_shows_a_timed_input_first():
     first_timed = next(i for i, ids in enumerate(team_log) if ids[0] < 10)
     warm = team_log[:first_timed]
     assert warm and all(isinstance(i, int) and i >= 1_000_000_000 for ids in warm for i in ids)
-    # after it: the timed inputs, and the twins of round 0, which are warm-up inputs seen before
+    # after it: the timed inputs; the twins of round 0, warm-up inputs seen before; and round 0's spares,
+    # fresh inputs of the same shapes, never timed (drawn like warm-up inputs, from another seed)
+    spares = {tuple(e["id"] for e in b) for b in make_batches(warmup_examples(EXAMPLES, "11:spare"), 2)}
     later = team_log[first_timed:]
     assert sum(ids[0] < 10 for ids in later) == 5 * len(times.team.predictions)
-    assert all(ids in set(warm) for ids in later if ids[0] >= 10)
+    assert all(ids in set(warm) or ids in spares for ids in later if ids[0] >= 10)
     assert times.team.warmup_windows_s and times.team.first_call_s > 0
 
 
@@ -137,21 +139,26 @@ def test_first_sight_takes_turns_a_block_of_about_100_ms_at_a_time():
     assert all(s > 0 for s in times.team.rounds[0] + times.reference.rounds[0])
 
 
-def test_in_first_sight_each_batch_follows_its_twin_and_a_fast_side_gets_a_warm_call_each_turn():
+def test_in_first_sight_each_batch_follows_its_twin_and_a_fast_side_s_pair_follows_a_spare():
     calls = []
     team = link("team", lambda ids, seen: 0.002, SideLog(calls, "team"))
     ref = link("reference", lambda ids, seen: 0.12, SideLog(calls, "reference"))   # a batch is a window
     times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(rounds=2, max_rounds=2), LOADS)
     assert times.first_sight_block == 1
-    twin_of = {tuple(e["id"] for e in warm): tuple(e["id"] for e in real) for warm, real in
-               zip(make_batches(warmup_examples(EXAMPLES, 11), 2), make_batches(EXAMPLES, 2))}
+    ids_of = [tuple(e["id"] for e in b) for b in make_batches(EXAMPLES, 2)]
+    twin_of = dict(zip([tuple(e["id"] for e in b) for b in make_batches(warmup_examples(EXAMPLES, 11), 2)], ids_of))
+    spare_of = dict(zip([tuple(e["id"] for e in b) for b in make_batches(warmup_examples(EXAMPLES, "11:spare"), 2)],
+                        ids_of))
     timed_positions = [i for i, (_, ids) in enumerate(calls) if ids[0] < 10]
-    round0 = calls[timed_positions[0] - 2:timed_positions[9] + 1]     # from the first turn's warm call
+    round0 = calls[timed_positions[0] - 2:timed_positions[9] + 1]     # from the first pair's spare
     for i, (side, ids) in enumerate(round0):
         if ids[0] < 10:       # a first sight: right after its own twin, on the same side
             assert round0[i - 1][0] == side and twin_of[round0[i - 1][1]] == ids
-    warm = [side for side, ids in round0 if ids[0] >= 1_000_000_000]
-    assert warm.count("team") == 2 * 5 and warm.count("reference") == 5     # twins, plus a warm call a team turn
+            if side == "team":    # the fast side: the pair right after a spare of the same batch's shape
+                assert round0[i - 2][0] == "team" and spare_of[round0[i - 2][1]] == ids
+            else:                 # the slow one (a batch is a window): no spare
+                assert round0[i - 2][1] not in spare_of
+    assert sum(ids in spare_of for _, ids in round0) == 5
     assert all(t > 0 for t in times.team.twins_s + times.reference.twins_s) and len(times.team.twins_s) == 5
 
 
@@ -166,10 +173,11 @@ def test_a_team_caching_by_input_is_suspected_and_timed_on_first_sight():
 
 
 def test_a_straddling_interval_earns_more_rounds_up_to_the_budget():
-    # both sides draw each batch's time from the same very wide spread: the interval straddles 1x
+    # both sides draw each batch's time from the same very wide spread (a pass of 5 batches is about 125 ms, so a
+    # window holds one pass and each batch one draw): the interval straddles 1x
     spread = random.Random(5)
-    team = link("team", lambda ids, seen: spread.choice([0.0005, 0.012]), [])
-    ref = link("reference", lambda ids, seen: spread.choice([0.0005, 0.012]), [])
+    team = link("team", lambda ids, seen: spread.choice([0.0005, 0.05]), [])
+    ref = link("reference", lambda ids, seen: spread.choice([0.0005, 0.05]), [])
     times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(rounds=2, max_rounds=4, min_speedup=1.0), LOADS)
     assert len(times.orders) == 4 and len(times.team.rounds) == 4 and len(times.reference.rounds) == 4
 

@@ -1,0 +1,219 @@
+"""`harness batch --engine ray`: every team's build, measurement and scoring as one Ray task on a node that
+offers a box slot; the leader (where the command runs) keeps everything else.
+
+Ray does the scheduling: a task asks for one unit of the custom resource SLOT_RESOURCE, so it runs only on
+a node that offers a box slot (`ray start --resources='{"harness_box_slot": 1}'`), one team per slot at a
+time. Without an address Ray starts an embedded local cluster with one slot: the same command on one box.
+Each team is still timed against its own reference worker on the node that runs it (harness.pipeline's
+run_team, unchanged). What crosses from node to leader is data: the team's JSON record and the files of its
+output folder (logs already tail-capped, predictions), bounded in number and size; the leader writes them
+with its own safe writers, stamps where the team was timed, and keeps the cache, the lock, the leaderboard,
+report.html and summary.json exactly as the local engine does (harness.batch).
+
+Faults: a team's own failure is a row the node returns, never a Ray error. A Ray system error (the node
+died, its worker process crashed, the object was lost) is a node fault: the leader submits the team again,
+up to NODE_ATTEMPTS in all, and the row says it was retried and why. The team's folder travels as an
+archive, so a node needs no view of the leader's disk; the data folder, the spec and the runner image must
+be the same on every node (README, "Several boxes").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.pipeline import HarnessError
+from harness.results import TeamResult
+from harness.safe_files import fresh_dir, write_new_bytes
+from harness.submission import Submission
+
+SLOT_RESOURCE = "harness_box_slot"
+NODE_ATTEMPTS = 3                    # a team whose node dies is tried on another, this many times in all
+MAX_RETURNED_FILES = 200
+MAX_RETURNED_BYTES = 64 * 2**20      # an output folder is logs (tail-capped), predictions and a record
+
+
+class RayUnavailable(HarnessError):
+    """Ray is not installed or the cluster does not answer; the message says what to do."""
+
+
+def team_archive(team_dir: Path) -> bytes:
+    """The team folder as a tar: files (executable bits kept), folders and links as links, so the node's
+    content hash is the leader's. Unpacked with tarfile's "data" filter: a link out of the folder fails there."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(Path(team_dir).rglob("*")):
+            if path.is_symlink() or path.is_file() or path.is_dir():
+                tar.add(path, arcname=str(path.relative_to(team_dir)), recursive=False)
+    return buffer.getvalue()
+
+
+def output_files(folder: Path) -> dict[str, bytes]:
+    """The regular files below `folder`, by relative path, bounded in number and total size."""
+    files: dict[str, bytes] = {}
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file() or len(files) >= MAX_RETURNED_FILES:
+            continue
+        size = path.stat().st_size
+        if total + size > MAX_RETURNED_BYTES:
+            continue
+        files[str(path.relative_to(folder))] = path.read_bytes()
+        total += size
+    return files
+
+
+def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
+                settings: str) -> dict[str, Any]:
+    """On a node: unpack the team, run it end to end into a scratch output folder, return its record and
+    files as data. Never raises for the team's sake: whatever goes wrong is a row."""
+    from harness.cli import run_config
+    from harness.pipeline import run_team
+
+    where = {"node": socket.gethostname(), "slot": SLOT_RESOURCE, "pid": os.getpid()}
+    try:
+        import ray
+
+        where["node_id"] = ray.get_runtime_context().get_node_id()
+    except Exception:
+        pass
+    with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
+        team_dir = Path(tmp) / "teams" / folder_name
+        team_dir.mkdir(parents=True)
+        out_dir = Path(tmp) / "out"
+        try:
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(team_dir, filter="data")
+            config = run_config(**{**options, "out_dir": out_dir})
+            result = run_team(team_dir, config)
+        except Exception as exc:          # the harness failed on this node: a row, said in one line
+            return {"record": None, "files": {}, "where": where, "error": f"{type(exc).__name__}: {exc}"}
+        result.team_dir, result.settings_key = leader_team_dir, settings
+        team_out = out_dir / result.team
+        files = output_files(team_out) if team_out.is_dir() else {}
+        files.pop("result.json", None)         # the leader writes the record itself
+        return {"record": json.loads(json.dumps(result.to_dict(), default=str)), "files": files, "where": where,
+                "node_out": str(team_out)}
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address`, or start an embedded one with one box slot on this machine."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable("--engine ray needs Ray: pip install 'lightlm-harness[cluster]'") from None
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        else:
+            ray.init(resources={SLOT_RESOURCE: 1}, log_to_driver=False, include_dashboard=False)
+    except Exception as exc:
+        raise RayUnavailable(f"Ray could not start or reach a cluster at {address or 'this machine'}: {exc}") from None
+    if not any(node.get("Resources", {}).get(SLOT_RESOURCE) for node in ray.nodes() if node.get("Alive")):
+        raise RayUnavailable(f"no node of the cluster at {address} offers a box slot: start the GPU boxes with "
+                             f"ray start --address=... --resources='{{\"{SLOT_RESOURCE}\": 1}}'")
+
+
+def is_node_fault(exc: BaseException) -> bool:
+    """A Ray system error (node died, worker crashed, object lost): the team is tried again elsewhere."""
+    import ray.exceptions as rex
+
+    faults = tuple(getattr(rex, name) for name in ("NodeDiedError", "WorkerCrashedError", "ObjectLostError",
+                                                    "OwnerDiedError", "RaySystemError", "LocalRayletDiedError")
+                   if hasattr(rex, name))
+    return isinstance(exc, faults)
+
+
+def write_team_output(out_dir: Path, team: str, files: dict[str, bytes]) -> Path:
+    """The node's output files under OUT/TEAM, written anew; a name that leaves the folder is refused."""
+    folder = fresh_dir(out_dir / team)
+    for name, data in files.items():
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or not isinstance(data, bytes):
+            continue
+        write_new_bytes(folder / relative, data)
+    return folder
+
+
+class RayEngine:
+    """harness.batch's Engine on a Ray cluster. `options` are the run settings (`harness batch`'s options, as
+    cli.run_config takes them) each node builds its own configuration from: its own backend and caches, the
+    same spec, data folder and runner image by path."""
+
+    def __init__(self, options: dict[str, Any], address: str | None = None):
+        self.options, self.address = options, address
+
+    def measure_all(self, todo: list[tuple[TeamResult, Submission]], config, settings: str,
+                    progress) -> list[TeamResult]:
+        return measure_all(todo, config, self.options, settings, self.address, progress)
+
+
+def measure_all(todo: list[tuple[TeamResult, Submission]], config, options: dict[str, Any], settings: str,
+                address: str | None, progress) -> list[TeamResult]:
+    """Every team as a Ray task on a box slot; results in the order they finish, each written by the leader."""
+    import ray
+
+    from harness.batch import result_from_record
+    from harness.results import write_result_json
+
+    connect(address)
+    remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0)(run_on_node)
+    jobs: dict[Any, dict[str, Any]] = {}
+
+    def submit(job: dict[str, Any]) -> None:
+        job["attempts"] += 1
+        ref = remote.remote(options, job["folder"], job["archive"], job["team_dir"], settings)
+        jobs[ref] = job
+
+    for result, submission in todo:
+        submit({"result": result, "folder": Path(result.team_dir).name, "archive": team_archive(result.team_dir),
+                "team_dir": result.team_dir, "attempts": 0, "faults": [], "started": time.time()})
+        progress.stage(f"{result.team}: sent to the cluster")
+    done: list[TeamResult] = []
+    while jobs:
+        ready, _ = ray.wait(list(jobs), num_returns=1)
+        job = jobs.pop(ready[0])
+        try:
+            reply = ray.get(ready[0])
+        except Exception as exc:
+            if is_node_fault(exc) and job["attempts"] < NODE_ATTEMPTS:
+                job["faults"].append(" ".join(str(exc).split())[:300])
+                progress.stage(f"{job['result'].team}: node fault, trying again ({job['attempts']} so far)")
+                submit(job)
+                continue
+            reply = {"record": None, "files": {}, "where": {}, "error": " ".join(str(exc).split())[:500]}
+        done.append(leader_row(job, reply, config, result_from_record, write_result_json))
+        progress.team_done(done[-1], cached=False)
+    return done
+
+
+def leader_row(job: dict[str, Any], reply: dict[str, Any], config, result_from_record, write_result_json
+               ) -> TeamResult:
+    """The team's row on the leader: the node's record (its score recomputed here), where it was timed and
+    how many tries it took, its files written under OUT/TEAM."""
+    if reply.get("record"):
+        result = result_from_record(reply["record"], config)
+    else:
+        result = job["result"]
+        result.status = "harness_failed"
+        result.error = f"on the cluster: {reply.get('error') or 'no record came back'}"
+        result.duration_s = round(time.time() - job["started"], 3)
+    result.placement = {**(reply.get("where") or {}), "attempts": job["attempts"], "node_faults": job["faults"]}
+    if job["faults"]:
+        result.flags.append(f"retried on another node after {len(job['faults'])} node fault(s): {job['faults'][-1]}")
+    folder = write_team_output(config.out_dir, result.team, reply.get("files") or {})
+    node_out = reply.get("node_out")
+    if node_out:          # logs named by the node's paths now live under the leader's folder
+        result.logs = {k: str(folder / Path(v).relative_to(node_out)) if str(v).startswith(node_out) else v
+                       for k, v in result.logs.items()}
+    write_result_json(result, config.out_dir / result.team / "result.json")
+    return result
