@@ -14,7 +14,8 @@ ray = pytest.importorskip("ray", reason="--engine ray needs the cluster extra: p
 
 from harness.ray_engine import SLOT_RESOURCE  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# one worker runs both, one after the other: the second finds the nodes' scratch folders by name
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 FOUR_TEAMS = ("ok_team", "big_team", "missing_class_team", "setup_fails_team")
 
 
@@ -80,3 +81,59 @@ def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine
     # a failed build is always tried again (the box may be the cause); the other three come from the cache
     assert sorted(json.loads((tmp_path / "ray" / "summary.json").read_text())["cached"]) == sorted(
         set(FOUR_TEAMS) - {"setup_fails_team"})
+
+
+def test_a_node_removed_while_its_team_runs_has_that_team_retried_on_the_other(invoke, run_args, tmp_path):
+    """Two nodes, two teams running at once; one node is removed mid-team: its team is tried again on the
+    other node (the row says so), and the batch still ends with one row a team."""
+    import tempfile
+    import threading
+    import time
+
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()          # this test's own cluster: the module's keeps both its nodes
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = [made.add_node(num_cpus=1, resources={SLOT_RESOURCE: 1}) for _ in range(2)]
+    made.wait_for_nodes()
+    folder = tmp_path / "submissions"
+    for team in ("sleep_team", "ok_team"):
+        shutil.copytree(TEAMS / team, folder / team)
+    outcome = {}
+
+    def batch():
+        outcome["result"] = invoke("batch", folder, *run_args, "--out", tmp_path / "ray", "--engine", "ray",
+                                   "--ray-address", made.address)
+
+    try:
+        started = time.time()
+        runner = threading.Thread(target=batch)
+        runner.start()
+        deadline = time.monotonic() + 120
+
+        def building():      # the nodes' scratch folders (harness.ray_engine.run_on_node) holding a build log
+            return [p for p in Path(tempfile.gettempdir()).glob("harness-ray-*/out/*/build.log")
+                    if p.stat().st_mtime >= started - 1]
+
+        # both teams are on their nodes once both have written their build logs (a build takes seconds)
+        while time.monotonic() < deadline and len(building()) < 2:
+            time.sleep(0.2)
+        time.sleep(2)
+        removed, kept = nodes[0].node_id, nodes[1].node_id
+        made.remove_node(nodes[0], allow_graceful=False)
+        runner.join(timeout=600)
+        assert not runner.is_alive()
+    finally:
+        ray.shutdown()
+        made.shutdown()
+    result = outcome["result"]
+    assert result.exit_code == 0, result.output
+    rows = board(tmp_path / "ray")
+    assert sorted(rows) == ["ok_team", "sleep_team"]
+    records = [json.loads((tmp_path / "ray" / team / "result.json").read_text(encoding="utf-8")) for team in rows]
+    retried = [r for r in records if r["placement"]["attempts"] == 2]
+    assert len(retried) == 1, [r["placement"] for r in records]
+    assert retried[0]["placement"]["node_faults"] and retried[0]["status"] in ("ok", "partial")
+    assert any(flag.startswith("retried on another node after 1 node fault") for flag in retried[0]["flags"])
+    # what came back came from the node that stayed: the retried team's second try and the other team
+    assert removed != kept and {r["placement"]["node_id"] for r in records} == {kept}
