@@ -93,6 +93,8 @@ def _why(reason: Any, error: Any) -> str:
 
 
 def _leaderboard(frame: pd.DataFrame) -> str:
+    """The ranked table; with a "timed on" column when teams were timed on several hosts (batch --engine ray)."""
+    placed = "timed_on" in frame and any(_text(value) != MISSING for value in frame["timed_on"])
     rows, rank = [], 0
     for row in frame.to_dict("records"):
         compliant = _truthy(row["compliant"])
@@ -103,8 +105,11 @@ def _leaderboard(frame: pd.DataFrame) -> str:
         cells = [str(rank) if compliant else "", _text(row["team"]), _text(row["status"]),
                  *(f'<td class="num">{_fmt(row[c], pattern)}</td>' for c, pattern in numbers),
                  "yes" if compliant else f"no: {why}" if why else "no", _text(row["flags"])]
+        if placed:
+            cells.append(_text(row["timed_on"]))
         rows.append(("compliant" if compliant else "failed" if failed else "noncompliant", cells))
-    return _table(["#", "team", "status", "score", "P", "params", "speedup", "compliant", "flags"], rows)
+    headers = ["#", "team", "status", "score", "P", "params", "speedup", "compliant", "flags"]
+    return _table(headers + ["timed on"] * placed, rows)
 
 
 def _task_scores(frame: pd.DataFrame, spec: Spec) -> str:

@@ -130,3 +130,13 @@ def test_report_without_any_measured_team_still_draws_the_limits(tmp_path):
     frame = leaderboard_frame().iloc[[3]]
     page = write_report(frame, SPEC, tmp_path / "r.html").read_text(encoding="utf-8")
     assert 'class="point ' not in page and 'class="limit limit-params"' in page
+
+
+def test_the_host_that_timed_each_team_is_shown_only_when_a_batch_used_several(tmp_path):
+    frame = leaderboard_frame()
+    one_box = write_report(frame, SPEC, tmp_path / "one.html").read_text(encoding="utf-8")
+    assert "timed on" not in one_box
+    frame["timed_on"] = ["gpu-box-1", "gpu-box-2", "<b>box</b>", None]
+    page = write_report(frame, SPEC, tmp_path / "ray.html").read_text(encoding="utf-8")
+    assert "<th>timed on</th>" in page and "gpu-box-1" in page and "gpu-box-2" in page
+    assert "<b>box</b>" not in page and "&lt;b&gt;box&lt;/b&gt;" in page
