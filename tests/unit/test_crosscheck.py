@@ -97,12 +97,12 @@ MiB = 2**20
     # a torch model: 16 MiB beside its weights is the most an honest load took (BERT-base 11.4), 17 is flagged
     ({"counted": 1_000_000, "counted_cpu_bytes": 4_000_000}, 4_000_000 + 16 * MiB, None, []),
     ({"counted": 1_000_000, "counted_cpu_bytes": 4_000_000}, 4_000_000 + 17 * MiB, None, ["resident"]),
-    # the ONNX team: 7,330,562 initializers (29,322,248 fp32 bytes), slack 16 MiB + 0.6 x 29,322,248 bytes
-    # = 34,370,564 bytes (32.8 MiB); its honest load, at most 29.9 MiB beyond, passes; 34 MiB is flagged
+    # the ONNX team: 7,330,562 initializers (29,322,248 fp32 bytes), slack 16 MiB + 0.75 x 29,322,248 bytes
+    # = 38,768,902 bytes (37.0 MiB); its honest load, at most 32.4 MiB beyond, passes; 38 MiB is flagged
     ({"counted": 7_330_562, "onnx_params": 7_330_562, "counted_cpu_bytes": 29_322_248},
-     29_322_248 + 16 * MiB + 17_593_348, None, []),
+     29_322_248 + 16 * MiB + 21_991_686, None, []),
     ({"counted": 7_330_562, "onnx_params": 7_330_562, "counted_cpu_bytes": 29_322_248},
-     29_322_248 + 34 * MiB, None, ["resident"]),
+     29_322_248 + 38 * MiB, None, ["resident"]),
     # a report claiming more ONNX initializers than it counts gets the ONNX share of its count only
     ({"counted": 100, "onnx_params": 50_000_000, "counted_cpu_bytes": 400}, 400 + 17 * MiB, None, ["resident"]),
 ])
@@ -114,7 +114,7 @@ def test_memory_beyond_the_counted_bytes_past_its_slack_is_flagged_whatever_the_
     if growth is not None:
         assert found["unexplained_resident_bytes"] == growth - explained_bytes(report)
     onnx = min(report.get("onnx_params", 0), report["counted"])
-    assert found["resident_slack_bytes"] == RESIDENT_SLACK_BYTES + int(0.6 * 4 * onnx)
+    assert found["resident_slack_bytes"] == RESIDENT_SLACK_BYTES + int(0.75 * 4 * onnx)
 
 
 def test_the_peak_sees_a_transient_copy_the_resident_reading_misses_and_resets():
