@@ -48,10 +48,11 @@ def board(out):
 
 def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine_does(invoke, run_args, tmp_path,
                                                                                        four_teams, cluster):
-    local = invoke("batch", four_teams, *run_args, "--out", tmp_path / "local")
+    # two teams at once on a 2-core box beside the other test worker: each gets 300 s, not run_args' 60
+    local = invoke("batch", four_teams, *run_args, "--out", tmp_path / "local", "--timeout", "300")
     assert local.exit_code == 0, local.output
     spread = invoke("batch", four_teams, *run_args, "--out", tmp_path / "ray", "--cache-dir", tmp_path / "ray-cache",
-                    "--engine", "ray", "--ray-address", cluster.address)
+                    "--timeout", "300", "--engine", "ray", "--ray-address", cluster.address)
     assert spread.exit_code == 0, spread.output
     by_local, by_ray = board(tmp_path / "local"), board(tmp_path / "ray")
     assert sorted(by_ray) == sorted(by_local) == sorted(FOUR_TEAMS)
@@ -76,7 +77,7 @@ def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine
     assert summary["teams"] == 4 and summary["cached"] == []
 
     again = invoke("batch", four_teams, *run_args, "--out", tmp_path / "ray", "--cache-dir", tmp_path / "ray-cache",
-                   "--engine", "ray", "--ray-address", cluster.address)
+                   "--timeout", "300", "--engine", "ray", "--ray-address", cluster.address)
     assert again.exit_code == 0, again.output
     # a failed build is always tried again (the box may be the cause); the other three come from the cache
     assert sorted(json.loads((tmp_path / "ray" / "summary.json").read_text())["cached"]) == sorted(
@@ -102,8 +103,8 @@ def test_a_node_removed_while_its_team_runs_has_that_team_retried_on_the_other(i
     outcome = {}
 
     def batch():
-        outcome["result"] = invoke("batch", folder, *run_args, "--out", tmp_path / "ray", "--engine", "ray",
-                                   "--ray-address", made.address)
+        outcome["result"] = invoke("batch", folder, *run_args, "--out", tmp_path / "ray", "--timeout", "300",
+                                   "--engine", "ray", "--ray-address", made.address)
 
     try:
         started = time.time()
