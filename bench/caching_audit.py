@@ -64,7 +64,9 @@ def audited_run(name: str, spec, data_dir: Path, workdir: Path, device: str) -> 
     for task, info in result.tasks.items():
         timing = info.get("timing") or {}
         if "caching_audit" in timing:
-            tasks[task] = {**timing["caching_audit"], "flagged": bool(info.get("caching_suspected"))}
+            tasks[task] = {**timing["caching_audit"], "flagged": bool(info.get("caching_suspected")),
+                           "team_ratio": timing.get("first_sight_ratio"),
+                           "reference_ratio": timing.get("reference_first_sight_ratio")}
     return {"team": name, "status": result.status, "error": result.error, "tasks": tasks,
             "wall_s": time.monotonic() - started}
 
@@ -76,6 +78,8 @@ def describe(run: dict) -> str:
             parts.append(f"{task} {audit['excess']:.2f} ({audit['note']})")
         else:
             parts.append(f"{task} {audit['excess']:.2f} [{audit['low']:.2f}, {audit['high']:.2f}]"
+                         f" (team {audit.get('team_ratio') or 0:.2f}, reference "
+                         f"{audit.get('reference_ratio') or 0:.2f})"
                          f"{' FLAGGED' if audit['flagged'] else ''}")
     return "; ".join(parts) or f"no audit ({run['status']}: {run['error']})"
 
