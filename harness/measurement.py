@@ -233,10 +233,9 @@ def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dic
     host reads each one's resident memory: the baseline of the memory cross-check. The team's worker is
     fresh for this task, so none of the team's code has run in it yet. The peaks start afresh here
     (reset_peaks); a peak that cannot be reset is said (`*_peak_unreadable`) and not read."""
-    ref_reply, team_reply = call_together((reference, team), "prepare", device=device)
+    _, team_reply = call_together((reference, team), "prepare", device=device)
     baseline: dict[str, Any] = {"team": resident_bytes(team.host_pid), "reference": resident_bytes(reference.host_pid),
-                                "team_note": replies.baseline_note(team_reply, team.name),
-                                "reference_note": replies.baseline_note(ref_reply, reference.name)}
+                                "team_note": replies.baseline_note(team_reply, team.name)}
     for name, link in (("team", team), ("reference", reference)):
         baseline[f"{name}_peak_unreadable"] = reset_peaks(link.host_pid)
     return baseline

@@ -30,3 +30,13 @@ def test_hidden_weights_are_caught_on_the_runner_images_torch(docker_client, run
         report = counts[name]
         assert report["counted"] >= HIDDEN, (counts["torch"], name, report)
         assert not any("scan incomplete" in flag for flag in report["flags"]), report["flags"]
+
+
+def test_onnx_runtimes_first_session_runs_in_the_runner_image(docker_client, runner_image):
+    """prepare's warm-up model (harness.probe.onnx_warmup) on the image's onnxruntime: every output 1/8."""
+    code = ("import json, onnxruntime; from harness.probe.onnx_warmup import warm_session; "
+            "print(json.dumps(warm_session('cpu')))")
+    output = docker_client.containers.run(runner_image, ["/opt/venv/bin/python3", "-c", code], network_mode="none",
+                                          user="10001:10001", environment={"HOME": "/tmp"}, remove=True)
+    out = json.loads(output.decode().strip().splitlines()[-1])
+    assert len(out[0]) == 4 and all(abs(v - 0.125) < 1e-6 for row in out[0] for v in row)

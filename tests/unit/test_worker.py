@@ -93,3 +93,15 @@ def test_prepare_runs_onnx_runtime_once_on_a_model_whose_every_output_is_an_eigh
 
     out = warm_session("cpu")
     assert len(out) == 1 and len(out[0]) == 4 and all(v == pytest.approx(0.125) for row in out[0] for v in row)
+
+
+def test_a_warm_up_that_cannot_run_is_a_note_for_the_row_not_a_failed_prepare(monkeypatch):
+    from harness.probe import onnx_warmup, worker
+
+    def broken(device):
+        raise RuntimeError("opset 17 unsupported")
+
+    monkeypatch.setattr(onnx_warmup, "warm_session", broken)
+    reply = worker.Worker().prepare({"device": "cpu"})
+    assert "ONNX Runtime's first session could not run" in reply["baseline_note"]
+    assert "opset 17 unsupported" in reply["baseline_note"]
