@@ -172,7 +172,8 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
             flags.append(f"{name}: {flag}")
         audit = timing.get("caching_audit") or {}
         if info.get("caching_suspected"):
-            flags.append(f"{name}: caching_suspected (first sight / a repeat beside it {timing['first_sight_ratio']:.2f}, "
+            flags.append(f"{name}: caching_suspected (first sight / a repeat beside it "
+                         f"{timing['first_sight_ratio']:.2f}, "
                          f"reference {timing['reference_first_sight_ratio']:.2f}; the team's extra gain "
                          f"{audit.get('excess', 0):.2f}x, {spec.timing.confidence:.0%} interval "
                          f"[{audit.get('low') or 0:.2f}, {audit.get('high') or 0:.2f}] over {audit.get('batches')} "

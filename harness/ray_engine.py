@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.batch import result_from_record
 from harness.pipeline import HarnessError
-from harness.results import TeamResult
+from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_bytes
 from harness.submission import Submission
 
@@ -154,50 +155,40 @@ class RayEngine:
 
     def measure_all(self, todo: list[tuple[TeamResult, Submission]], config, settings: str,
                     progress) -> list[TeamResult]:
-        return measure_all(todo, config, self.options, settings, self.address, progress)
+        """Every team as a Ray task on a box slot; results in the order they finish, each written here."""
+        import ray
+
+        connect(self.address)
+        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0)(run_on_node)
+        jobs: dict[Any, dict[str, Any]] = {}
+
+        def submit(job: dict[str, Any]) -> None:
+            job["attempts"] += 1
+            jobs[remote.remote(self.options, job["folder"], job["archive"], job["team_dir"], settings)] = job
+
+        for result, _ in todo:
+            submit({"result": result, "folder": Path(result.team_dir).name, "archive": team_archive(result.team_dir),
+                    "team_dir": result.team_dir, "attempts": 0, "faults": [], "started": time.time()})
+            progress.stage(f"{result.team}: sent to the cluster")
+        done: list[TeamResult] = []
+        while jobs:
+            ready, _ = ray.wait(list(jobs), num_returns=1)
+            job = jobs.pop(ready[0])
+            try:
+                reply = ray.get(ready[0])
+            except Exception as exc:
+                if is_node_fault(exc) and job["attempts"] < NODE_ATTEMPTS:
+                    job["faults"].append(" ".join(str(exc).split())[:300])
+                    progress.stage(f"{job['result'].team}: node fault, trying again ({job['attempts']} so far)")
+                    submit(job)
+                    continue
+                reply = {"record": None, "files": {}, "where": {}, "error": " ".join(str(exc).split())[:500]}
+            done.append(leader_row(job, reply, config))
+            progress.team_done(done[-1], cached=False)
+        return done
 
 
-def measure_all(todo: list[tuple[TeamResult, Submission]], config, options: dict[str, Any], settings: str,
-                address: str | None, progress) -> list[TeamResult]:
-    """Every team as a Ray task on a box slot; results in the order they finish, each written by the leader."""
-    import ray
-
-    from harness.batch import result_from_record
-    from harness.results import write_result_json
-
-    connect(address)
-    remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0)(run_on_node)
-    jobs: dict[Any, dict[str, Any]] = {}
-
-    def submit(job: dict[str, Any]) -> None:
-        job["attempts"] += 1
-        ref = remote.remote(options, job["folder"], job["archive"], job["team_dir"], settings)
-        jobs[ref] = job
-
-    for result, submission in todo:
-        submit({"result": result, "folder": Path(result.team_dir).name, "archive": team_archive(result.team_dir),
-                "team_dir": result.team_dir, "attempts": 0, "faults": [], "started": time.time()})
-        progress.stage(f"{result.team}: sent to the cluster")
-    done: list[TeamResult] = []
-    while jobs:
-        ready, _ = ray.wait(list(jobs), num_returns=1)
-        job = jobs.pop(ready[0])
-        try:
-            reply = ray.get(ready[0])
-        except Exception as exc:
-            if is_node_fault(exc) and job["attempts"] < NODE_ATTEMPTS:
-                job["faults"].append(" ".join(str(exc).split())[:300])
-                progress.stage(f"{job['result'].team}: node fault, trying again ({job['attempts']} so far)")
-                submit(job)
-                continue
-            reply = {"record": None, "files": {}, "where": {}, "error": " ".join(str(exc).split())[:500]}
-        done.append(leader_row(job, reply, config, result_from_record, write_result_json))
-        progress.team_done(done[-1], cached=False)
-    return done
-
-
-def leader_row(job: dict[str, Any], reply: dict[str, Any], config, result_from_record, write_result_json
-               ) -> TeamResult:
+def leader_row(job: dict[str, Any], reply: dict[str, Any], config) -> TeamResult:
     """The team's row on the leader: the node's record (its score recomputed here), where it was timed and
     how many tries it took, its files written under OUT/TEAM."""
     if reply.get("record"):

@@ -49,8 +49,8 @@ def touch_inherited_pages(parent: int) -> int:
     tables: a page the server touched while importing counts in a plainly started worker's resident memory
     from the start, but in a fork only once touched again, which the team's model load would then be charged
     for (measured: about 3 MiB of torch). Mapping the pages the parent's /proc/PID/pagemap shows present, a
-    run of them at a time (_populate), makes the fork's baseline what a plainly started worker's would be. Pages of readable file
-    mappings only, and only present ones (never past a file's end)."""
+    run of them at a time (_populate), makes the fork's baseline what a plainly started worker's would be.
+    Pages of readable file mappings only, and only present ones (never past a file's end)."""
     page = os.sysconf("SC_PAGE_SIZE")
     touched = 0
     with open(f"/proc/{parent}/pagemap", "rb") as pagemap, open("/proc/self/maps", encoding="ascii") as maps:
