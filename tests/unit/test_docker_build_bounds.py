@@ -80,7 +80,9 @@ def test_a_hanging_build_is_killed_at_the_limit_and_leaves_no_context(tmp_path, 
     assert not list((tmp_path / "tmp").iterdir())
 
 
-def test_build_gets_the_spec_bounds_and_the_setup_only_as_a_build_argument(tmp_path, spec):
+def test_build_gets_the_spec_bounds_and_the_setup_only_as_a_build_argument(tmp_path, spec, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))   # never beside a real build's context in /tmp
+    (tmp_path / "tmp").mkdir()
     spec = replace(spec, build=replace(spec.build, memory="512m", cpus=8, network=False))
     engine = FakeEngine(hang=False)
     backend = DockerBackend(tmp_path / "cache", spec, runner_image="runner", gpus=False, client=engine)
