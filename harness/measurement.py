@@ -28,11 +28,6 @@ from harness.tasks import get_task
 from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
                                 call_together, measure_task, same_predictions)
 
-# A first-sight slowdown smaller than this share of the reference's pass time cannot move a verdict or the
-# formula's time term noticeably: it is noise on a very fast model, not a cache worth flagging.
-CACHING_MATERIAL_SHARE = 0.01
-
-
 @dataclass(frozen=True)
 class WorkerSpec:
     """What to start and load on one side."""
@@ -114,10 +109,8 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
     """(team record, reference record) of one timed task; the team's T from first sight when it seems to cache."""
     team, ref = times.team, times.reference
     audit = stats.caching_audit(team.rounds[0], team.twins_s, ref.rounds[0], ref.twins_s,
-                                spec.timing.caching_tolerance, confidence=spec.timing.confidence,
-                                seed=spec.timing.seed, order=times.orders[0] if times.orders else None)
-    saved = sum(team.rounds[0]) - sum(team.twins_s)      # a pass's seconds a repeat saves, timed side by side
-    suspected = audit.suspected and saved > CACHING_MATERIAL_SHARE * statistics.fmean(sum(r) for r in ref.rounds)
+                                spec.timing.caching_tolerance, confidence=spec.timing.confidence)
+    suspected = audit.suspected
     scored = team.rounds[:1] if suspected else team.rounds
     team_record = side_record(team, scored, n_examples)
     team_record.update(caching_suspected=suspected, first_sight_ratio=audit.team_ratio,

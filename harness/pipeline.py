@@ -173,11 +173,11 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
         audit = timing.get("caching_audit") or {}
         if info.get("caching_suspected"):
             flags.append(f"{name}: caching_suspected (first sight / a repeat beside it "
-                         f"{timing['first_sight_ratio']:.2f}, "
-                         f"reference {timing['reference_first_sight_ratio']:.2f}; the team's extra gain "
-                         f"{audit.get('excess', 0):.2f}x, {spec.timing.confidence:.0%} interval "
-                         f"[{audit.get('low') or 0:.2f}, {audit.get('high') or 0:.2f}] over {audit.get('batches')} "
-                         "batches); T from first sight only")
+                         f"{timing['first_sight_ratio']:.2f}, {spec.timing.confidence:.0%} interval "
+                         f"[{audit.get('low') or 0:.2f}, {audit.get('high') or 0:.2f}], above "
+                         f"{1 + spec.timing.caching_tolerance:.2f}x on {audit.get('above_tolerance')} of "
+                         f"{audit.get('batches')} batches; the reference's own "
+                         f"{timing['reference_first_sight_ratio']:.2f}); T from first sight only")
         elif audit.get("note"):
             flags.append(f"{name}: caching audit undecided: {audit['note']}")
         if info.get("consistent_across_rounds") is False:

@@ -190,77 +190,86 @@ def settled(window_seconds: Sequence[float], tolerance: float) -> bool:
     return close or overlapping
 
 
-MIN_AUDIT_BATCHES = 5
+def binomial_tail(n: int, k: int) -> float:
+    """P(at least k heads in n fair coin tosses)."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+
+
+def order_statistic_rank(n: int, confidence: float) -> int:
+    """The k (1-based) whose k-th smallest and k-th largest of n values bound their median with at least
+    `confidence` whatever their distribution (the sign test's interval: each value falls below the median
+    with probability 1/2); 0 when n values are too few for that confidence."""
+    tail = (1 - confidence) / 2
+    rank = 0
+    while rank + 1 <= n // 2 + 1 and binomial_tail(n, n - rank) <= tail:
+        rank += 1
+    return rank
+
+
+def min_audit_batches(confidence: float) -> int:
+    """The fewest batches whose smallest and largest gains bound the median with `confidence` (6 at 95%)."""
+    n = 1
+    while order_statistic_rank(n, confidence) < 1:
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)
 class CachingAudit:
-    """Each batch's first sight against its twin (a repeat of the same shape timed right before it), the
-    team's gain set against the reference's own, batch by batch.
+    """Each batch's first sight against its twins (a repeat of the same shape timed right before it and
+    right after it, under the same load), for the team, with the reference's own ratio beside it.
 
-    Per batch, the team's log(first sight / twin) less the reference's; `excess` is exp of their median over
-    batches, [low, high] its percentile-bootstrap interval over batches (the same batches drawn for both
-    sides). `team_ratio` and `reference_ratio` are each side's median first sight / twin. `note` says why no
-    decision was possible."""
+    Per batch, the team's gain is first sight / the geometric mean of its two twins. `team_ratio` is their
+    median over batches, [low, high] its distribution-free interval (the sign test's: order statistics of the
+    batch gains), `above` how many batches gained more than the tolerance. `reference_ratio` is the
+    reference's median gain, shown beside: the reference is ours and caches nothing, so a gain there is load
+    or the box, and the row can be read with it. `note` says why no decision was possible."""
 
     suspected: bool
     team_ratio: float
     reference_ratio: float
-    excess: float
     low: float | None
     high: float | None
     batches: int
+    above: int
     note: str = ""
 
     def record(self) -> dict[str, object]:
-        return {"excess": self.excess, "low": self.low, "high": self.high, "batches": self.batches, "note": self.note}
+        return {"team_ratio": self.team_ratio, "reference_ratio": self.reference_ratio, "low": self.low,
+                "high": self.high, "batches": self.batches, "above_tolerance": self.above, "note": self.note}
 
 
-def _log_gains(first: Sequence[float], twins: Sequence[float], side: str) -> np.ndarray:
-    """Per batch log(first sight / twin)."""
+def _log_gains(first: Sequence[float], twins: Sequence[Sequence[float]], side: str) -> np.ndarray:
+    """Per batch log(first sight) less the mean log of its twins (their geometric mean)."""
     first_array, twin_array = np.asarray(first, dtype=float), np.asarray(twins, dtype=float)
-    if first_array.ndim != 1 or first_array.size < 1 or first_array.shape != twin_array.shape:
-        raise ValueError(f"{side}: the caching audit needs one first sight and one twin time per batch")
-    return np.log(np.maximum(first_array, _TINY)) - np.log(np.maximum(twin_array, _TINY))
+    if twin_array.ndim == 1:
+        twin_array = twin_array[:, None]
+    if first_array.ndim != 1 or first_array.size < 1 or twin_array.ndim != 2 \
+            or twin_array.shape[0] != first_array.shape[0] or twin_array.shape[1] < 1:
+        raise ValueError(f"{side}: the caching audit needs one first sight and its twin times per batch")
+    return np.log(np.maximum(first_array, _TINY)) - np.log(np.maximum(twin_array, _TINY)).mean(axis=1)
 
 
-def time_blocks(order: Sequence[int], n: int, rng: np.random.Generator) -> np.ndarray:
-    """n resamples of the batches by circular blocks of the first-sight time order (moving-block bootstrap,
-    blocks of about sqrt(batches)): load on the box comes in bursts, so batches seen one after the other
-    share it, and resampling them one by one would make the interval too narrow."""
-    sequence = np.asarray(order, dtype=int)
-    size = len(sequence)
-    length = max(1, math.ceil(math.sqrt(size)))
-    starts = rng.integers(0, size, (n, math.ceil(size / length)))
-    positions = (starts[:, :, None] + np.arange(length)[None, None, :]).reshape(n, -1)[:, :size] % size
-    return sequence[positions]
-
-
-def caching_audit(team_first: Sequence[float], team_twins: Sequence[float], ref_first: Sequence[float],
-                  ref_twins: Sequence[float], tolerance: float, confidence: float = 0.95, resamples: int = 2000,
-                  seed: int = 0, order: Sequence[int] | None = None) -> CachingAudit:
-    """Suspected only when the interval's low end says the team gains more than `tolerance` (0.1 = 10%) on
-    a repeat beyond what the reference gains: a burst of load between the two calls of one pair cannot
-    decide it (the median), a gain on most batches does. Each pair is timed a moment apart, so load that
-    comes and goes on the box falls on both of its calls. `order` is the order first sight took (batch
-    indices): batches are then resampled in blocks of that order (time_blocks), one by one otherwise. With
-    fewer than MIN_AUDIT_BATCHES batches there is nothing to resample: no flag, and the note says so."""
+def caching_audit(team_first: Sequence[float], team_twins: Sequence[Sequence[float]], ref_first: Sequence[float],
+                  ref_twins: Sequence[Sequence[float]], tolerance: float,
+                  confidence: float = 0.95) -> CachingAudit:
+    """Suspected only when the interval's low end says the team's first sight costs more than 1 + `tolerance`
+    times a repeat's, i.e. when enough batches each gained that much that chance cannot explain it (with
+    6 batches at 95%: all six; with 12: ten). A burst of load on a few pairs cannot decide it, and no
+    assumption is made on how load is distributed (bursts, spikes): only that an honest team's first sight
+    is as likely as not to cost more than its twins. `team_twins[i]` holds batch i's twin times (one or
+    more). With too few batches for an interval at `confidence`: no flag, and the note says so."""
     team_gain, ref_gain = _log_gains(team_first, team_twins, "team"), _log_gains(ref_first, ref_twins, "reference")
     if team_gain.shape != ref_gain.shape:
         raise ValueError("team and reference need the same batches for the caching audit")
-    differences = team_gain - ref_gain
     team_ratio, ref_ratio = float(np.exp(np.median(team_gain))), float(np.exp(np.median(ref_gain)))
-    excess = float(np.exp(np.median(differences)))
-    batches = differences.shape[0]
-    if batches < MIN_AUDIT_BATCHES:
-        return CachingAudit(False, team_ratio, ref_ratio, excess, None, None, batches,
-                            f"not enough batches to audit ({batches} < {MIN_AUDIT_BATCHES})")
-    rng = np.random.default_rng(seed)
-    if order is not None and sorted(order) == list(range(batches)):
-        picks = time_blocks(order, resamples, rng)
-    else:
-        picks = rng.integers(0, batches, (resamples, batches))
-    replicates = np.median(differences[picks], axis=-1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = (float(np.exp(x)) for x in np.percentile(replicates, [tail, 100 - tail]))
-    return CachingAudit(low > 1 + tolerance, team_ratio, ref_ratio, excess, low, high, batches)
+    batches = team_gain.shape[0]
+    above = int(np.sum(team_gain > math.log1p(tolerance)))
+    rank = order_statistic_rank(batches, confidence)
+    if rank < 1:
+        return CachingAudit(False, team_ratio, ref_ratio, None, None, batches, above,
+                            f"not enough batches to audit ({batches} < {min_audit_batches(confidence)} for a "
+                            f"{confidence:.0%} interval)")
+    ordered = np.sort(team_gain)
+    low, high = float(np.exp(ordered[rank - 1])), float(np.exp(ordered[batches - rank]))
+    return CachingAudit(low > 1 + tolerance, team_ratio, ref_ratio, low, high, batches, above)

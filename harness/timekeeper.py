@@ -10,8 +10,8 @@ the same shapes drawn independently of them (harness.warmup_inputs) until each s
 round is one pass over every batch, in an order shuffled from the run seed, for the team and for the
 reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
 first sight, one pass, the two sides taking turns a block of batches at a time: its predictions are the
-ones scored, and each is timed right after its twin (the warm-up input of its shape, a repeat), which the
-caching audit compares it with batch by batch (stats.caching_audit).
+ones scored, and each is timed between two calls on its twin (the warm-up input of its shape, a repeat),
+which the caching audit compares it with batch by batch (stats.caching_audit).
 Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's time is its
 mean over the window's passes). While one side's window is timed, the other is frozen
 (harness.freezing).
@@ -246,16 +246,18 @@ class SideTimes:
     warmup_windows_s: list[float] = field(default_factory=list)
     rounds: list[list[float]] = field(default_factory=list)
     predictions: list[list[dict[str, Any]]] = field(default_factory=list)   # per timed pass; [0]: first sight
-    twins_s: list[float] = field(default_factory=list)    # per batch: its twin, timed right before its first sight
+    twins_s: list[list[float]] = field(default_factory=list)   # per batch: its twin right before and right after
+                                                                # its first sight
 
 
 @dataclass
 class FirstSight:
-    """One side's round 0: per batch (canonical order) seconds, the predictions, and its twin's seconds."""
+    """One side's round 0: per batch (canonical order) seconds, the predictions, and its twin's seconds (right
+    before and right after the first sight)."""
 
     seconds: list[float]
     predictions: list[dict[str, Any]]
-    twins_s: list[float]
+    twins_s: list[list[float]]
 
 
 @dataclass
@@ -350,18 +352,19 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
     """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
     batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
 
-    Each first sight is timed right after its twin: the warm-up input shaped like that batch, already seen
-    many times in warm-up (so it reveals nothing), a repeat timed a moment before the new input under the
-    same load. The caching audit compares the two (stats.caching_audit): load that comes and goes on the box
-    falls on both calls of a pair alike, where a first sight set against repeats timed seconds later would
-    sample other load (measured beside bursty load: honest teams flagged in 3 of 5 runs).
+    Each first sight is timed between two calls on its twin: the warm-up input shaped like that batch, already
+    seen many times in warm-up (so it reveals nothing), a repeat timed a moment before and a moment after the
+    new input, under the same load. The caching audit compares them (stats.caching_audit): load that comes
+    and goes on the box falls on the calls of one batch alike (and load that rises or falls across them
+    evens out between the twin before and the twin after), where a first sight set against repeats timed
+    seconds later would sample other load (measured beside bursty load: honest teams flagged in 3 of 5 runs).
 
     For the sides in `warmed` (a batch well under MIN_WINDOW_S), each pair follows an untimed call on a spare:
     a fresh input of the same shape, never timed. So both calls of a pair come right after a call of their
     own shape with other content: without it the twin came first after the other side's turn (caches cold)
     or right after the same twin (hot: the ONNX team's CMRC2018 twins read 19% fast). A side whose batch
     takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and gets no spare."""
-    seen = {name: FirstSight([0.0] * len(frames), [], [0.0] * len(frames)) for name in names}
+    seen = {name: FirstSight([0.0] * len(frames), [], [[0.0, 0.0] for _ in frames]) for name in names}
     replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(frames) for name in names}
     for start in range(0, len(order), block):
         turn = names if (start // block) % 2 == 0 else names[::-1]
@@ -372,10 +375,13 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
                     if name in warmed and spare_frames:
                         _, body, nonce = link.round_trip(spare_frames[index])
                         _reply(body, link.name, nonce)
-                    seen[name].twins_s[index], body, nonce = link.round_trip(warm_frames[index])
+                    twins = seen[name].twins_s[index]
+                    twins[0], body, nonce = link.round_trip(warm_frames[index])
                     _reply(body, link.name, nonce)
                     seen[name].seconds[index], body, nonce = link.round_trip(frames[index])
                     replies[name][index] = (body, nonce)
+                    twins[1], body, nonce = link.round_trip(warm_frames[index])
+                    _reply(body, link.name, nonce)
     for name in names:
         seen[name].predictions.extend(p for batch, (body, nonce) in zip(batches, replies[name])
                                       for p in checked_predictions(task, batch, body, links[name].name, nonce))

@@ -1,8 +1,8 @@
 """The caching audit end to end (local backend, fake reference at 0.2 s a batch): caching by input, partial
 caching worth 1.2x and answers that change after first sight are caught; the honest twin is not flagged.
 
-The audit resamples batches, so it needs at least five: these runs use twelve CSL examples in batches of
-two (six batches); CLUEWSC2020 keeps its one batch, which the row notes as too few to audit.
+The audit's 95% interval needs at least six batches: these runs use twelve CSL examples in batches of two
+(six batches); CLUEWSC2020 keeps its one batch, which the row notes as too few to audit.
 """
 
 import json
@@ -55,10 +55,11 @@ def run_team(team, audit_inputs, tmp_path):
 def test_the_honest_twin_is_audited_and_not_flagged(audit_inputs, tmp_path):
     row, record = run_team("sleep_team", audit_inputs, tmp_path)
     audit = record["tasks"]["csl"]["timing"]["caching_audit"]
-    assert audit["batches"] == 6 and audit["note"] == "" and audit["low"] <= audit["excess"] <= audit["high"]
-    assert "caching_suspected" not in row["flags"]
-    # one WSC batch: nothing to resample, said on the row rather than passed in silence
-    assert "cluewsc2020: caching audit undecided: not enough batches to audit (1 < 5)" in row["flags"]
+    assert audit["batches"] == 6 and audit["note"] == "" and audit["low"] <= audit["team_ratio"] <= audit["high"]
+    assert audit["low"] <= 1.1 and "caching_suspected" not in row["flags"]
+    # one WSC batch: no interval, said on the row rather than passed in silence
+    assert "cluewsc2020: caching audit undecided: not enough batches to audit (1 < 6 for a 95% interval)" \
+        in row["flags"]
 
 
 def test_caching_by_input_text_is_flagged_and_timed_on_first_sight(audit_inputs, tmp_path):
@@ -76,7 +77,8 @@ def test_partial_caching_worth_1_2x_is_flagged(audit_inputs, tmp_path):
     row, record = run_team("partial_caching_team", audit_inputs, tmp_path)
     audit = record["tasks"]["csl"]["timing"]["caching_audit"]
     assert "csl: caching_suspected" in row["flags"], (audit, row["flags"])
-    assert 1.1 < audit["low"] <= audit["excess"] < 1.4
+    # 0.06 s against 0.05 s: 1.2x on each of the six batches, so the smallest (the interval's low end) too
+    assert 1.1 < audit["low"] <= audit["team_ratio"] < 1.4 and audit["above_tolerance"] == 6
 
 
 def test_answers_that_change_after_first_sight_are_flagged_and_first_sight_is_scored(audit_inputs, tmp_path):

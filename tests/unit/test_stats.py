@@ -7,8 +7,9 @@ import numpy as np
 
 import pytest
 
-from harness.stats import (Interval, caching_audit, mean_pass_s, round_level_interval, time_blocks,
-                           settled, speedup_interval, t_quantile, verdict)
+from harness.stats import (Interval, binomial_tail, caching_audit, mean_pass_s, min_audit_batches,
+                           order_statistic_rank, round_level_interval, settled, speedup_interval, t_quantile,
+                           verdict)
 
 
 def test_mean_pass_is_the_mean_of_round_totals():
@@ -144,64 +145,84 @@ def test_the_interval_covers_the_true_ratio_when_the_box_drifts_between_rounds()
     assert 88 <= covered <= 100          # the bootstrap alone holds it in 82 of these 100
 
 
-def test_the_caching_audit_needs_batches_to_resample_and_says_so():
-    # 2 batches: team first sight twice its twin on both, reference 1: a point of 2x, but nothing to resample
-    audit = caching_audit([2, 2], [1, 1], [1, 1], [1, 1], 0.1)
-    assert audit.suspected is False and audit.excess == pytest.approx(2.0) and audit.low is None
-    assert audit.note == "not enough batches to audit (2 < 5)"
-    with pytest.raises(ValueError, match="one first sight and one twin"):
-        caching_audit([1.0] * 6, [1.0] * 5, [1.0] * 6, [1.0] * 6, 0.1)
+def test_order_statistic_ranks_match_the_sign_test_by_hand():
+    # n values bound their median by the k-th smallest and k-th largest with probability 1 - 2 P(B <= k-1),
+    # B ~ Binomial(n, 1/2). At 95% that tail must be at most 2.5%:
+    #   n=5:  P(B <= 0) = 1/32 = 3.1%            -> no interval at all
+    #   n=6:  P(B <= 0) = 1/64 = 1.6%, P(B <= 1) = 7/64 = 10.9%          -> k = 1 (the extremes)
+    #   n=9:  P(B <= 1) = 10/512 = 1.95%, P(B <= 2) = 46/512 = 9.0%      -> k = 2
+    #   n=12: P(B <= 2) = 79/4096 = 1.93%, P(B <= 3) = 299/4096 = 7.3%   -> k = 3
+    assert [order_statistic_rank(n, 0.95) for n in (1, 5, 6, 8, 9, 11, 12)] == [0, 0, 1, 1, 2, 2, 3]
+    assert binomial_tail(6, 6) == pytest.approx(1 / 64) and binomial_tail(9, 8) == pytest.approx(10 / 512)
+    assert min_audit_batches(0.95) == 6 and min_audit_batches(0.90) == 5    # 1/32 = 3.1% <= 5%
+
+
+def test_the_caching_audit_needs_batches_for_an_interval_and_says_so():
+    # 5 batches, team first sight twice its twins on all: a point of 2x, but no 95% interval from 5 values
+    audit = caching_audit([2] * 5, [[1, 1]] * 5, [1] * 5, [[1, 1]] * 5, 0.1)
+    assert audit.suspected is False and audit.team_ratio == pytest.approx(2.0) and audit.low is None
+    assert audit.note == "not enough batches to audit (5 < 6 for a 95% interval)" and audit.above == 5
+    with pytest.raises(ValueError, match="one first sight and its twin times"):
+        caching_audit([1.0] * 6, [[1.0, 1.0]] * 5, [1.0] * 6, [[1.0, 1.0]] * 6, 0.1)
     with pytest.raises(ValueError, match="same batches"):
-        caching_audit([1.0] * 6, [1.0] * 6, [1.0] * 5, [1.0] * 5, 0.1)
+        caching_audit([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 5, [[1.0, 1.0]] * 5, 0.1)
 
 
 def test_a_team_fast_only_on_repeats_is_suspected_with_an_interval_above_the_tolerance():
-    # every first sight 0.5 s against a 0.01 s twin (50x); the reference 1.1 s against 1.0 s (1.1x)
-    audit = caching_audit([0.5] * 6, [0.01] * 6, [1.1] * 6, [1.0] * 6, 0.1)
+    # every first sight 0.5 s against twins of 0.01 s (50x); the reference 1.1 s against 1.0 s (1.1x)
+    audit = caching_audit([0.5] * 6, [[0.01, 0.01]] * 6, [1.1] * 6, [[1.0, 1.0]] * 6, 0.1)
     assert audit.suspected and audit.team_ratio == pytest.approx(50.0) and audit.reference_ratio == pytest.approx(1.1)
-    assert audit.excess == pytest.approx(50 / 1.1) and audit.low == pytest.approx(50 / 1.1)
-    assert audit.high == pytest.approx(50 / 1.1)
+    assert audit.low == pytest.approx(50.0) and audit.high == pytest.approx(50.0) and audit.above == 6
+
+
+def test_the_twins_before_and_after_are_averaged_geometrically():
+    # twins 1 s and 4 s around a 2 s first sight: sqrt(1 * 4) = 2, a gain of exactly 1 (load that rose
+    # across the batch's three calls). Against the twin before alone it would read 2x on every batch.
+    audit = caching_audit([2.0] * 6, [[1.0, 4.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, 0.1)
+    assert audit.team_ratio == pytest.approx(1.0) and audit.suspected is False and audit.above == 0
 
 
 def test_partial_caching_worth_1_2x_on_every_batch_is_suspected():
     first = [1.2, 1.25, 1.2, 1.22, 1.2, 1.21, 1.2, 1.2]
-    audit = caching_audit(first, [1.0] * 8, [1.0] * 8, [1.0] * 8, 0.1)
-    # per-batch gains 1.2 .. 1.25, the median 1.2 (five of eight are 1.2): every resample's median lies in there
-    assert audit.suspected and audit.excess == pytest.approx(1.2)
-    assert 1.2 <= audit.low <= audit.excess <= audit.high <= 1.25
+    audit = caching_audit(first, [[1.0, 1.0]] * 8, [1.0] * 8, [[1.0, 1.0]] * 8, 0.1)
+    # 8 batches: the interval is [smallest, largest] = [1.2, 1.25]; the median of the sorted gains
+    # 1.2 1.2 1.2 1.2 1.2 1.21 1.22 1.25 is 1.2
+    assert audit.suspected and audit.team_ratio == pytest.approx(1.2)
+    assert audit.low == pytest.approx(1.2) and audit.high == pytest.approx(1.25) and audit.above == 8
 
 
-def test_a_burst_between_the_two_calls_of_a_few_pairs_is_not_caching():
-    # batches 4 and 5: load arrived between twin and first sight (5x and 3x); the other four pairs agree.
-    # The mean log gain would be (log 5 + log 3) / 6 = 0.45, a 1.57x "gain"; the median is 1.0
-    audit = caching_audit([1, 1, 1, 1, 5, 3], [1.0] * 6, [1.0] * 6, [1.0] * 6, 0.1)
-    assert audit.excess == pytest.approx(1.0) and audit.suspected is False
-    # a resample holding four or more of the six from those two batches is rare, but it exists: the high end
-    # may move, the low end cannot pass 1.1 unless most drawn pairs gained
-    assert audit.low == pytest.approx(1.0)
+def test_one_batch_below_the_tolerance_is_enough_doubt_with_six_batches():
+    # five batches gain 3x, one 1.05x: with six batches only the smallest bounds the median at 95%,
+    # 1.05 < 1.1, so not suspected (a burst on the five pairs cannot be told from a cache)
+    audit = caching_audit([3, 3, 3, 3, 3, 1.05], [[1, 1]] * 6, [1] * 6, [[1, 1]] * 6, 0.1)
+    assert audit.suspected is False and audit.low == pytest.approx(1.05) and audit.above == 5
+    # twelve batches with ten above: the third smallest (3x) bounds it, so suspected
+    audit = caching_audit([3] * 10 + [1.05, 0.5], [[1, 1]] * 12, [1] * 12, [[1, 1]] * 12, 0.1)
+    assert audit.suspected and audit.low == pytest.approx(3.0) and audit.above == 10
 
 
-def test_load_that_slows_a_whole_pair_is_not_caching():
-    # load doubles batches 0-2 on the team's side and quadruples 3-5 on the reference's: each pair shares its
-    # load, so every ratio is 1
-    audit = caching_audit([2, 2, 2, 1, 1, 1], [2, 2, 2, 1, 1, 1], [1, 1, 1, 4, 4, 4], [1, 1, 1, 4, 4, 4], 0.1)
-    assert audit.excess == pytest.approx(1.0) and audit.low == pytest.approx(1.0) and audit.suspected is False
+def test_a_burst_between_the_calls_of_a_few_batches_is_not_caching():
+    # batches 4 and 5: load arrived between the twins and the first sight (5x and 3x); the other four agree
+    audit = caching_audit([1, 1, 1, 1, 5, 3], [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, 0.1)
+    assert audit.team_ratio == pytest.approx(1.0) and audit.suspected is False
+    assert audit.low == pytest.approx(1.0) and audit.high == pytest.approx(5.0)
 
 
-def test_the_reference_s_own_first_sight_gain_is_subtracted_batch_by_batch():
-    # both sides pay 1.3x on first sight (a first-call effect of new content for any model): no excess
-    audit = caching_audit([1.3] * 6, [1.0] * 6, [2.6] * 6, [2.0] * 6, 0.1)
+def test_load_that_slows_a_whole_batch_is_not_caching():
+    # load doubles batches 0-2 on the team's side and quadruples 3-5 on the reference's: each batch's calls
+    # share their load, so every ratio is 1
+    audit = caching_audit([2, 2, 2, 1, 1, 1], [[2, 2]] * 3 + [[1, 1]] * 3, [1, 1, 1, 4, 4, 4],
+                          [[1, 1]] * 3 + [[4, 4]] * 3, 0.1)
+    assert audit.team_ratio == pytest.approx(1.0) and audit.low == pytest.approx(1.0) and audit.suspected is False
+
+
+def test_the_reference_s_ratio_is_shown_beside_not_subtracted():
+    # the reference's pairs are seconds long and swing with load: subtracting them batch by batch added
+    # their noise to the team's (an honest ONNX team read 1.19 against a reference at 0.9). The team's
+    # 1.3x on every batch is its own evidence; the reference's 1.3x is shown beside it
+    audit = caching_audit([1.3] * 6, [[1.0, 1.0]] * 6, [2.6] * 6, [[2.0, 2.0]] * 6, 0.1)
     assert audit.team_ratio == pytest.approx(1.3) and audit.reference_ratio == pytest.approx(1.3)
-    assert audit.excess == pytest.approx(1.0) and audit.suspected is False
-
-
-def test_time_blocks_resample_runs_of_consecutive_first_sight_batches():
-    # 9 batches seen in this order: blocks of ceil(sqrt(9)) = 3 consecutive ones (wrapping round the end)
-    order = [4, 7, 0, 8, 2, 5, 1, 3, 6]
-    picks = time_blocks(order, 50, np.random.default_rng(1))
-    assert picks.shape == (50, 9)
-    position = {batch: i for i, batch in enumerate(order)}
-    for resample in picks:
-        for block in resample.reshape(3, 3):
-            steps = [(position[b] - position[a]) % 9 for a, b in zip(block, block[1:])]
-            assert steps == [1, 1]
+    assert audit.suspected and audit.record()["reference_ratio"] == pytest.approx(1.3)
+    # and a reference that read 0.5 (load on its twin) takes nothing from an honest team's 1.0
+    audit = caching_audit([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 6, [[2.0, 2.0]] * 6, 0.1)
+    assert audit.suspected is False and audit.reference_ratio == pytest.approx(0.5)

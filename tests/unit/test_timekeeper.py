@@ -139,7 +139,7 @@ def test_first_sight_takes_turns_a_block_of_about_100_ms_at_a_time():
     assert all(s > 0 for s in times.team.rounds[0] + times.reference.rounds[0])
 
 
-def test_in_first_sight_each_batch_follows_its_twin_and_a_fast_side_s_pair_follows_a_spare():
+def test_in_first_sight_each_batch_sits_between_its_twins_and_a_fast_side_s_follows_a_spare():
     calls = []
     team = link("team", lambda ids, seen: 0.002, SideLog(calls, "team"))
     ref = link("reference", lambda ids, seen: 0.12, SideLog(calls, "reference"))   # a batch is a window
@@ -150,26 +150,34 @@ def test_in_first_sight_each_batch_follows_its_twin_and_a_fast_side_s_pair_follo
     spare_of = dict(zip([tuple(e["id"] for e in b) for b in make_batches(warmup_examples(EXAMPLES, "11:spare"), 2)],
                         ids_of))
     timed_positions = [i for i, (_, ids) in enumerate(calls) if ids[0] < 10]
-    round0 = calls[timed_positions[0] - 2:timed_positions[9] + 1]     # from the first pair's spare
+    round0 = calls[timed_positions[0] - 2:timed_positions[9] + 2]     # from the first spare to the last twin
     for i, (side, ids) in enumerate(round0):
-        if ids[0] < 10:       # a first sight: right after its own twin, on the same side
+        if ids[0] < 10:       # a first sight: right after its own twin and right before it, on the same side
             assert round0[i - 1][0] == side and twin_of[round0[i - 1][1]] == ids
+            assert round0[i + 1][0] == side and twin_of[round0[i + 1][1]] == ids
             if side == "team":    # the fast side: the pair right after a spare of the same batch's shape
                 assert round0[i - 2][0] == "team" and spare_of[round0[i - 2][1]] == ids
             else:                 # the slow one (a batch is a window): no spare
                 assert round0[i - 2][1] not in spare_of
     assert sum(ids in spare_of for _, ids in round0) == 5
-    assert all(t > 0 for t in times.team.twins_s + times.reference.twins_s) and len(times.team.twins_s) == 5
+    assert all(t > 0 for pair in times.team.twins_s + times.reference.twins_s for t in pair)
+    assert len(times.team.twins_s) == 5 and all(len(pair) == 2 for pair in times.team.twins_s)
 
 
 def test_a_team_caching_by_input_is_suspected_and_timed_on_first_sight():
     team = link("team", lambda ids, seen: 0.0 if seen else 0.01, [])
     ref = link("reference", lambda ids, seen: 0.01, [])
-    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
-    team_record, _ = task_records("csl", times, len(EXAMPLES), SPEC)
-    assert team_record["caching_suspected"]
+    examples = [{"id": i, "label_free": f"句子{i}"} for i in range(12)]   # six batches: the fewest audited at 95%
+    times = measure_task(team, ref, "csl", examples, 2, plan(), LOADS)
+    team_record, _ = task_records("csl", times, len(examples), SPEC)
+    assert team_record["caching_suspected"] and team_record["caching_audit"]["above_tolerance"] == 6
     assert team_record["scored_rounds_s"] == times.team.rounds[:1]
     assert team_record["time_s"] == pytest.approx(sum(times.team.rounds[0]))
+    # five batches give no 95% interval: the same cache is noted, not flagged
+    times = measure_task(link("team", lambda ids, seen: 0.0 if seen else 0.01, []),
+                         link("reference", lambda ids, seen: 0.01, []), "csl", EXAMPLES, 2, plan(), LOADS)
+    team_record, _ = task_records("csl", times, len(EXAMPLES), SPEC)
+    assert not team_record["caching_suspected"] and team_record["caching_audit"]["note"].startswith("not enough")
 
 
 def test_a_straddling_interval_earns_more_rounds_up_to_the_budget():
