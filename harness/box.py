@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.gpu import gpu_snapshot, throttle_names
+from harness.slots import cpuset_text
 
 GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
@@ -25,7 +26,8 @@ def cpu_description() -> dict[str, Any]:
     """CPU model, frequency governor (where readable) and CPU count of the host."""
     model = next((line.split(":", 1)[1].strip() for line in _read(Path("/proc/cpuinfo")).splitlines()
                   if line.startswith("model name")), "")
-    return {"cpu_model": model, "governor": _read(GOVERNOR).strip() or None, "cpu_count": os.cpu_count()}
+    return {"cpu_model": model, "governor": _read(GOVERNOR).strip() or None, "cpu_count": os.cpu_count(),
+            "cpu_set": cpuset_text(sorted(os.sched_getaffinity(0)))}
 
 
 def round_snapshot() -> dict[str, Any]:

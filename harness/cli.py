@@ -24,6 +24,7 @@ from harness.console import (plain, print_findings, print_gc_report, print_task_
                              print_verdicts, visible)
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.ray_engine import RayEngine
+from harness.slots import ray_start_line
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
 
@@ -115,11 +116,11 @@ def with_harness_errors(command):
 
 
 def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir, reference_dir,
-               runner_image, allow_busy_gpu=False, rebuild=False) -> RunConfig:
+               runner_image, allow_busy_gpu=False, rebuild=False, slot=None) -> RunConfig:
     spec = load_spec_or_fail(spec_path)
     if not data_dir.is_dir():
         raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
-    backend = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild)
+    backend = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild, slot=slot)
     return RunConfig(spec=spec, backend=backend, data_dir=data_dir, out_dir=out_dir, max_examples=max_examples,
                      device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
 
@@ -241,9 +242,12 @@ class RichBatchProgress:
               help="local: one team after the other on this box; ray: each team on a box slot of a Ray cluster "
                    "(pip install 'lightlm-harness[cluster]'), outputs written here as with local")
 @click.option("--ray-address", help="the Ray cluster to join (ray start --head prints it); without it, --engine "
-                                    "ray starts an embedded one-slot cluster on this machine")
+                                    "ray starts an embedded cluster on this machine")
+@click.option("--ray-slots", type=click.IntRange(min=1), default=1, show_default=True,
+              help="box slots of the embedded cluster (no --ray-address): 1 is the whole box; N splits it into N "
+                   "equal slots, a GPU and a disjoint CPU set each (see `harness doctor --slots N`)")
 @with_harness_errors
-def batch(submissions_dir, collect=False, engine="local", ray_address=None, **options):
+def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_slots=1, **options):
     """Run every team folder in SUBMISSIONS_DIR: the organizers' nightly job.
 
     Writes OUT/leaderboard.csv (compliant teams ranked by final score, then the others with the reason),
@@ -259,10 +263,15 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, **op
       harness batch /srv/submissions --data-dir /srv/clue --out /srv/results/nightly
       harness batch /srv/submissions --rebuild    # after the runner image or the box changed
       harness batch /srv/submissions --engine ray --ray-address 10.0.0.1:6379   # on every GPU box of a cluster
+      harness batch /srv/submissions --engine ray --ray-slots 8   # one 8-GPU box: a team per GPU at a time
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.progress import TimeRemainingColumn
 
+    if ray_slots != 1 and (engine != "ray" or ray_address):
+        raise click.UsageError("--ray-slots sets the slots of the embedded cluster (--engine ray without "
+                               "--ray-address); a cluster's nodes offer theirs with `ray start --resources` "
+                               "(see `harness doctor --slots N`)")
     config = run_config(**options)
     console = Console(stderr=True)
     if nvml_unavailable_reason():
@@ -272,7 +281,7 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, **op
     with Progress(*columns, console=console) as progress:
         summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
                             progress=RichBatchProgress(progress), reuse_results=not options["rebuild"],
-                            engine=RayEngine(options, ray_address) if engine == "ray" else None)
+                            engine=RayEngine(options, ray_address, ray_slots) if engine == "ray" else None)
     out = config.out_dir
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     click.echo(f"{count_of(summary.teams, 'team')} ({counts}; {len(summary.cached)} from cache, "
@@ -332,19 +341,28 @@ def gc(folders, spec_path, backend, cache_dir, runner_image, dry_run):
 
 
 @main.command()
-def doctor():
+@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True,
+              help="the box slots this node would offer to a Ray cluster (batch --engine ray): 1 is the whole "
+                   "box; N splits it into N equal slots, a GPU and a disjoint CPU set each")
+def doctor(slots=1):
     """Say what this machine can do and, for each thing missing, what to do about it.
 
     Checks the Docker engine, the runner image, the NVIDIA container runtime, the GPUs through NVML
-    (and whether another process holds one), and torch/transformers for the local backend. Exits 1
-    when something the production path needs is missing.
+    (and whether another process holds one), torch/transformers for the local backend, and the box slots
+    this node would offer a Ray cluster, with the `ray start` line that offers them. Exits 1 when
+    something the production path needs is missing.
 
     \b
     Example:
       harness doctor
+      harness doctor --slots 8     # an 8-GPU box as eight slots of one GPU each
     """
-    findings = diagnose()
-    print_findings(Console(), findings)
+    findings = diagnose(slots)
+    console = Console()
+    print_findings(console, findings)
+    if all(f.ok for f in findings if f.what == "box slots"):
+        console.print(plain(f"offer this box to a Ray cluster (harness batch --engine ray): "
+                            f"{ray_start_line(slots)}"), soft_wrap=True)
     if not all(f.ok for f in findings):
         raise SystemExit(1)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from harness.backends.docker import RUNNER_IMAGE, DockerUnavailable, connect, docker_sdk_problem, runner_build_hint
 from harness.gpu import gpu_snapshot, nvml_unavailable_reason
+from harness.slots import SlotError, node_cpus, node_gpus, slot_layout
 
 
 @dataclass(frozen=True)
@@ -75,5 +76,24 @@ def local_findings() -> list[Finding]:
                     f"CUDA {'available' if cuda == 'True' else 'not available'}")]
 
 
-def diagnose() -> list[Finding]:
-    return [*docker_findings(), *gpu_findings(), *local_findings()]
+def slot_findings(count: int = 1, cpus: list[int] | None = None, gpus: list[dict] | None = None) -> list[Finding]:
+    """The box slots this node would offer to a Ray cluster with `count` slots (harness.slots)."""
+    cpus = node_cpus() if cpus is None else cpus
+    gpus = node_gpus() if gpus is None else gpus
+    try:
+        layout = slot_layout(count, cpus, [g["index"] for g in gpus])
+    except SlotError as exc:
+        return [Finding("box slots", False, str(exc), "pick a count this node can split evenly: "
+                        "`harness doctor --slots N`; 1 (the whole box) always works")]
+    names = {g["index"]: g["name"] for g in gpus}
+    if count == 1:
+        gpu_text = "; ".join(f"GPU {i} {n}" for i, n in names.items()) or "no GPU"
+        return [Finding("box slots", True, f"1, the whole box: CPUs {layout[0].cpuset()}, {gpu_text}")]
+    spare = len(cpus) - sum(len(slot.cpus) for slot in layout)
+    detail = "; ".join(slot.describe() + (f" {names[slot.gpu]}" if slot.gpu in names else "") for slot in layout)
+    return [Finding("box slots", True, f"{count}: {detail}" + (f" ({spare} CPU(s) left idle: slots are equal)"
+                                                               if spare else ""))]
+
+
+def diagnose(slots: int = 1) -> list[Finding]:
+    return [*docker_findings(), *gpu_findings(), *local_findings(), *slot_findings(slots)]

@@ -263,7 +263,7 @@ def reference_options(spec: Spec) -> Callable[[str], dict[str, Any]]:
 
 def worker_threads(spec: Spec) -> int:
     """The same torch thread count for both workers: the spec's, or the sandbox's CPUs on this box."""
-    return spec.timing.threads or max(1, min(os.cpu_count() or 1, int(spec.sandbox.cpus)))
+    return spec.timing.threads or max(1, min(len(os.sched_getaffinity(0)), int(spec.sandbox.cpus)))
 
 
 def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,

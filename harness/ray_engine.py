@@ -3,7 +3,11 @@ offers a box slot; the leader (where the command runs) keeps everything else.
 
 Ray does the scheduling: a task asks for one unit of the custom resource SLOT_RESOURCE, so it runs only on
 a node that offers a box slot (`ray start --resources='{"harness_box_slot": 1}'`), one team per slot at a
-time. Without an address Ray starts an embedded local cluster with one slot: the same command on one box.
+time. A node started with N > 1 slots splits itself into N equal slots (harness.slots: a GPU each and a
+disjoint CPU set each); the task claims a free one and keeps its workers inside it. Without an address Ray
+starts an embedded local cluster on this machine with `slots` slots (one by default: the same command on one
+box). Each task runs in a Ray worker process of its own (max_calls=1): its pinning and its harness-side
+servers never outlive the team.
 Each team is still timed against its own reference worker on the node that runs it (harness.pipeline's
 run_team, unchanged). What crosses from node to leader is data: the team's JSON record and the files of its
 output folder (logs already tail-capped, predictions), bounded in number and size; the leader writes them
@@ -33,9 +37,10 @@ from harness.batch import result_from_record
 from harness.pipeline import HarnessError
 from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_bytes
+from harness.slots import (SLOT_RESOURCE, Slot, SlotError, claim, claim_dir, node_cpus, node_gpus, pin_process,
+                           slot_layout)
 from harness.submission import Submission
 
-SLOT_RESOURCE = "harness_box_slot"
 NODE_ATTEMPTS = 3                    # a team whose node dies is tried on another, this many times in all
 MAX_RETURNED_FILES = 200
 MAX_RETURNED_BYTES = 64 * 2**20      # an output folder is logs (tail-capped), predictions and a record
@@ -71,20 +76,56 @@ def output_files(folder: Path) -> dict[str, bytes]:
     return files
 
 
+def node_slot_count() -> int:
+    """How many box slots this node was started with (its SLOT_RESOURCE total); 1 when Ray cannot say."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return max(1, int(node.get("Resources", {}).get(SLOT_RESOURCE, 1)))
+    return 1
+
+
+def slot_placement(slot: Slot) -> dict[str, Any]:
+    """Where on the node the team was timed: slot, CPU set, GPU index and model (the node's NVML names)."""
+    gpus = {g["index"]: g["name"] for g in node_gpus()}
+    gpu = slot.gpu if slot.gpu is not None else (0 if len(gpus) == 1 else None)
+    return {**slot.record(), "gpu_index": gpu, "gpu_name": gpus.get(gpu) if gpu is not None else
+            ("; ".join(gpus.values()) or None)}
+
+
 def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
                 settings: str) -> dict[str, Any]:
-    """On a node: unpack the team, run it end to end into a scratch output folder, return its record and
-    files as data. Never raises for the team's sake: whatever goes wrong is a row."""
-    from harness.cli import run_config
-    from harness.pipeline import run_team
-
-    where = {"node": socket.gethostname(), "slot": SLOT_RESOURCE, "pid": os.getpid()}
+    """On a node: claim a box slot, unpack the team, run it end to end inside the slot into a scratch output
+    folder, return its record and files as data. Never raises for the team's sake: whatever goes wrong is a
+    row."""
+    where: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid()}
     try:
         import ray
 
         where["node_id"] = ray.get_runtime_context().get_node_id()
+        count = node_slot_count()
     except Exception:
-        pass
+        count = 1
+    try:
+        layout = slot_layout(count, node_cpus(), [g["index"] for g in node_gpus()])
+        if count == 1:             # the whole box: Ray runs one team at a time on it, nothing to claim or pin
+            where.update(slot_placement(layout[0]))
+            return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[0], where)
+        with claim(count, claim_dir() / str(where.get("node_id", "node"))) as index:
+            where.update(slot_placement(layout[index]))
+            pin_process(layout[index])
+            return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[index], where)
+    except SlotError as exc:       # the node's slots are misconfigured: a row that says so
+        return {"record": None, "files": {}, "where": where, "error": f"box slot: {exc}"}
+
+
+def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
+                slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
+    from harness.cli import run_config
+    from harness.pipeline import run_team
+
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
         team_dir = Path(tmp) / "teams" / folder_name
         team_dir.mkdir(parents=True)
@@ -92,7 +133,7 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
         try:
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(team_dir, filter="data")
-            config = run_config(**{**options, "out_dir": out_dir})
+            config = run_config(**{**options, "out_dir": out_dir, "slot": slot})
             result = run_team(team_dir, config)
         except Exception as exc:          # the harness failed on this node: a row, said in one line
             return {"record": None, "files": {}, "where": where, "error": f"{type(exc).__name__}: {exc}"}
@@ -104,8 +145,8 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
                 "node_out": str(team_out)}
 
 
-def connect(address: str | None) -> None:
-    """Join the cluster at `address`, or start an embedded one with one box slot on this machine."""
+def connect(address: str | None, slots: int = 1) -> None:
+    """Join the cluster at `address`, or start an embedded one with `slots` box slots on this machine."""
     try:
         import ray
     except ImportError:
@@ -116,7 +157,7 @@ def connect(address: str | None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False, include_dashboard=False)
         else:
-            ray.init(resources={SLOT_RESOURCE: 1}, log_to_driver=False, include_dashboard=False)
+            ray.init(resources={SLOT_RESOURCE: slots}, log_to_driver=False, include_dashboard=False)
     except Exception as exc:
         raise RayUnavailable(f"Ray could not start or reach a cluster at {address or 'this machine'}: {exc}") from None
     if not any(node.get("Resources", {}).get(SLOT_RESOURCE) for node in ray.nodes() if node.get("Alive")):
@@ -150,16 +191,16 @@ class RayEngine:
     cli.run_config takes them) each node builds its own configuration from: its own backend and caches, the
     same spec, data folder and runner image by path."""
 
-    def __init__(self, options: dict[str, Any], address: str | None = None):
-        self.options, self.address = options, address
+    def __init__(self, options: dict[str, Any], address: str | None = None, slots: int = 1):
+        self.options, self.address, self.slots = options, address, slots
 
     def measure_all(self, todo: list[tuple[TeamResult, Submission]], config, settings: str,
                     progress) -> list[TeamResult]:
         """Every team as a Ray task on a box slot; results in the order they finish, each written here."""
         import ray
 
-        connect(self.address)
-        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0)(run_on_node)
+        connect(self.address, self.slots)
+        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0, max_calls=1)(run_on_node)
         jobs: dict[Any, dict[str, Any]] = {}
 
         def submit(job: dict[str, Any]) -> None:

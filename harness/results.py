@@ -51,7 +51,7 @@ TRAILING_COLUMNS = {
     "cuda_version": "CUDA version torch was built with, empty on CPU builds",
     "harness_version": "version of this harness",
     "backend": "docker or local",
-    "timed_on": "the host that timed the team: the Ray node's hostname (batch --engine ray; the record has its slot and tries), empty on the local engine",
+    "timed_on": "where the team was timed (batch --engine ray): the Ray node's hostname, its box slot when the node has several (slot i/N, CPU set, GPU index), the GPU model; empty on the local engine. The record's placement has the tries and node faults",
     "spec_name": "competition spec name",
     "spec_sha256": "hash of the spec file",
     "team_hash": "sha256 of the team folder's content",
@@ -111,6 +111,21 @@ def precision_label(state: dict[str, Any]) -> str | None:
     return "fp32-strict" if strict else ";".join(f"{k}={v}" for k, v in sorted(state.items()))
 
 
+def placement_text(placement: dict[str, Any]) -> str | None:
+    """Where a team was timed, for a person: `node`, then `slot i/N (CPUs c, GPU g)` when the node had
+    several slots, then the GPU model; None when nothing says (the local engine)."""
+    if not placement.get("node"):
+        return None
+    parts = [str(placement["node"])]
+    if (placement.get("slots") or 1) > 1:
+        gpu = f", GPU {placement['gpu_index']}" if placement.get("gpu_index") is not None else ""
+        parts.append(f"slot {int(placement.get('slot', 0)) + 1}/{placement['slots']} (CPUs "
+                     f"{placement.get('cpu_set')}{gpu})")
+    if placement.get("gpu_name"):
+        parts.append(str(placement["gpu_name"]))
+    return " ".join(parts)
+
+
 def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
     s = result.score
     env = result.environment
@@ -127,7 +142,7 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
         "run_seed": result.run_seed,
         "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),
         "cuda_version": env.get("cuda"), "harness_version": result.harness_version or env.get("harness_version"),
-        "backend": result.backend, "timed_on": result.placement.get("node"), "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
+        "backend": result.backend, "timed_on": placement_text(result.placement), "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
         "team_hash": result.team_hash, "started_at": result.started_at, "duration_s": result.duration_s,
         "error": result.error,
     }

@@ -37,6 +37,7 @@ from harness.crosscheck import weight_bytes_in_tar
 from harness.freezing import FreezeUnavailable
 from harness.probe.channel import SOCKET_NAME
 from harness.safe_files import open_log
+from harness.slots import Slot, cpuset_text
 from harness.spec import Spec, parse_size
 from harness.submission import Submission, copy_team_dir, hash_team_dir
 
@@ -154,9 +155,10 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, cache_dir: Path, spec: Spec, runner_image: str = RUNNER_IMAGE, gpus: bool | None = None,
-                 client=None):
+                 client=None, slot: Slot | None = None):
         self.spec = spec
         self.runner_image = runner_image
+        self.slot = slot if slot is not None and not slot.whole_box else None    # one of several on this node
         self.client = client or connect()
         self.gpus = gpus if gpus is not None else "nvidia" in (self.client.info().get("Runtimes") or {})
 
@@ -235,6 +237,8 @@ class DockerBackend:
         """The engine's per-step limits for a build, from the spec (CPUs capped at what the engine has)."""
         bounds = self.spec.build
         memory = parse_size(bounds.memory)
+        if self.slot:         # a build stays inside its slot's CPUs, as the workers do
+            return {"memory": memory, "memswap": memory, "cpusetcpus": cpuset_text(self.slot.cpus[:bounds.cpus])}
         cpus = max(1, min(bounds.cpus, int(self.client.info().get("NCPU") or bounds.cpus)))
         return {"memory": memory, "memswap": memory, "cpusetcpus": f"0-{cpus - 1}"}
 
@@ -355,8 +359,11 @@ class DockerBackend:
             log_config=docker.types.LogConfig(type="json-file", config={
                 "max-size": str(parse_size(box.log_max_size)), "max-file": "1"}),
         )
+        if self.slot:         # one slot of several: its CPUs and its GPU only, for the team and the reference
+            options.update(cpuset_cpus=self.slot.cpuset(), nano_cpus=int(min(box.cpus, len(self.slot.cpus)) * 1e9))
         if self.gpus:
-            options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            gpu = {"device_ids": [str(self.slot.gpu)]} if self.slot and self.slot.gpu is not None else {"count": -1}
+            options["device_requests"] = [docker.types.DeviceRequest(**gpu, capabilities=[["gpu"]])]
         return options
 
     def worker_pool(self, built: Built, log_path: Path) -> ContextManager[None]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.probe import PRECISIONS, channel, onnx_warmup
+from harness.slots import cpuset_text
 
 
 
@@ -52,7 +53,8 @@ def describe_environment(device: str) -> dict[str, Any]:
 
     env = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
            "python": platform.python_version(), "machine": platform.machine(),
-           "torch_threads": torch.get_num_threads(), "device_name": "cpu", "pid": os.getpid()}
+           "torch_threads": torch.get_num_threads(), "device_name": "cpu", "pid": os.getpid(),
+           "cpu_set": cpuset_text(sorted(os.sched_getaffinity(0)))}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
         env.update(device_name=props.name, cudnn=torch.backends.cudnn.version(), gpu_memory_bytes=props.total_memory)

@@ -12,7 +12,7 @@ from conftest import TEAMS
 
 ray = pytest.importorskip("ray", reason="--engine ray needs the cluster extra: pip install -e '.[cluster]'")
 
-from harness.ray_engine import SLOT_RESOURCE  # noqa: E402
+from harness.slots import SLOT_RESOURCE  # noqa: E402
 
 # one worker runs both, one after the other: the second finds the nodes' scratch folders by name
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
@@ -67,8 +67,9 @@ def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine
                for team in FOUR_TEAMS}
     nodes = {r["placement"]["node_id"] for r in records.values()}
     assert len(nodes) == 2, nodes                           # both slots took teams
-    assert all(r["placement"]["attempts"] == 1 and r["placement"]["slot"] == SLOT_RESOURCE for r in records.values())
-    assert all(by_ray[team]["timed_on"] for team in FOUR_TEAMS)
+    # one slot a node: the whole box, timed_on is the node's name alone
+    assert all(r["placement"]["attempts"] == 1 and r["placement"]["slots"] == 1 for r in records.values())
+    assert all(by_ray[team]["timed_on"] == records[team]["placement"]["node"] for team in FOUR_TEAMS)
     # the node's files were written on the leader, and the logs the record names are there
     assert (tmp_path / "ray" / "ok_team" / "predictions" / "csl_predict.json").is_file()
     logs = records["ok_team"]["logs"]
@@ -138,3 +139,42 @@ def test_a_node_removed_while_its_team_runs_has_that_team_retried_on_the_other(i
     assert any(flag.startswith("retried on another node after 1 node fault") for flag in retried[0]["flags"])
     # what came back came from the node that stayed: the retried team's second try and the other team
     assert removed != kept and {r["placement"]["node_id"] for r in records} == {kept}
+
+
+def test_a_node_with_two_slots_times_two_teams_at_once_each_on_its_own_cpu(invoke, run_args, tmp_path):
+    """One node started with two box slots on this 2-CPU machine: the two teams run at once, each in a slot of
+    its own (one CPU each), and the row, the host's box record and the worker's own report all say which."""
+    from ray.cluster_utils import Cluster
+
+    from harness.slots import node_cpus, slot_layout
+
+    if len(node_cpus()) < 2:
+        pytest.skip("two slots need two CPUs")
+    ray.shutdown()
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    made.add_node(num_cpus=2, resources={SLOT_RESOURCE: 2})
+    made.wait_for_nodes()
+    folder = tmp_path / "submissions"
+    for team in ("sleep_team", "ok_team"):
+        shutil.copytree(TEAMS / team, folder / team)
+    try:
+        result = invoke("batch", folder, *run_args, "--out", tmp_path / "ray", "--timeout", "300",
+                        "--engine", "ray", "--ray-address", made.address)
+    finally:
+        ray.shutdown()
+        made.shutdown()
+    assert result.exit_code == 0, result.output
+    rows = board(tmp_path / "ray")
+    records = {team: json.loads((tmp_path / "ray" / team / "result.json").read_text(encoding="utf-8"))
+               for team in rows}
+    layout = {slot.index: slot.cpuset() for slot in slot_layout(2, node_cpus(), [])}
+    placements = [r["placement"] for r in records.values()]
+    assert sorted(p["slot"] for p in placements) == [0, 1] and all(p["slots"] == 2 for p in placements)
+    for team, record in records.items():
+        placement = record["placement"]
+        assert placement["cpu_set"] == layout[placement["slot"]]
+        assert record["environment"]["box"]["cpu_set"] == placement["cpu_set"]     # the host, pinned
+        assert record["environment"]["cpu_set"] == placement["cpu_set"]            # the team's worker inherited it
+        assert record["environment"]["torch_threads"] == 1                          # threads sized to the slot
+        assert rows[team]["timed_on"] == f"{placement['node']} slot {placement['slot'] + 1}/2 (CPUs " \
+                                         f"{placement['cpu_set']})"
