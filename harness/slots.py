@@ -65,9 +65,16 @@ def cpuset_text(cpus: tuple[int, ...] | list[int]) -> str:
     return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
+_NODE_CPUS: list[int] = []
+
+
 def node_cpus() -> list[int]:
-    """The CPUs this process may run on (its affinity: a container's or a cgroup's limit included)."""
-    return sorted(os.sched_getaffinity(0))
+    """The CPUs this process could run on before any slot pinned it (its first affinity: a container's or a
+    cgroup's limit included). A Ray worker process runs team after team, so the layout must not be read
+    from a slot it was pinned to for an earlier team."""
+    if not _NODE_CPUS:
+        _NODE_CPUS.extend(sorted(os.sched_getaffinity(0)))
+    return list(_NODE_CPUS)
 
 
 def node_gpus() -> list[dict[str, object]]:
@@ -136,6 +143,7 @@ def pin_process(slot: Slot) -> None:
     affinity for each thread, CUDA_VISIBLE_DEVICES for what starts later (the local backend's workers)."""
     if slot.whole_box:
         return
+    node_cpus()           # the node's CPUs, read before the first pinning
     for tid in os.listdir("/proc/self/task"):
         try:
             os.sched_setaffinity(int(tid), slot.cpus)

@@ -152,9 +152,11 @@ _harness_server: tuple[str, ForkServer] | None = None       # (environment key, 
 
 def harness_fork_server(env: dict[str, str], log_path: Path) -> ForkServer:
     """The fork server of the harness's own interpreter, one per process: started on first use, started
-    anew when it failed or the environment changed (the old one stopped), stopped when the process exits."""
+    anew when it failed, the environment changed or this process was pinned to other CPUs (a box slot: a fork
+    inherits its server's CPUs), the old one stopped; stopped when the process exits."""
     global _harness_server
-    key = json.dumps({k: v for k, v in env.items() if k not in VOLATILE_VARIABLES}, sort_keys=True)
+    key = json.dumps({"env": {k: v for k, v in env.items() if k not in VOLATILE_VARIABLES},
+                      "cpus": sorted(os.sched_getaffinity(0))}, sort_keys=True)
     if _harness_server is not None:
         current_key, current = _harness_server
         if current_key == key and not current.failed:

@@ -134,3 +134,18 @@ def test_one_harness_server_at_a_time_and_a_new_one_when_the_environment_changes
     second = local.harness_fork_server({"A": "2"}, tmp_path / "3.log")
     assert second is not first and first.process.wait(timeout=10) is not None      # the old one stopped
     second.close()
+
+
+def test_a_process_pinned_to_other_cpus_gets_a_new_harness_server(tmp_path, monkeypatch):
+    # a Ray worker process runs team after team, each in its own box slot: a fork inherits its server's CPUs,
+    # so a server started under slot 0's pinning must not serve slot 1's team
+    from harness.backends import local
+
+    affinity = [{0}]
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: affinity[0])
+    first = local.harness_fork_server({"A": "1"}, tmp_path / "1.log")
+    assert local.harness_fork_server({"A": "1"}, tmp_path / "2.log") is first
+    affinity[0] = {1}
+    second = local.harness_fork_server({"A": "1"}, tmp_path / "3.log")
+    assert second is not first and first.process.wait(timeout=10) is not None
+    second.close()

@@ -90,13 +90,14 @@ def test_a_slot_held_by_a_process_that_died_is_free_again(tmp_path):
 def test_pinning_keeps_the_process_and_what_it_starts_on_the_slot_s_cpus():
     cpus = sorted(os.sched_getaffinity(0))
     code = ("import os, subprocess, sys\n"
-            "from harness.slots import Slot, pin_process\n"
+            "from harness.slots import Slot, node_cpus, pin_process\n"
             f"pin_process(Slot(1, 2, ({cpus[-1]},), 1))\n"
             "child = subprocess.run([sys.executable, '-c', 'import os; print(sorted(os.sched_getaffinity(0)), "
             "os.environ.get(\"CUDA_VISIBLE_DEVICES\"))'], capture_output=True, text=True).stdout.strip()\n"
-            "print(child)\n")
+            "print(child, node_cpus())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == f"[{cpus[-1]}] 1", done.stderr
+    # the child is pinned; the node's CPUs (for the next team's layout) are still read as before the pinning
+    assert done.stdout.strip() == f"[{cpus[-1]}] 1 {cpus}", done.stderr
     pin_process(Slot(0, 1, tuple(cpus)))       # the whole box: nothing changes for this process
     assert sorted(os.sched_getaffinity(0)) == cpus and os.environ.get("CUDA_VISIBLE_DEVICES") != "1"
 
