@@ -178,3 +178,39 @@ def test_a_node_with_two_slots_times_two_teams_at_once_each_on_its_own_cpu(invok
         assert record["environment"]["torch_threads"] == 1                          # threads sized to the slot
         assert rows[team]["timed_on"] == f"{placement['node']} slot {placement['slot'] + 1}/2 (CPUs " \
                                          f"{placement['cpu_set']})"
+
+
+def test_a_leader_killed_mid_batch_resumes_from_the_cache_with_no_row_lost_or_twice(invoke, run_args, tmp_path):
+    """The leader (with its embedded cluster) is killed once the first team's row is written; the rerun serves
+    that team from the cache, runs the others, and the leaderboard has each team exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ray.shutdown()
+    folder = tmp_path / "submissions"
+    teams = ("big_team", "ok_team", "sleep_team")
+    for team in teams:
+        shutil.copytree(TEAMS / team, folder / team)
+    out = tmp_path / "ray"
+    args = ["batch", folder, *run_args, "--out", out, "--timeout", "300", "--engine", "ray"]
+    leader = subprocess.Popen([sys.executable, "-m", "harness.cli", *map(str, args)], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(out.glob("*/result.json")) and leader.poll() is None:
+            time.sleep(0.2)
+        done_before = sorted(p.parent.name for p in out.glob("*/result.json"))
+        assert done_before and leader.poll() is None, "no team finished before the leader ended or the deadline"
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)       # the leader and the Ray processes it started
+        leader.wait(timeout=30)
+    assert not (out / "leaderboard.csv").exists()
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    frame = pd.read_csv(out / "leaderboard.csv", keep_default_na=False)
+    assert sorted(frame["team"]) == sorted(teams)                   # each team once
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["teams"] == 3 and set(done_before) <= set(summary["cached"])
