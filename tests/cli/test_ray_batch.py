@@ -191,7 +191,7 @@ def test_a_leader_killed_mid_batch_resumes_from_the_cache_with_no_row_lost_or_tw
 
     ray.shutdown()
     folder = tmp_path / "submissions"
-    teams = ("big_team", "ok_team", "sleep_team")
+    teams = ("big_team", "ok_team")
     for team in teams:
         shutil.copytree(TEAMS / team, folder / team)
     out = tmp_path / "ray"
@@ -213,4 +213,4 @@ def test_a_leader_killed_mid_batch_resumes_from_the_cache_with_no_row_lost_or_tw
     frame = pd.read_csv(out / "leaderboard.csv", keep_default_na=False)
     assert sorted(frame["team"]) == sorted(teams)                   # each team once
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert summary["teams"] == 3 and set(done_before) <= set(summary["cached"])
+    assert summary["teams"] == 2 and set(done_before) <= set(summary["cached"])
