@@ -153,3 +153,13 @@ def test_the_doctor_command_prints_the_ray_start_line_whole(monkeypatch):
     result = CliRunner().invoke(cli.main, ["doctor", "--slots", "4"])
     assert result.exit_code == 0, result.output
     assert f"ray start --address=HEAD_ADDRESS:6379 --resources='{{\"{SLOT_RESOURCE}\": 4}}'" in result.output
+
+
+@pytest.mark.parametrize("engine", [["--engine", "local"], ["--engine", "ray", "--ray-address", "10.0.0.1:6379"]])
+def test_ray_slots_apply_only_to_the_embedded_cluster(tmp_path, engine):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["batch", str(tmp_path), "--ray-slots", "2", *engine])
+    assert result.exit_code == 2 and "--ray-slots sets the slots of the embedded cluster" in result.output
