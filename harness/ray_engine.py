@@ -6,8 +6,9 @@ a node that offers a box slot (`ray start --resources='{"harness_box_slot": 1}'`
 time. A node started with N > 1 slots splits itself into N equal slots (harness.slots: a GPU each and a
 disjoint CPU set each); the task claims a free one and keeps its workers inside it. Without an address Ray
 starts an embedded local cluster on this machine with `slots` slots (one by default: the same command on one
-box). A Ray worker process may run team after team: each task pins it to its own slot anew, and the
-harness's reference fork server is started anew when the pinning changed (harness.backends.local).
+box). Each team runs in a Ray worker process of its own (max_calls=1: with reused workers, a short batch on
+two one-slot nodes was seen to run every team on one node); should a worker run several teams, the layout
+reads the node's CPUs from before any pinning and the reference fork server is keyed on the pinning.
 Each team is still timed against its own reference worker on the node that runs it (harness.pipeline's
 run_team, unchanged). What crosses from node to leader is data: the team's JSON record and the files of its
 output folder (logs already tail-capped, predictions), bounded in number and size; the leader writes them
@@ -200,7 +201,7 @@ class RayEngine:
         import ray
 
         connect(self.address, self.slots)
-        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0)(run_on_node)
+        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0, max_calls=1)(run_on_node)
         jobs: dict[Any, dict[str, Any]] = {}
 
         def submit(job: dict[str, Any]) -> None:
