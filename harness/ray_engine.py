@@ -158,7 +158,9 @@ def connect(address: str | None, slots: int = 1) -> None:
         if address:
             ray.init(address=address, log_to_driver=False, include_dashboard=False)
         else:
-            ray.init(resources={SLOT_RESOURCE: slots}, log_to_driver=False, include_dashboard=False)
+            # "local": always a new instance; with None, Ray would join a cluster `ray start` left running
+            ray.init(address="local", resources={SLOT_RESOURCE: slots}, log_to_driver=False,
+                     include_dashboard=False)
     except Exception as exc:
         raise RayUnavailable(f"Ray could not start or reach a cluster at {address or 'this machine'}: {exc}") from None
     if not any(node.get("Resources", {}).get(SLOT_RESOURCE) for node in ray.nodes() if node.get("Alive")):
@@ -201,7 +203,10 @@ class RayEngine:
         import ray
 
         connect(self.address, self.slots)
-        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0, max_calls=1)(run_on_node)
+        # SPREAD: each task to the next node that offers a free slot, rather than to the node the scheduler
+        # last saw free (a loaded 2-core run sent all four teams of a two-node batch to one node, in turn)
+        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0, max_calls=1,
+                            scheduling_strategy="SPREAD")(run_on_node)
         jobs: dict[Any, dict[str, Any]] = {}
 
         def submit(job: dict[str, Any]) -> None:

@@ -44,7 +44,8 @@ def pytest_itemcollected(item):
     reads the xdist_group markers there, and it runs before a conftest's."""
     if item.get_closest_marker("docker") is not None:
         item.add_marker(pytest.mark.xdist_group("docker"))
-    elif _uses_a_shared_fixture(item):      # its module's tests on one worker: the fixture is built once
+    elif item.get_closest_marker("xdist_group") is None and _uses_a_shared_fixture(item):
+        # its module's tests on one worker, the fixture built once (a group the module names already does it)
         item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
