@@ -6,9 +6,10 @@ a node that offers a box slot (`ray start --resources='{"harness_box_slot": 1}'`
 time. A node started with N > 1 slots splits itself into N equal slots (harness.slots: a GPU each and a
 disjoint CPU set each); the task claims a free one and keeps its workers inside it. Without an address Ray
 starts an embedded local cluster on this machine with `slots` slots (one by default: the same command on one
-box). Each team runs in a Ray worker process of its own (max_calls=1: with reused workers, a short batch on
-two one-slot nodes was seen to run every team on one node); should a worker run several teams, the layout
-reads the node's CPUs from before any pinning and the reference fork server is keyed on the pinning.
+box). Tasks are SPREAD over the nodes that offer a free slot. A Ray worker process runs team after team, as
+the local engine's loop does (its harness fork server, which imported torch and transformers once, serves
+them all): it claims the slot it held last when that one is free, the layout reads the node's CPUs from
+before any pinning, and the fork server is started anew when the pinning changed.
 Each team is still timed against its own reference worker on the node that runs it (harness.pipeline's
 run_team, unchanged). What crosses from node to leader is data: the team's JSON record and the files of its
 output folder (logs already tail-capped, predictions), bounded in number and size; the leader writes them
@@ -96,12 +97,15 @@ def slot_placement(slot: Slot) -> dict[str, Any]:
             ("; ".join(gpus.values()) or None)}
 
 
+_last_slot: dict[int, int] = {}      # slot count -> the slot this worker process held last (its pinning)
+
+
 def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
                 settings: str) -> dict[str, Any]:
     """On a node: claim a box slot, unpack the team, run it end to end inside the slot into a scratch output
     folder, return its record and files as data. Never raises for the team's sake: whatever goes wrong is a
     row."""
-    where: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid()}
+    where: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid(), "node_started": time.time()}
     try:
         import ray
 
@@ -114,7 +118,8 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
         if count == 1:             # the whole box: Ray runs one team at a time on it, nothing to claim or pin
             where.update(slot_placement(layout[0]))
             return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[0], where)
-        with claim(count, claim_dir() / str(where.get("node_id", "node"))) as index:
+        with claim(count, claim_dir() / str(where.get("node_id", "node")), prefer=_last_slot.get(count)) as index:
+            _last_slot[count] = index
             where.update(slot_placement(layout[index]))
             pin_process(layout[index])
             return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[index], where)
@@ -124,6 +129,14 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
 
 def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
                 slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return run_unpacked(options, folder_name, archive, leader_team_dir, settings, slot, where)
+    finally:       # node_started to node_ended less the row's duration: what the node spent outside the run
+        where["node_ended"] = time.time()
+
+
+def run_unpacked(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
+                 slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
     from harness.cli import run_config
     from harness.pipeline import run_team
 
@@ -205,7 +218,7 @@ class RayEngine:
         connect(self.address, self.slots)
         # SPREAD: each task to the next node that offers a free slot, rather than to the node the scheduler
         # last saw free (a loaded 2-core run sent all four teams of a two-node batch to one node, in turn)
-        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0, max_calls=1,
+        remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0,
                             scheduling_strategy="SPREAD")(run_on_node)
         jobs: dict[Any, dict[str, Any]] = {}
 

@@ -112,14 +112,20 @@ def claim_dir() -> Path:
 
 
 @contextmanager
-def claim(count: int, folder: Path | None = None, wait_s: float = CLAIM_WAIT_S) -> Iterator[int]:
+def claim(count: int, folder: Path | None = None, wait_s: float = CLAIM_WAIT_S,
+          prefer: int | None = None) -> Iterator[int]:
     """The index of a slot no other team on this node holds, held until the block ends (an flock on a file
-    per slot: the kernel frees it if this process dies)."""
+    per slot: the kernel frees it if this process dies). `prefer` is tried first: a process that held it
+    last keeps its pinning and what it started inside it."""
     folder = folder or claim_dir()
     folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
+    order = list(range(count))
+    if prefer in order:
+        order.remove(prefer)
+        order.insert(0, prefer)
     while True:
-        for index in range(count):
+        for index in order:
             handle = open(folder / f"slot-{index}-of-{count}.lock", "a+b")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

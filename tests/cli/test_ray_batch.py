@@ -70,6 +70,9 @@ def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine
     # one slot a node: the whole box, timed_on is the node's name alone
     assert all(r["placement"]["attempts"] == 1 and r["placement"]["slots"] == 1 for r in records.values())
     assert all(by_ray[team]["timed_on"] == records[team]["placement"]["node"] for team in FOUR_TEAMS)
+    for record in records.values():      # the node's clock brackets the team's own run (bench/batch_engines.py)
+        place = record["placement"]
+        assert place["node_ended"] - place["node_started"] >= record["duration_s"] - 0.01, place
     # the node's files were written on the leader, and the logs the record names are there
     assert (tmp_path / "ray" / "ok_team" / "predictions" / "csl_predict.json").is_file()
     logs = records["ok_team"]["logs"]

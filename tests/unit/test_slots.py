@@ -77,6 +77,14 @@ def test_two_teams_on_one_node_claim_different_slots_and_a_third_waits_for_one(t
         assert index in (0, 1)
 
 
+def test_a_process_gets_back_the_slot_it_held_last_when_that_one_is_free(tmp_path):
+    # a reused Ray worker keeps its pinning (and the fork server started inside it) from team to team
+    with claim(3, tmp_path, prefer=2) as index:
+        assert index == 2
+    with claim(3, tmp_path) as first, claim(3, tmp_path, prefer=first, wait_s=0.3) as other:
+        assert first == 0 and other == 1          # the preferred slot is taken: the next free one
+
+
 def test_a_slot_held_by_a_process_that_died_is_free_again(tmp_path):
     # the kernel drops an flock with its process: a node's task killed mid-team leaves no slot taken
     code = (f"import os; from pathlib import Path; from harness.slots import claim\n"
