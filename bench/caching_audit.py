@@ -36,6 +36,7 @@ from pathlib import Path
 from harness.backends.local import LocalBackend
 from harness.pipeline import SAMPLE_DATA_DIR, RunConfig, run_team
 from harness.spec import load_spec
+from printed_report import PrintedReport  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 HONEST = ("demo_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team")
@@ -107,16 +108,13 @@ def main() -> None:
     caching = CACHING[:1] if args.quick else CACHING
     runs = 1 if args.quick else args.runs
 
-    lines = [f"# Caching audit beside bursty load ({args.burners} burners switching on and off every 0.1-1.5 s)",
-             "", f"spec {spec.name}, caching_tolerance {spec.timing.caching_tolerance}, batch size {args.batch_size}, "
-             f"data {args.data_dir}, warm-up at least {spec.timing.warmup_min_s:g} s, {spec.timing.rounds} rounds", ""]
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
-
-    for line in lines:
-        print(line)
+    report = PrintedReport()
+    say = report.say
+    for line in (f"# Caching audit beside bursty load ({args.burners} burners switching on and off every 0.1-1.5 s)",
+                 "", f"spec {spec.name}, caching_tolerance {spec.timing.caching_tolerance}, batch size "
+                 f"{args.batch_size}, data {args.data_dir}, warm-up at least {spec.timing.warmup_min_s:g} s, "
+                 f"{spec.timing.rounds} rounds", ""):
+        say(line)
     stop = multiprocessing.Event()
     burners = [multiprocessing.Process(target=burner, args=(stop, seed), daemon=True) for seed in range(args.burners)]
     for process in burners:
@@ -147,9 +145,7 @@ def main() -> None:
     say(f"goal (0 false flags, every caching run flagged): "
         f"{'met' if not honest_flagged and len(caught) == len(results['caching']) else 'NOT met'}; "
         f"wall time {time.monotonic() - started:.0f} s")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report.write(args.out)
 
 
 if __name__ == "__main__":

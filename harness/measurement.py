@@ -110,10 +110,9 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
     team, ref = times.team, times.reference
     audit = stats.caching_audit(team.rounds[0], team.twins_s, ref.rounds[0], ref.twins_s,
                                 spec.timing.caching_tolerance, confidence=spec.timing.confidence)
-    suspected = audit.suspected
-    scored = team.rounds[:1] if suspected else team.rounds
+    scored = team.rounds[:1] if audit.suspected else team.rounds
     team_record = side_record(team, scored, n_examples)
-    team_record.update(caching_suspected=suspected, first_sight_ratio=audit.team_ratio,
+    team_record.update(caching_suspected=audit.suspected, first_sight_ratio=audit.team_ratio,
                        reference_first_sight_ratio=audit.reference_ratio, caching_audit=audit.record(),
                        first_sight_block=times.first_sight_block, first_sight_twins_s=team.twins_s,
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
