@@ -129,9 +129,9 @@ def main() -> None:
         root = Path(tmp)
         teams = make_teams(root / "teams", args.copies)
         throughputs, overheads = [], []
+        engines = [("local", ()), ("ray", ("--engine", "ray", "--ray-slots", "2"))]
         for run in range(1, args.runs + 1):
             # each run with cold caches; the engines take turns going first (a drifting box favours neither)
-            engines = [("local", ()), ("ray", ("--engine", "ray", "--ray-slots", "2"))]
             timed = {}
             for name, engine in (engines if run % 2 else engines[::-1]):
                 timed[name] = batch(root / "teams", root / f"{name}-{run}", root / f"{name}-cache-{run}", *engine)

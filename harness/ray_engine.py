@@ -125,18 +125,12 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
             return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[index], where)
     except SlotError as exc:       # the node's slots are misconfigured: a row that says so
         return {"record": None, "files": {}, "where": where, "error": f"box slot: {exc}"}
+    finally:       # into the reply's `where`: node_started to node_ended less the row's duration is what the
+        where["node_ended"] = time.time()          # node spent outside the team's run
 
 
 def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
                 slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return run_unpacked(options, folder_name, archive, leader_team_dir, settings, slot, where)
-    finally:       # node_started to node_ended less the row's duration: what the node spent outside the run
-        where["node_ended"] = time.time()
-
-
-def run_unpacked(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
-                 slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
     from harness.cli import run_config
     from harness.pipeline import run_team
 

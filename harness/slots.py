@@ -120,10 +120,7 @@ def claim(count: int, folder: Path | None = None, wait_s: float = CLAIM_WAIT_S,
     folder = folder or claim_dir()
     folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
-    order = list(range(count))
-    if prefer in order:
-        order.remove(prefer)
-        order.insert(0, prefer)
+    order = sorted(range(count), key=lambda index: index != prefer)      # `prefer` first, the rest in turn
     while True:
         for index in order:
             handle = open(folder / f"slot-{index}-of-{count}.lock", "a+b")
