@@ -103,7 +103,7 @@ def _holder_names() -> dict[int, str]:
     """Readable names for the dicts that usually hold weights: module globals, nn.Module registries."""
     names = {id(vars(m)): f"globals of module {name}" for name, m in list(sys.modules.items())
              if isinstance(m, types.ModuleType)}
-    for obj in gc.get_objects():
+    for obj in every_tracked_object():
         if issubclass(type(obj), nn.Module):
             for registry in ("_parameters", "_buffers"):
                 table = obj.__dict__.get(registry)
@@ -115,6 +115,14 @@ def _holder_names() -> dict[int, str]:
 _CHUNK = 4096                          # objects whose referents are fetched in one gc call
 
 
+def every_tracked_object() -> list[Any]:
+    """Every object the garbage collector tracks, frozen ones included: gc.get_objects() leaves out what
+    gc.freeze() moved aside (the fork server freezes what its imports made, so that each worker's collections
+    skip it; team code could freeze its weights to hide them). Unfrozen first, so nothing is left out."""
+    gc.unfreeze()
+    return gc.get_objects()
+
+
 def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int, Any]]:
     """Every weight-like storage the garbage collector can reach: region -> (element size, one holder).
 
@@ -124,6 +132,7 @@ def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int
     ``isinstance`` runs torch's metaclass hook for every object), and fetches referents a chunk of objects
     per call; only a chunk that refers to an array is gone through object by object, to name its holders.
     """
+    gc.unfreeze()            # a frozen object is never collected: garbage must not read as live weights
     gc.collect()
     found: dict[Region, tuple[int, Any]] = {}
     tensor_types: dict[type, bool] = {}
@@ -143,7 +152,7 @@ def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int
         if storage is not None and storage[0] not in found:
             found[storage[0]] = (storage[1], holder)
 
-    objects = gc.get_objects()
+    objects = every_tracked_object()
     for cls in {type(obj) for obj in objects}:
         is_tensor_type(cls)
     for obj in objects:
@@ -208,6 +217,6 @@ def is_onnxruntime_session(obj: Any) -> bool:
 def live_onnx_sessions() -> list[Any]:
     """Every ONNX Runtime session object alive in the process (their weights live in C++ memory). Checked by
     type, as live_storages does: a few hundred types, not a few hundred thousand objects."""
-    objects = gc.get_objects()
+    objects = every_tracked_object()
     session_types = {cls for cls in set(map(type, objects)) if is_onnxruntime_session_type(cls)}
     return [obj for obj in objects if type(obj) in session_types] if session_types else []

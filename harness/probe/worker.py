@@ -255,7 +255,8 @@ class Worker:
         if self.predictor is None:
             raise WorkerError("params before load")
         from harness.probe.params import count_parameters
-        return {"report": count_parameters(self.predictor, Path(self.team_dir)).to_dict()}
+        scan = request.get("scan_process", True) is not False      # only an explicit False turns it off
+        return {"report": count_parameters(self.predictor, Path(self.team_dir), scan).to_dict()}
 
     def precision(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"precision": read_precision()}

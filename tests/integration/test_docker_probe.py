@@ -11,7 +11,7 @@ pytestmark = pytest.mark.docker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HIDDEN, VISIBLE = 12_500_000, 34
-HIDING = ["LeftOutOfSources", "BoundMethod", "ClosureCell", "ModuleGlobal", "CreatedInPredict",
+HIDING = ["LeftOutOfSources", "BoundMethod", "ClosureCell", "FrozenAway", "ModuleGlobal", "CreatedInPredict",
           "StubbedParameters"]
 
 

@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
 HIDDEN, VISIBLE = 12_500_000, 34
-HIDING = ["LeftOutOfSources", "BoundMethod", "ClosureCell", "ModuleGlobal", "CreatedInPredict",
+HIDING = ["LeftOutOfSources", "BoundMethod", "ClosureCell", "FrozenAway", "ModuleGlobal", "CreatedInPredict",
           "StubbedParameters"]
 
 @pytest.fixture(scope="module")

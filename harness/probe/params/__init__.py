@@ -69,7 +69,7 @@ class ParamReport:
                 "dtypes": list(self.dtypes), "counted_cpu_bytes": self.counted_cpu_bytes}
 
 
-def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamReport:
+def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process: bool = True) -> ParamReport:
     """Count the predictor's unique weights, report what sits beside them, flag weights hiding elsewhere.
 
     Modules come from ``predictor.parameter_sources()`` when the team defines it (it wins over discovery),
@@ -78,6 +78,10 @@ def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamRepor
     ImportError only when an ONNX file must be counted and onnx is not installed; unreadable files become
     flags, never a crash of the probe; an exception from the team's own parameter_sources() propagates
     (a count the team's code could not state is not a count).
+
+    `scan_process` False leaves out the process-wide searches (ONNX sessions held elsewhere, the live-weight
+    scan: about half a second each in a process that imported transformers): the host asks that of the
+    reference's worker only, which runs the harness's own model and no team code.
     """
     team_dir = Path(team_dir) if team_dir is not None else None
     found = find_sources(predictor, team_dir)
@@ -88,14 +92,15 @@ def count_parameters(predictor: Any, team_dir: Path | None = None) -> ParamRepor
         if onnx_files:
             found.notes.append(f"no torch module or ONNX path found on the predictor: counted all "
                                f"{len(onnx_files)} *.onnx file(s) under the team directory (conservative)")
-    _add_sessions_held_elsewhere(found)
+    if scan_process:
+        _add_sessions_held_elsewhere(found)
     roots = root_modules(found.modules)
     torch_count = TorchCount(found.flags, found.notes)
     torch_count.add_modules(roots)
     torch_count.add_plain_tensors(found.tensors)
     onnx_params, dropped, onnx_files = count_onnx_files(found.onnx, found.flags, found.notes)
     visible = torch_count.params + onnx_params + torch_count.unregistered
-    hidden = hidden_weights(torch_count.claimed)
+    hidden = hidden_weights(torch_count.claimed) if scan_process else HiddenWeights(0, ())
     if hidden.unreadable:
         found.flags.append(f"live-weight scan incomplete: {hidden.unreadable:,} weight-like tensor(s) whose "
                            f"storage this torch would not give ({hidden.unreadable_why}): weights there are "
