@@ -1,15 +1,20 @@
 """Benchmark: `harness batch --engine local` against `--engine ray` on two box slots, side by side in one run.
 
 The same eight fast fixture teams (four copies each of ok_team and sleep_team, renamed, on the fixture data
-against the fake reference, local backend) are run three ways, each with a cold cache:
+against the fake reference, local backend) are run four ways, each with a cold cache:
   local     - `harness batch --engine local`: one team after the other on the whole box;
   ray       - `harness batch --engine ray --ray-slots 2`: an embedded cluster whose node splits into two
-              slots, each pinned to its own share of the CPUs (one core each on a 2-core box);
+              slots, each pinned to its own share of the CPUs (one core each on a 2-core box), started and
+              stopped by the batch itself;
+  ray-up    - `harness batch --engine ray --ray-address ADDR` on a cluster already running, as several boxes
+              run it (`ray start` once, batch after batch): this machine started with two slots, before
+              the runs and stopped after them;
   alone/busy - one team (ok_team) on a two-slot node, first alone, then beside a busy slot (a sleep_team
               copy timed in the other slot at the same moment): what slot sharing costs its speedup.
-local and ray run --runs times (cold caches, taking turns at going first). It prints each batch's wall time,
-the throughput of two slots against local (goal: at least 1.6x) and Ray's overhead per team (goal: at most
-2 s), each run and their median and range, and the team's speedup alone and beside a busy slot, each with
+local, ray and ray-up run --runs times (cold caches, taking turns at going first). It prints each batch's
+wall time, the throughput of two slots against local (goal: at least 1.6x), with and without the embedded
+cluster's start and stop, and Ray's overhead per team (goal: at most 2 s), each run and their median and
+range, and the team's speedup alone and beside a busy slot, each with
 its 95% interval (the difference should lie within what the intervals allow).
 
 Ray's overhead per team comes from the nodes' own clocks (each row's placement says when its task began and
@@ -26,6 +31,7 @@ report, Ray's shutdown). The wall-to-wall throughput holds them all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +44,8 @@ from pathlib import Path
 
 import pandas as pd
 from printed_report import PrintedReport  # bench/, beside this script
+
+from harness.slots import SLOT_RESOURCE
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -72,6 +80,22 @@ def batch(submissions: Path, out: Path, cache: Path, *engine: str) -> tuple[floa
         raise SystemExit(f"harness batch failed ({' '.join(engine) or 'local'}):\n{done.stdout[-2000:]}\n"
                          f"{done.stderr[-3000:]}")
     return began, wall
+
+
+@contextlib.contextmanager
+def running_cluster(slots: int, port: int = 6391):
+    """A Ray cluster on this machine for the block (`ray start --head` offering `slots` box slots, then
+    `ray stop`); yields its address."""
+    ray = str(Path(sys.executable).parent / "ray")
+    start = [ray, "start", "--head", f"--port={port}", f"--resources={json.dumps({SLOT_RESOURCE: slots})}",
+             "--include-dashboard=false", "--disable-usage-stats"]
+    done = subprocess.run(start, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"ray start failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, text=True)
 
 
 def ray_costs(records: dict[str, dict], began: float, wall: float) -> dict[str, float]:
@@ -125,20 +149,25 @@ def main() -> None:
     say(f"# Batch engines side by side: local against Ray on two slots ({cpus} CPUs, {2 * args.copies} fixture "
         "teams, fake reference, local backend)")
     say()
-    with tempfile.TemporaryDirectory(prefix="batch-engines-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="batch-engines-") as tmp, running_cluster(2) as address:
         root = Path(tmp)
         teams = make_teams(root / "teams", args.copies)
-        throughputs, overheads = [], []
-        engines = [("local", ()), ("ray", ("--engine", "ray", "--ray-slots", "2"))]
+        throughputs, overheads, running_throughputs = [], [], []
+        engines = [("local", ()), ("ray", ("--engine", "ray", "--ray-slots", "2")),
+                   ("ray-up", ("--engine", "ray", "--ray-address", address))]
         for run in range(1, args.runs + 1):
-            # each run with cold caches; the engines take turns going first (a drifting box favours neither)
+            # each run with cold caches; the engines take turns going first (a drifting box favours none)
             timed = {}
             for name, engine in (engines if run % 2 else engines[::-1]):
                 timed[name] = batch(root / "teams", root / f"{name}-{run}", root / f"{name}-cache-{run}", *engine)
             local_wall, (ray_began, ray_wall) = timed["local"][1], timed["ray"]
+            up_wall = timed["ray-up"][1]
+            up_rows = board(root / f"ray-up-{run}")
+            running_throughputs.append(local_wall / up_wall)
             local_rows, ray_rows = board(root / f"local-{run}"), board(root / f"ray-{run}")
             ray_records = records(root / f"ray-{run}")
-            statuses_agree = all(local_rows[t]["status"] == ray_rows[t]["status"] for t in teams)
+            statuses_agree = all(local_rows[t]["status"] == ray_rows[t]["status"] == up_rows[t]["status"]
+                                 for t in teams)
             on_node = sum(r["duration_s"] for r in ray_records.values())
             costs = ray_costs(ray_records, ray_began, ray_wall)
             slots = sorted({(r["placement"].get("slot"), str(r["placement"].get("cpu_set")))
@@ -149,10 +178,14 @@ def main() -> None:
                 f"{', '.join(f'{i} (CPUs {c})' for i, c in slots)} {ray_wall:.1f} s, the teams' own runs "
                 f"{on_node:.1f} s summed ({on_node / len(teams):.1f} s a team); throughput {throughputs[-1]:.2f}x; "
                 f"Ray overhead {costs['per_team']:.2f} s a team, once a batch: cluster start {costs['start']:.1f} s, "
-                f"finish {costs['finish']:.1f} s; statuses the same on both engines: {statuses_agree}")
+                f"finish {costs['finish']:.1f} s; on the running cluster {up_wall:.1f} s, throughput "
+                f"{running_throughputs[-1]:.2f}x; statuses the same on every engine: {statuses_agree}")
         say()
         say(f"- throughput of two slots against local over {args.runs} run(s): {spread_text(throughputs, 'x')} "
             f"(goal at least 1.6x: {'met on every run' if min(throughputs) >= 1.6 else 'NOT met'})")
+        say(f"- the same on a cluster already running (`ray start` once, `--ray-address`): "
+            f"{spread_text(running_throughputs, 'x')} (goal at least 1.6x: "
+            f"{'met on every run' if min(running_throughputs) >= 1.6 else 'NOT met'})")
         say(f"- Ray overhead per team (scheduling, gaps between a slot's tasks, archive and results on the node): "
             f"{spread_text(overheads, ' s')} (goal at most 2 s: {'met on every run' if max(overheads) <= 2 else 'NOT met'})")
 

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import socket
+import sys
 import tarfile
 import tempfile
 import time
@@ -153,8 +154,44 @@ def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leade
                 "node_out": str(team_out)}
 
 
+def ray_token_available(environ: dict[str, str] | None = None, home: Path | None = None) -> bool:
+    """Whether this machine holds a Ray authentication token: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
+    names, or ~/.ray/auth_token (where Ray 2.5x's own ray.init and `ray start` put and look for it)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = environ.get("RAY_AUTH_TOKEN_PATH") or str((home or Path.home()) / ".ray" / "auth_token")
+    return Path(path).is_file()
+
+
+def use_token_auth_to_join(environ: dict[str, str] | None = None, home: Path | None = None) -> bool:
+    """Set RAY_AUTH_MODE=token before joining a cluster by its address when the mode is unset and a token is
+    here: the rule `ray start` follows on a joining node. Ray's ray.init(address=...) does not follow it, and
+    fails against a head started with a token ("Authentication token is missing or incorrect"); a head
+    without authentication accepts a token-mode client as well. True when it set the mode."""
+    environ = os.environ if environ is None else environ
+    if "RAY_AUTH_MODE" in environ or not ray_token_available(environ, home):
+        return False
+    environ["RAY_AUTH_MODE"] = "token"
+    return True
+
+
+def _reread_ray_config() -> None:
+    """Ray reads RAY_AUTH_MODE into its configuration when imported; a process that imported it earlier has
+    it read again (what Ray's own token set-up does), where this Ray has the call."""
+    try:
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except Exception:          # another Ray: the mode is then read wherever that Ray reads it
+        pass
+
+
 def connect(address: str | None, slots: int = 1) -> None:
     """Join the cluster at `address`, or start an embedded one with `slots` box slots on this machine."""
+    already_imported = "ray" in sys.modules
+    if address and use_token_auth_to_join() and already_imported:
+        _reread_ray_config()
     try:
         import ray
     except ImportError:
@@ -169,7 +206,12 @@ def connect(address: str | None, slots: int = 1) -> None:
             ray.init(address="local", resources={SLOT_RESOURCE: slots}, log_to_driver=False,
                      include_dashboard=False)
     except Exception as exc:
-        raise RayUnavailable(f"Ray could not start or reach a cluster at {address or 'this machine'}: {exc}") from None
+        hint = ""
+        if address and "uthenticat" in str(exc):
+            hint = ("; the cluster wants Ray's authentication token: put the head's token on this machine "
+                    "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token) and set RAY_AUTH_MODE=token")
+        raise RayUnavailable(f"Ray could not start or reach a cluster at {address or 'this machine'}: "
+                             f"{exc}{hint}") from None
     if not any(node.get("Resources", {}).get(SLOT_RESOURCE) for node in ray.nodes() if node.get("Alive")):
         raise RayUnavailable(f"no node of the cluster at {address} offers a box slot: start the GPU boxes with "
                              f"ray start --address=... --resources='{{\"{SLOT_RESOURCE}\": 1}}'")
