@@ -7,8 +7,8 @@ against the fake reference, local backend) are run four ways, each with a cold c
               slots, each pinned to its own share of the CPUs (one core each on a 2-core box), started and
               stopped by the batch itself;
   ray-up    - `harness batch --engine ray --ray-address ADDR` on a cluster already running, as several boxes
-              run it (`ray start` once, batch after batch): this machine started with two slots, before
-              the runs and stopped after them;
+              run it (`ray start` once, batch after batch): this machine started with two slots right
+              before that batch and stopped right after it (never idling beside the other engines' batches);
   alone/busy - one team (ok_team) on a two-slot node, first alone, then beside a busy slot (a sleep_team
               copy timed in the other slot at the same moment): what slot sharing costs its speedup.
 local, ray and ray-up run --runs times (cold caches, taking turns at going first). It prints each batch's
@@ -149,17 +149,20 @@ def main() -> None:
     say(f"# Batch engines side by side: local against Ray on two slots ({cpus} CPUs, {2 * args.copies} fixture "
         "teams, fake reference, local backend)")
     say()
-    with tempfile.TemporaryDirectory(prefix="batch-engines-") as tmp, running_cluster(2) as address:
+    with tempfile.TemporaryDirectory(prefix="batch-engines-") as tmp:
         root = Path(tmp)
         teams = make_teams(root / "teams", args.copies)
         throughputs, overheads, running_throughputs = [], [], []
-        engines = [("local", ()), ("ray", ("--engine", "ray", "--ray-slots", "2")),
-                   ("ray-up", ("--engine", "ray", "--ray-address", address))]
+        engines = [("local", ()), ("ray", ("--engine", "ray", "--ray-slots", "2")), ("ray-up", ())]
         for run in range(1, args.runs + 1):
             # each run with cold caches; the engines take turns going first (a drifting box favours none)
             timed = {}
             for name, engine in (engines if run % 2 else engines[::-1]):
-                timed[name] = batch(root / "teams", root / f"{name}-{run}", root / f"{name}-cache-{run}", *engine)
+                with contextlib.ExitStack() as up:
+                    if name == "ray-up":
+                        engine = ("--engine", "ray", "--ray-address", up.enter_context(running_cluster(2)))
+                    timed[name] = batch(root / "teams", root / f"{name}-{run}", root / f"{name}-cache-{run}",
+                                        *engine)
             local_wall, (ray_began, ray_wall) = timed["local"][1], timed["ray"]
             up_wall = timed["ray-up"][1]
             up_rows = board(root / f"ray-up-{run}")
