@@ -188,8 +188,8 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there
-        team_nonce, ref_nonce = team_link.send("params"), ref_link.send("params", scan_process=False)
-        team_reply, ref_reply = team_link.reply(team_nonce), ref_link.reply(ref_nonce)
+        team_reply, ref_reply = call_together((team_link, ref_link), "params",
+                                              per_link=({}, {"scan_process": False}))
         team_params = replies.param_report(team_reply, team_link.name)
         ref_params = replies.param_report(ref_reply, ref_link.name)
     except WorkerTimeout as exc:

@@ -191,10 +191,13 @@ class WorkerLink:
             self.sock.close()
 
 
-def call_together(links: Sequence[WorkerLink], op: str, **fields: Any) -> list[dict[str, Any]]:
+def call_together(links: Sequence[WorkerLink], op: str, per_link: Sequence[dict[str, Any]] = (),
+                  **fields: Any) -> list[dict[str, Any]]:
     """The same untimed request to several workers at once (prepare, params: seconds of imports or scans
-    each, nothing timed), their replies in the order of `links`; one that fails raises as call() would."""
-    nonces = [link.send(op, **fields) for link in links]
+    each, nothing timed), their replies in the order of `links`; one that fails raises as call() would.
+    `per_link` adds fields for one link each, in the order of `links`."""
+    extra = list(per_link) + [{}] * (len(links) - len(per_link))
+    nonces = [link.send(op, **fields, **more) for link, more in zip(links, extra)]
     return [link.reply(nonce) for link, nonce in zip(links, nonces)]
 
 

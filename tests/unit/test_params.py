@@ -355,3 +355,15 @@ def test_a_session_built_from_bytes_on_the_predictor_is_flagged_once(tmp_path):
     assert [f for f in report.flags if "built from bytes" in f] == [
         "ONNX Runtime session predictor.session was built from bytes, so its weights cannot be located: "
         "list the ONNX file in parameter_sources()"]
+
+
+def test_the_reference_count_without_process_scans_says_so_and_counts_what_the_predictor_shows():
+    class WithHiddenGlobal:
+        def __init__(self):
+            self.head = nn.Linear(16, 2)                       # 16 * 2 + 2 = 34 parameters in view
+
+    hidden = nn.Embedding(2_000, 1_000)                        # 2,000,000 parameters in this test's frame only
+    report = count_parameters(WithHiddenGlobal(), scan_process=False)
+    assert (report.counted, report.hidden_weights) == (34, 0)
+    assert any("process-wide scans not run" in note for note in report.notes)
+    del hidden

@@ -94,6 +94,9 @@ def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process:
                                f"{len(onnx_files)} *.onnx file(s) under the team directory (conservative)")
     if scan_process:
         _add_sessions_held_elsewhere(found)
+    else:
+        found.notes.append("process-wide scans not run (asked by the host of the reference's worker, which "
+                           "runs no team code): the predictor's own weights only")
     roots = root_modules(found.modules)
     torch_count = TorchCount(found.flags, found.notes)
     torch_count.add_modules(roots)
