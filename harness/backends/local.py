@@ -28,7 +28,7 @@ from typing import Iterator
 
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
-from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed
+from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed, descendants, kill_tree
 from harness.crosscheck import weight_file_bytes
 from harness.safe_files import fresh_dir, open_log
 from harness.probe.channel import SOCKET_NAME
@@ -164,7 +164,7 @@ def harness_fork_server(env: dict[str, str], log_path: Path) -> ForkServer:
         current.close()
     else:
         atexit.register(_close_harness_server)
-    _harness_server = (key, ForkServer(sys.executable, env, log_path))
+    _harness_server = (key, ForkServer(sys.executable, env, log_path, shared=True))
     return _harness_server[1]
 
 
@@ -295,18 +295,18 @@ class LocalWorker:
         return self.process.pid
 
     def kill(self) -> None:
+        """The worker's group, then every process descended from it or left behind by it (a team's server
+        adopts those: harness.probe.forkserver), walking again while any is found."""
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        kill_tree(self.process.pid, getattr(self.process, "adopter", None))
 
     def _descendants(self) -> list[int]:
-        import psutil     # imported here: make_venv runs from this module in environments without it
-
-        try:
-            return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
-        except psutil.Error:
-            return []
+        """Every process under the worker, and every other one its team's fork server holds: what a worker's
+        child left behind with setsid or a double fork, adopted by the server."""
+        return descendants(self.process.pid, getattr(self.process, "adopter", None))
 
     def _signal(self, pids: list[int], sig: int) -> None:
         for pid in pids:

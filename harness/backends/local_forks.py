@@ -29,18 +29,50 @@ HELLO_TIMEOUT_S = 180.0
 SPAWN_TIMEOUT_S = 30.0
 
 
+def descendants(*roots: int | None) -> list[int]:
+    """Every process under `roots` (not the roots), each once; a root that is gone has none."""
+    import psutil
+
+    found: dict[int, None] = {}
+    for root in roots:
+        if not root:
+            continue
+        try:
+            found.update((child.pid, None) for child in psutil.Process(root).children(recursive=True))
+        except psutil.Error:
+            continue
+    return list(found)
+
+
+def kill_tree(*roots: int | None, rounds: int = 5) -> None:
+    """SIGKILL every process under `roots` (not the roots), walking again while a walk finds any: a process
+    forking as it is killed leaves a child the first walk missed."""
+    for _ in range(rounds):
+        pids = descendants(*roots)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+
+
 class ForkServerFailed(RuntimeError):
     """The server did not start, said something else than expected, or went away."""
 
 
 class ForkedProcess:
     """A worker forked by the server: not the host's child, so it is watched through its pid and start time
-    (a pid reused by another process after it ended never reads as alive)."""
+    (a pid reused by another process after it ended never reads as alive). `adopter` is the server's pid when
+    the server is the team's own: every other process under it is something the team's workers left behind
+    (the server adopts them), to be frozen and killed with the worker."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, adopter: int | None = None):
         import psutil
 
-        self.pid = pid
+        self.pid, self.adopter = pid, adopter
         try:
             self._started = psutil.Process(pid).create_time()
         except psutil.Error:
@@ -70,7 +102,10 @@ class ForkedProcess:
 class ForkServer:
     """One server process for one interpreter and environment (a team's venv, or the harness's own)."""
 
-    def __init__(self, python: str, env: dict[str, str], log_path: Path):
+    def __init__(self, python: str, env: dict[str, str], log_path: Path, shared: bool = False):
+        """`shared`: a server whose workers may belong to different runs (the harness's own, for references):
+        its other descendants are not one worker's to freeze or kill."""
+        self.shared = shared
         self._dir = Path(tempfile.mkdtemp(prefix=f"harness-forks-{os.getpid()}-"))
         os.chmod(self._dir, 0o700)
         scratch = self._dir / "cwd"       # its working folder: empty, so nothing lands on sys.path before harness
@@ -129,7 +164,7 @@ class ForkServer:
             self.failed = f"fork server failed: {exc}"
             self.close()
             raise ForkServerFailed(self.failed) from None
-        return ForkedProcess(pid)
+        return ForkedProcess(pid, adopter=None if self.shared else self.process.pid)
 
     def close(self) -> None:
         """Stop the server (its workers are the host's to stop, each on its own); it spawns nothing after."""
@@ -137,6 +172,7 @@ class ForkServer:
         if self._control is not None:
             self._control.close()
             self._control = None
+        kill_tree(self.process.pid)   # what it adopted first: once it is gone, they would go to init
         try:                    # no polite exit: it holds nothing of value, and unloading torch takes seconds
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

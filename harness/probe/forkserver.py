@@ -10,6 +10,10 @@ group), its own log, an empty scratch folder as its working folder.
 Nothing here is trusted by the host more than a worker is: the host checks each worker's pid on its socket,
 and a server that fails or stalls only means the host starts its workers the plain way.
 
+The server is the subreaper of its workers' trees: a process that a worker's child leaves behind (a setsid, a
+double fork) is reparented to it rather than to init, so the host, walking the server's descendants, still
+freezes and kills it (harness.backends.local.LocalWorker).
+
 Requests (host to server, nonce-framed pickles): spawn {socket, log, cwd} -> {pid}. Any other request is
 answered and ends the server, as does the host closing the channel (the host's close kills it outright).
 """
@@ -100,6 +104,18 @@ def _populate(address: int, length: int, page: int) -> None:
         ctypes.string_at(address + offset, 1)
 
 
+PR_SET_CHILD_SUBREAPER = 36        # linux/prctl.h
+
+
+def adopt_orphans() -> bool:
+    """Make this process the subreaper of its descendants (not inherited by forks); False where it cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def become_worker(request: dict, control) -> None:
     """In the forked child: detach, redirect, serve as a worker, and exit without running the server's
     clean-ups (os._exit)."""
@@ -147,6 +163,9 @@ def serve(control) -> None:
     # The live-weight scan unfreezes first (live_weights.every_tracked_object): nothing is hidden from it.
     gc.freeze()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)          # children are reaped by the kernel: no zombies
+    if not adopt_orphans():                                 # (adopted ones too)
+        print("forkserver: cannot be the subreaper of its workers: what they leave behind goes to init, out "
+              "of the host's reach", flush=True)
     channel.send(control, {"ok": True, "hello": True, "pid": os.getpid(), "imported": imported})
     while True:
         try:

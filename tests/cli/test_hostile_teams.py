@@ -12,6 +12,7 @@ import shutil
 import time
 
 import pandas as pd
+import psutil
 import pytest
 
 from conftest import FIXTURES, TEAMS
@@ -180,14 +181,37 @@ def test_a_finalizer_balloon_cannot_raise_the_next_tasks_baseline(tmp_path):
     assert set(record["logs"]) >= {"worker_cluewsc2020", "worker_csl"}          # two workers, one log each
 
 
+def processes_under(folder):
+    """Processes whose command line names `folder` (a team's venv in it): none once a run has ended."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if str(folder) in " ".join(process.info["cmdline"] or ()):
+            found.append(process.info["pid"])
+    return found
+
+
 def test_a_team_burning_cpu_while_the_reference_is_timed_slows_nothing(tmp_path):
     # against a reference that needs the CPU (about 0.1 s of arithmetic a batch), a team whose two children
-    # burn CPU whenever it is not inside predict() is frozen, children included, while the reference is timed
-    honest, _ = run_team(TEAMS / "sleep_team", tmp_path / "honest", tmp_path / "cache", "busy_reference")
-    row, record = run_team(TEAMS / "saboteur_team", tmp_path / "out", tmp_path / "cache", "busy_reference")
-    assert_ran(row)
-    assert float(row["T_bert_s"]) < 1.3 * float(honest["T_bert_s"]), (row["T_bert_s"], honest["T_bert_s"])
-    # what the attack is after: a higher speedup. A lower one is the saboteur's own children taking the CPU
-    # from its own predict() while it is timed (seen: 0.91x against the honest team's 1.36x beside a busy test)
-    assert float(row["speedup"]) < 1.3 * float(honest["speedup"]), (row["speedup"], honest["speedup"])
-    assert "could not be frozen" not in row["flags"]
+    # burn CPU whenever it is not inside predict() is frozen, children included, while the reference is timed.
+    # The attack is steady (unfrozen, T_bert 2.3x on every run); load beside this test on a shared box comes in
+    # bursts (seen: 1.40x on one sequential pair while Docker tests ran). So honest and saboteur runs take
+    # turns, up to three pairs, and the test passes on the first pair within both limits: an attack that works
+    # fails every pair, a burst fails one.
+    pairs = []
+    for attempt in range(3):
+        honest, _ = run_team(TEAMS / "sleep_team", tmp_path / f"honest{attempt}", tmp_path / "cache",
+                             "busy_reference")
+        row, record = run_team(TEAMS / "saboteur_team", tmp_path / f"out{attempt}", tmp_path / "cache",
+                               "busy_reference")
+        assert_ran(row)
+        assert "could not be frozen" not in row["flags"]
+        assert not processes_under(tmp_path / "cache"), "the saboteur's burners outlived its run"
+        slowed = float(row["T_bert_s"]) / float(honest["T_bert_s"])
+        # what the attack is after: a higher speedup. A lower one is the saboteur's own children taking the CPU
+        # from its own predict() while it is timed (seen: 0.91x against the honest team's 1.36x beside a busy test)
+        gained = float(row["speedup"]) / float(honest["speedup"])
+        pairs.append((round(slowed, 2), round(gained, 2)))
+        if slowed < 1.3 and gained < 1.3:
+            break
+    else:
+        pytest.fail(f"every pair (T_bert ratio, speedup ratio) passed a limit of 1.3: {pairs}")

@@ -149,3 +149,42 @@ def test_a_process_pinned_to_other_cpus_gets_a_new_harness_server(tmp_path, monk
     second = local.harness_fork_server({"A": "1"}, tmp_path / "3.log")
     assert second is not first and first.process.wait(timeout=10) is not None
     second.close()
+
+
+ADOPTER = """
+import os, signal, sys, time
+from harness.probe.forkserver import adopt_orphans
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # as the server does
+assert adopt_orphans()
+if os.fork() == 0:                  # a worker's child that daemonizes: setsid, fork, parent exits
+    os.setsid()
+    if os.fork() == 0:
+        open(sys.argv[1], "w").write(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+def test_what_a_workers_child_leaves_behind_is_adopted_by_the_server_and_killed_with_it(tmp_path):
+    """A daemonized grandchild is nobody's descendant without a subreaper (it goes to init); the server adopts
+    it, so walking the server's tree finds it and kill_tree ends it."""
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "orphan.pid"
+    server = subprocess.Popen([sys.executable, "-c", ADOPTER, str(pid_file)])
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        orphan = int(pid_file.read_text())
+        assert psutil.Process(orphan).ppid() == server.pid            # adopted, not init's
+        assert os.getsid(orphan) != os.getsid(server.pid)               # in another session
+        assert orphan in local_forks.descendants(server.pid, None)
+        local_forks.kill_tree(server.pid)
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        assert server.poll() is None                                    # the root is left alone
+    finally:
+        server.kill()
+        server.wait()
