@@ -265,9 +265,10 @@ class RayEngine:
         for result, _ in todo:
             submit({"result": result, "folder": Path(result.team_dir).name, "archive": team_archive(result.team_dir),
                     "team_dir": result.team_dir, "attempts": 0, "faults": [], "started": time.time()})
-            progress.stage(f"{result.team}: sent to the cluster")
         done: list[TeamResult] = []
+        retried = ""
         while jobs:
+            progress.stage(on_the_cluster(jobs.values()) + retried)
             ready, _ = ray.wait(list(jobs), num_returns=1)
             job = jobs.pop(ready[0])
             try:
@@ -275,13 +276,20 @@ class RayEngine:
             except Exception as exc:
                 if is_node_fault(exc) and job["attempts"] < NODE_ATTEMPTS:
                     job["faults"].append(" ".join(str(exc).split())[:300])
-                    progress.stage(f"{job['result'].team}: node fault, trying again ({job['attempts']} so far)")
+                    retried = f"; {job['result'].team}: node fault, trying again ({job['attempts']} tries so far)"
                     submit(job)
                     continue
                 reply = {"record": None, "files": {}, "where": {}, "error": " ".join(str(exc).split())[:500]}
             done.append(leader_row(job, reply, config))
             progress.team_done(done[-1], cached=False)
         return done
+
+
+def on_the_cluster(jobs) -> str:
+    """What the progress line says while teams run on the cluster: how many, and which (the first few)."""
+    teams = [job["result"].team for job in jobs]
+    shown = ", ".join(teams[:3]) + (f" and {len(teams) - 3} more" if len(teams) > 3 else "")
+    return f"{len(teams)} team{'s' if len(teams) != 1 else ''} on the cluster (running or queued): {shown}"
 
 
 def leader_row(job: dict[str, Any], reply: dict[str, Any], config) -> TeamResult:
