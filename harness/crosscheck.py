@@ -190,6 +190,28 @@ def resident_bytes(pid: int | None) -> int | None:
         return None
 
 
+def child_resident(pid: int | None) -> dict[str, int] | None:
+    """How many processes run under `pid` and their resident memory, summed (part of resident_bytes): a
+    child's resident memory includes the pages it shares with the worker (a fork's copy-on-write pages), so
+    a pool of forked children reads as several times the worker's size. The flag says how much of it is
+    theirs; None when it cannot be read."""
+    if not pid:
+        return None
+    try:
+        import psutil
+
+        children = _tree(pid)[1:]
+        total = 0
+        for process in children:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return {"child_processes": len(children), "child_resident_bytes": total}
+    except Exception:
+        return None
+
+
 def _status_kib(pid: int, field: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
@@ -268,5 +290,17 @@ def memory_reasons(unexplained: dict[str, int | None]) -> list[str]:
         if value is not None and value > slack:
             reasons.append(f"weights_unaccounted: the {label} is {value / 2**20:,.0f} MiB beyond the "
                            f"{unexplained.get('explained_bytes', 0) / 2**20:,.1f} MiB the counted weights explain "
-                           f"(slack {slack / 2**20:.1f} MiB)")
+                           f"(slack {slack / 2**20:.1f} MiB)"
+                           + (_children_part(unexplained) if key == "unexplained_resident_bytes" else ""))
     return reasons
+
+
+def _children_part(unexplained: dict) -> str:
+    """Where child processes ran at load: how much of the reading is theirs (an honest process pool reads
+    as its children's whole resident memory, the pages they share with the worker included)."""
+    count, held = unexplained.get("child_processes"), unexplained.get("child_resident_bytes")
+    if not count or held is None:
+        return ""
+    return (f"; {held / 2**20:,.0f} MiB of it in {count} child process{'es' if count != 1 else ''} of the "
+            "worker, each counted at its whole resident memory, the pages it shares with the worker included "
+            "(threads are counted once)")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from harness import replies, stats
 from harness.backends.base import Backend, Built, log_tail
-from harness.crosscheck import peak_bytes, reset_peaks, resident_bytes, unexplained_memory
+from harness.crosscheck import child_resident, peak_bytes, reset_peaks, resident_bytes, unexplained_memory
 from harness.gpu import process_memory_bytes
 from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
@@ -211,7 +211,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
                        peak_unreadable=baseline.get("team_peak_unreadable"), baseline_note=baseline["team_note"],
-                       **unexplained_memory(counted, loaded["team_growth"], peaks["team"]))
+                       **unexplained_memory(counted, loaded["team_growth"], peaks["team"]), **loaded["team_children"])
     ref_record.update(params=ref_params, precision=precision,
                       device_memory_bytes=worker_memory(ref_link, device),
                       memory_growth_bytes=loaded["reference_growth"], memory_peak_bytes=peaks["reference"],
@@ -251,6 +251,7 @@ def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str,
     for name, link in (("team", team), ("reference", reference)):
         now, before = resident_bytes(link.host_pid), baseline.get(name)
         found[f"{name}_growth"] = now - before if now is not None and before is not None else None
+    found["team_children"] = child_resident(team.host_pid) or {}
     _, reply = team.call("params")
     found["team_params"] = replies.param_report(reply, team.name)
     return found

@@ -8,6 +8,7 @@ is "partial" (the other two tasks score 0) with both declared tasks scored.
 
 import json
 import os
+import re
 import shutil
 import time
 
@@ -179,6 +180,19 @@ def test_a_finalizer_balloon_cannot_raise_the_next_tasks_baseline(tmp_path):
     assert timing["memory_growth_bytes"] >= 115_000_000
     assert "csl: weights_unaccounted: the resident memory taken at load" in row["flags"]
     assert set(record["logs"]) >= {"worker_cluewsc2020", "worker_csl"}          # two workers, one log each
+
+
+def test_a_pool_of_forked_children_is_flagged_and_the_flag_says_they_hold_it(tmp_path):
+    # each forked child reads as its whole resident memory, the worker's pages it shares included (the host
+    # cannot tell shared pages apart without privileges): the flag names them so a reader can judge
+    row, record = run_team(TEAMS / "pool_team", tmp_path / "out", tmp_path / "cache")
+    assert_ran(row)
+    assert re.search(r"cluewsc2020: weights_unaccounted: the resident memory taken at load is [\d,]+ MiB beyond "
+                     r"the 0\.0 MiB the counted weights explain \(slack 16\.0 MiB\); [\d,]+ MiB of it in 2 child "
+                     r"processes of the worker", row["flags"]), row["flags"]
+    timing = record["tasks"]["csl"]["timing"]
+    assert timing["child_processes"] == 2
+    assert 0.9 * timing["unexplained_resident_bytes"] < timing["child_resident_bytes"]
 
 
 def processes_under(folder):

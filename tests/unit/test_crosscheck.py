@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from harness.crosscheck import (LARGE_FILE_BYTES, PEAK_SLACK_BYTES, RESIDENT_SLACK_BYTES, explained_bytes,
+from harness.crosscheck import (LARGE_FILE_BYTES, PEAK_SLACK_BYTES, RESIDENT_SLACK_BYTES, child_resident,
+                                explained_bytes,
                                 implied_params, memory_reasons, peak_bytes, reset_peaks, resident_bytes,
                                 unaccounted_files, unexplained_memory, weight_bytes_in_tar, weight_file_bytes)
 
@@ -148,10 +149,26 @@ def test_resident_memory_counts_the_whole_process_tree():
     try:
         assert child.stdout.readline().strip() == "ready"
         assert resident_bytes(os.getpid()) - alone > 60 * 2**20
+        # and the flag can say how much of it the children hold (pytest-xdist may give this process others)
+        children = child_resident(os.getpid())
+        assert children["child_processes"] >= 1 and children["child_resident_bytes"] > 60 * 2**20
     finally:
         child.kill()
         child.wait()
-    assert resident_bytes(None) is None
+    assert resident_bytes(None) is None and child_resident(None) is None
+
+
+def test_the_resident_flag_says_how_much_child_processes_hold():
+    report = {"counted": 1_000_000, "counted_cpu_bytes": 4_000_000}
+    found = {**unexplained_memory(report, 4_000_000 + 845 * MiB, 4_000_000 + 848 * MiB),
+             "child_processes": 2, "child_resident_bytes": 840 * MiB}
+    resident, peak = memory_reasons(found)
+    assert resident.endswith("slack 16.0 MiB); 840 MiB of it in 2 child processes of the worker, each counted "
+                             "at its whole resident memory, the pages it shares with the worker included "
+                             "(threads are counted once)")
+    assert "child" not in peak
+    alone = memory_reasons({**found, "child_processes": 0, "child_resident_bytes": 0})
+    assert all("child" not in reason for reason in alone) and len(alone) == 2
 
 
 def test_a_local_build_is_scanned_whole_and_over_limit_counts_are_left_alone(tmp_path):
