@@ -15,7 +15,9 @@ double fork) is reparented to it rather than to init, so the host, walking the s
 freezes and kills it (harness.backends.local.LocalWorker).
 
 Requests (host to server, nonce-framed pickles): spawn {socket, log, cwd} -> {pid}. Any other request is
-answered and ends the server, as does the host closing the channel (the host's close kills it outright).
+answered and ends the server, as does the host closing the channel (the host's close kills it outright); a
+server whose host went away kills every process under it first, and each worker dies with its server
+(PR_SET_PDEATHSIG), so a worker the host froze never stays stopped after the host is gone.
 """
 
 from __future__ import annotations
@@ -104,25 +106,62 @@ def _populate(address: int, length: int, page: int) -> None:
         ctypes.string_at(address + offset, 1)
 
 
-PR_SET_CHILD_SUBREAPER = 36        # linux/prctl.h
+PR_SET_PDEATHSIG = 1               # linux/prctl.h
+PR_SET_CHILD_SUBREAPER = 36
 
 
-def adopt_orphans() -> bool:
-    """Make this process the subreaper of its descendants (not inherited by forks); False where it cannot."""
+def _prctl(option: int, value: int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return libc.prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
 
-def become_worker(request: dict, control) -> None:
+def adopt_orphans() -> bool:
+    """Make this process the subreaper of its descendants (not inherited by forks); False where it cannot."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_descendants() -> None:
+    """SIGKILL every process under this one (its workers, what they left behind), read from /proc: the
+    host went away without stopping them, and a worker it had frozen would otherwise stay stopped for good."""
+    for _ in range(5):
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as stat:
+                        ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        found, todo = [], [os.getpid()]
+        while todo:
+            kids = children.get(todo.pop(), [])
+            found += kids
+            todo += kids
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def become_worker(request: dict, control, server: int) -> None:
     """In the forked child: detach, redirect, serve as a worker, and exit without running the server's
     clean-ups (os._exit)."""
     code = 1
     try:
         control.close()
         os.setsid()
+        # dies with the server (which ends when the host's channel closes): a worker the host froze, then
+        # died, would otherwise stay stopped for good
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != server:                       # it died before that took hold
+            os._exit(1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)     # the team's subprocess.wait needs its children
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -170,17 +209,19 @@ def serve(control) -> None:
     while True:
         try:
             nonce, request = channel.recv_request(control)
-        except channel.ChannelError:
-            return                                          # the host went away
+        except channel.ChannelError:                         # the host went away
+            end_descendants()
+            return
         op = request.get("op") if isinstance(request, dict) else None
         if op != "spawn":
             channel.send(control, {"ok": True, "nonce": nonce})
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            become_worker(request, control)
+            become_worker(request, control, server=server)
         channel.send(control, {"ok": True, "nonce": nonce, "pid": pid})
 
 

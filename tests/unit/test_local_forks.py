@@ -52,6 +52,27 @@ def test_each_worker_is_a_fresh_fork_in_its_own_session_and_the_server_goes_with
 
 
 @slow
+def test_a_frozen_worker_dies_when_the_host_goes_away(tmp_path):
+    """The host killed while the team's worker is stopped (its reference being timed): the server sees its
+    channel close, kills what is under it, and the worker, stopped or not, goes with it."""
+    import time
+
+    backend, built = LocalBackend(tmp_path / "cache"), team_built(tmp_path)
+    with backend.worker_pool(built, tmp_path / "forkserver.log"):
+        server = backend._fork_servers[built.handle]
+        with running_worker(backend, side(built), tmp_path / "worker.log") as link:
+            worker = psutil.Process(link.host_pid)
+            link.process.freeze()
+            assert worker.status() == psutil.STATUS_STOPPED
+            server._control.close()              # what the host's death does to the server's channel
+            deadline = time.monotonic() + 20
+            while worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+            server.process.wait(timeout=20)      # and the server ended
+
+
+@slow
 def test_the_harness_environments_server_serves_every_pool_of_the_process(tmp_path):
     """The reference's server runs only harness code: a batch (or a test session) imports its libraries once."""
     built, pids = harness_built(tmp_path), []
@@ -186,5 +207,6 @@ def test_what_a_workers_child_leaves_behind_is_adopted_by_the_server_and_killed_
         assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
         assert server.poll() is None                                    # the root is left alone
     finally:
+        local_forks.kill_tree(server.pid)     # (when an assertion failed first)
         server.kill()
         server.wait()
