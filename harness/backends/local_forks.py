@@ -167,7 +167,8 @@ class ForkServer:
         return ForkedProcess(pid, adopter=None if self.shared else self.process.pid)
 
     def close(self) -> None:
-        """Stop the server (its workers are the host's to stop, each on its own); it spawns nothing after."""
+        """Stop the server and every process still under it (its workers are the host's to stop, each on its
+        own, before this; what is left is what they left behind); it spawns nothing after."""
         self.failed = self.failed or "fork server closed"
         if self._control is not None:
             self._control.close()
