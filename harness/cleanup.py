@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.backends.docker import TEAM_LABEL, team_image_tag
+from harness.backends.docker import OWNER_LABEL, TEAM_LABEL, containers_of_gone_runs, team_image_tag
 from harness.backends.local import LOCAL_BUILDS, build_environment, build_folder_name
 from harness.spec import Spec
 from harness.submission import MANIFEST, Submission, SubmissionError, load_submission
@@ -22,9 +22,9 @@ from harness.submission import MANIFEST, Submission, SubmissionError, load_submi
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str          # "image" or "local build"
+    kind: str          # "image", "local build" or "container"
     name: str
-    bytes: int         # what removing it freed (images: the layers no other image shares)
+    bytes: int         # what removing it freed (images: the layers no other image shares; containers: 0)
 
 
 @dataclass
@@ -125,6 +125,21 @@ def collect_team_images(client, runner_image: str, spec: Spec, submissions: list
         report.image_bytes_freed = max(0, (usage.get("LayersSize") or 0) - (client.df().get("LayersSize") or 0))
 
 
+def collect_left_containers(client, report: GcReport, dry_run: bool) -> None:
+    """Worker and scan containers of harness runs on this host that were killed (their process is gone):
+    a paused worker would otherwise stay paused for good, and its image could never be removed."""
+    import docker
+
+    for container in containers_of_gone_runs(client):
+        name = f"{container.name} (left by harness process {container.labels.get(OWNER_LABEL)})"
+        try:
+            if not dry_run:
+                container.remove(force=True)
+        except docker.errors.NotFound:
+            continue
+        report.removed.append(Removed("container", name, 0))
+
+
 def collect_garbage(folders: list[Path], spec: Spec, cache_dir: Path, runner_image: str, client=None,
                     dry_run: bool = False) -> GcReport:
     """Remove (or, with dry_run, list) what the current team folders do not need; client None: local only."""
@@ -132,5 +147,6 @@ def collect_garbage(folders: list[Path], spec: Spec, cache_dir: Path, runner_ima
     submissions = current_submissions(folders, spec, report)
     collect_local_builds(cache_dir, submissions, report, dry_run)
     if client is not None:
+        collect_left_containers(client, report, dry_run)
         collect_team_images(client, runner_image, spec, submissions, report, dry_run)
     return report

@@ -330,7 +330,8 @@ def gc(folders, spec_path, backend, cache_dir, runner_image, dry_run):
     FOLDERS are team folders or folders of team folders (the batch's SUBMISSIONS_DIR). Kept: what the
     next run of those teams would reuse (same content, harness version, spec, runner image; for local
     builds the same interpreter and environment) and the runner image. Everything else labelled as a
-    team image, and every other local build under --cache-dir, is removed: results never need them.
+    team image, and every other local build under --cache-dir, is removed: results never need them; so are
+    worker containers left (paused, maybe) by harness runs on this host that were killed.
 
     \b
     Example:

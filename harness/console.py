@@ -126,7 +126,8 @@ def human_bytes(n: int) -> str:
 def print_gc_report(console: Console, report, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for item in report.removed:
-        console.print(plain(f"{verb} {item.kind} {item.name} ({human_bytes(item.bytes)})"), highlight=False)
+        size = "" if item.kind == "container" else f" ({human_bytes(item.bytes)})"
+        console.print(plain(f"{verb} {item.kind} {item.name}{size}"), highlight=False)
     for note in report.notes:
         console.print(plain(f"note: {note}"), highlight=False)
     console.print(f"{verb} {len(report.removed)} item(s), {'would free' if dry_run else 'freed'} "

@@ -123,9 +123,40 @@ def connect():
         raise DockerUnavailable(f"no Docker engine answers ({exc}); start Docker, or use --backend local") from exc
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace (a harness inside a container sees other pids than the host's)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "?"
+
+
 def run_owner() -> str:
-    """This harness process, as an engine shared with other harness runs can tell it apart."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This harness process, as an engine shared with other harness runs can tell it apart: host, pid
+    namespace and pid."""
+    return f"{socket.gethostname()}:{pid_namespace()}:{os.getpid()}"
+
+
+def owner_gone(owner: str) -> bool:
+    """True when `owner` (a run_owner) names a process of this host and pid namespace that no longer runs;
+    False for a live one, another host's or namespace's (nobody here can tell), or a label in another form."""
+    host, namespace, pid = (owner.rsplit(":", 2) + ["", "", ""])[:3] if owner.count(":") >= 2 else ("", "", "")
+    if host != socket.gethostname() or namespace != pid_namespace() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:            # alive, someone else's
+        return False
+    return False
+
+
+def containers_of_gone_runs(client) -> list:
+    """Harness containers (workers, weight scans) whose harness process is gone: a run killed outright
+    leaves them, and a worker it had paused stays paused, holding its memory, until removed."""
+    return [container for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+            if owner_gone((container.labels or {}).get(OWNER_LABEL, ""))]
 
 
 def build_context_prefix() -> str:

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import docker
 import pytest
 
-from harness.backends.docker import TEAM_LABEL, team_image_tag
+from harness.backends.docker import (CONTAINER_LABEL, OWNER_LABEL, TEAM_LABEL, owner_gone, pid_namespace,
+                                     run_owner, team_image_tag)
 from harness.backends.local import LocalBackend, build_environment
 from harness.cleanup import collect_garbage
 from harness.spec import load_spec
@@ -67,9 +68,28 @@ class FakeImages:
         self.removed.append(next(i.id for i in self.images if ref in i.tags or ref == i.id))
 
 
+class FakeContainer:
+    def __init__(self, name, owner, engine):
+        self.name, self.labels, self.engine = name, {OWNER_LABEL: owner, CONTAINER_LABEL: "worker"}, engine
+
+    def remove(self, force=False):
+        assert force                       # a paused container is removed only by force
+        self.engine.removed.append(self.name)
+
+
+class FakeContainers:
+    def __init__(self):
+        self.left, self.removed = [], []
+
+    def list(self, all, filters):
+        assert all and filters == {"label": CONTAINER_LABEL}
+        return [c for c in self.left if c.name not in self.removed]
+
+
 class FakeEngine:
     def __init__(self, runner, images):
         self.images = FakeImages(runner, images)
+        self.containers = FakeContainers()
 
     def df(self):
         left = [i for i in self.images.images if i.id not in self.images.removed]
@@ -98,6 +118,42 @@ def test_gc_leaves_images_alone_without_the_runner_image(tmp_path):
     engine = FakeEngine(image("sha256:other", ["other"], 0), [image("sha256:old", ["lightlm-team/x:1"], 5)])
     report = collect_garbage([TEAMS / "ok_team"], SPEC, tmp_path / "cache", "runner:missing", client=engine)
     assert engine.images.removed == [] and "team images left alone" in report.notes[0]
+
+
+def a_pid_that_ended():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_an_owner_is_gone_only_when_its_process_on_this_host_and_namespace_has_ended():
+    import socket
+
+    host, namespace = socket.gethostname(), pid_namespace()
+    assert not owner_gone(run_owner())                                       # this process
+    assert owner_gone(f"{host}:{namespace}:{a_pid_that_ended()}")
+    assert not owner_gone(f"{host}:{namespace}:1")                           # alive (init)
+    assert not owner_gone(f"another-host:{namespace}:{a_pid_that_ended()}")  # nobody here can tell
+    assert not owner_gone(f"{host}:4026531999:{a_pid_that_ended()}")          # another pid namespace
+    assert not owner_gone(f"{host}:{a_pid_that_ended()}") and not owner_gone("")   # an older label, none
+
+
+def test_gc_removes_the_containers_of_killed_runs_and_no_others(tmp_path):
+    import socket
+
+    engine = FakeEngine(image("sha256:runner", ["runner:x"], 0), [])
+    gone = f"{socket.gethostname()}:{pid_namespace()}:{a_pid_that_ended()}"
+    engine.containers.left = [FakeContainer("paused-worker", gone, engine.containers),
+                              FakeContainer("this-run", run_owner(), engine.containers),
+                              FakeContainer("elsewhere", f"other-host:1:{a_pid_that_ended()}", engine.containers)]
+    dry = collect_garbage([TEAMS / "ok_team"], SPEC, tmp_path / "cache", "runner:x", client=engine, dry_run=True)
+    assert [r.name for r in dry.removed if r.kind == "container"] == [f"paused-worker (left by harness process {gone})"]
+    assert engine.containers.removed == []
+    collect_garbage([TEAMS / "ok_team"], SPEC, tmp_path / "cache", "runner:x", client=engine)
+    assert engine.containers.removed == ["paused-worker"]
 
 
 def test_gc_refuses_while_a_batch_holds_the_box(invoke, cache):

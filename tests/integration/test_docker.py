@@ -128,3 +128,39 @@ def test_nothing_is_left_behind(docker_client, runner_image, dangling_before):
     assert not new_dangling_team_layers(docker_client, dangling_before)
     assert not list(Path(tempfile.gettempdir()).glob(build_context_prefix() + "*"))
     assert not list(Path(tempfile.gettempdir()).glob(f"harness-channel-{os.getpid()}-*"))
+
+
+def test_gc_removes_a_worker_container_left_paused_by_a_killed_run(runner_image, docker_client):
+    """A harness run killed outright while its team's worker was paused (its reference being timed) leaves
+    that container paused for good; `harness gc` finds it by its owner label (a process of this host and
+    pid namespace that is gone) and removes it. A paused container of a live run is left alone. (Its
+    container step only: the whole gc would remove team images the other Docker tests are using.)"""
+    import socket
+    import subprocess
+    import sys
+
+    from harness.backends.docker import CONTAINER_LABEL, pid_namespace
+    from harness.cleanup import GcReport, collect_left_containers
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    left, live = [docker_client.containers.run(
+        runner_image, ["sleep", "600"], detach=True, network_mode="none",
+        labels={CONTAINER_LABEL: "worker", OWNER_LABEL: owner}) for owner in
+        (f"{socket.gethostname()}:{pid_namespace()}:{ended.pid}", run_owner())]
+    try:
+        for container in (left, live):
+            container.pause()
+        report = GcReport()
+        collect_left_containers(docker_client, report, dry_run=False)
+        removed = [r.name for r in report.removed]       # (other killed runs' leftovers may go too)
+        assert f"{left.name} (left by harness process {left.labels[OWNER_LABEL]})" in removed
+        assert not any(name.startswith(f"{live.name} ") for name in removed)
+        names = [c.name for c in docker_client.containers.list(all=True, filters={"label": CONTAINER_LABEL})]
+        assert left.name not in names and live.name in names
+    finally:
+        for container in (left, live):
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
