@@ -63,6 +63,9 @@ def test_a_frozen_worker_dies_when_the_host_goes_away(tmp_path):
         with running_worker(backend, side(built), tmp_path / "worker.log") as link:
             worker = psutil.Process(link.host_pid)
             link.process.freeze()
+            deadline = time.monotonic() + 10          # SIGSTOP is delivered, not done, when kill() returns
+            while worker.status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert worker.status() == psutil.STATUS_STOPPED
             server._control.close()              # what the host's death does to the server's channel
             deadline = time.monotonic() + 20
