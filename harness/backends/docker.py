@@ -140,9 +140,10 @@ def run_owner() -> str:
 def owner_gone(owner: str) -> bool:
     """True when `owner` (a run_owner) names a process of this host and pid namespace that no longer runs;
     False for a live one, another host's or namespace's (nobody here can tell), or a label in another form."""
-    host, namespace, pid = (owner.rsplit(":", 2) + ["", "", ""])[:3] if owner.count(":") >= 2 else ("", "", "")
-    if host != socket.gethostname() or namespace != pid_namespace() or not pid.isdigit():
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[:2] != [socket.gethostname(), pid_namespace()] or not parts[2].isdigit():
         return False
+    pid = parts[2]
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -286,6 +286,7 @@ class LocalBackend:
 class LocalWorker:
     def __init__(self, process: subprocess.Popen | ForkedProcess, log_path: Path):
         self.process, self.log_path = process, log_path
+        self.adopter = getattr(process, "adopter", None)   # a team's fork server: it holds what the worker left
         self.pid = process.pid            # the timekeeper checks that this process, and no other, connects
 
     def alive(self) -> bool:
@@ -301,12 +302,12 @@ class LocalWorker:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        kill_tree(self.process.pid, getattr(self.process, "adopter", None))
+        kill_tree(self.process.pid, self.adopter)
 
     def _descendants(self) -> list[int]:
         """Every process under the worker, and every other one its team's fork server holds: what a worker's
         child left behind with setsid or a double fork, adopted by the server."""
-        return descendants(self.process.pid, getattr(self.process, "adopter", None))
+        return descendants(self.process.pid, self.adopter)
 
     def _signal(self, pids: list[int], sig: int) -> None:
         for pid in pids:
