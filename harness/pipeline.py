@@ -22,7 +22,7 @@ from harness.crosscheck import memory_reasons, unaccounted_files
 from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
-from harness.results import TeamResult, write_result_json, write_results_csv
+from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
 from harness.scoring import ReferenceTask, TaskOutcome, score_team
 from harness.spec import Spec
@@ -204,12 +204,44 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
 
 
 def finish(result: TeamResult, config: RunConfig, started: float, write_csv: bool = True) -> TeamResult:
-    """Stamp the duration and write the team's JSON record (and its CSV row)."""
+    """Stamp the duration and write the team's JSON record (and its CSV row). Whatever in the record cannot be
+    written (a value a worker's bytes put there that no check foresaw) makes the row harness_failed with the
+    reason, its traceback in OUT/TEAM/harness_error.log: one team's row never ends a batch, and the batch's
+    leaderboard is built from rows that are known to write."""
     result.duration_s = round(time.time() - started, 3)
+    try:
+        _write_row(result, config, write_csv)
+    except Exception as exc:      # the record or the row could not be made: this team's row says so
+        log = record_harness_failure(result, config, exc, "writing this team's row")
+        kept = {name: getattr(result, name) for name in ROW_IDENTITY}
+        for name, value in vars(TeamResult(**kept)).items():
+            setattr(result, name, value)
+        result.status = "harness_failed"
+        result.error = f"the harness could not write this team's row ({type(exc).__name__}: {exc!s:.300}); see {log}"
+        _write_row(result, config, write_csv)
+    return result
+
+
+# What a row keeps of its result when the rest could not be written: who, what and when, all harness-made.
+ROW_IDENTITY = ("team", "status", "backend", "spec_name", "spec_sha256", "team_hash", "harness_version",
+                "started_at", "duration_s", "team_dir", "settings_key")
+
+
+def _write_row(result: TeamResult, config: RunConfig, write_csv: bool) -> None:
+    results_frame([result], config.spec)          # the row can be built (counts fit, values convert)
     write_result_json(result, config.out_dir / result.team / "result.json")
     if write_csv:
         write_results_csv([result], config.out_dir / "results.csv", config.spec)
-    return result
+
+
+def record_harness_failure(result: TeamResult, config: RunConfig, exc: Exception, doing: str) -> Path:
+    """The traceback of a harness failure while `doing` something for this team, in OUT/TEAM/harness_error.log
+    (written as UTF-8 with anything unencodable escaped); returns the log's path."""
+    log = config.out_dir / result.team / "harness_error.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    text = f"while {doing}:\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    log.write_bytes(text.encode("utf-8", errors="backslashreplace"))
+    return log
 
 
 def load_team(team_dir: Path, config: RunConfig) -> tuple[TeamResult, Submission | None]:
@@ -328,9 +360,7 @@ def measure_or_record(result: TeamResult, submission: Submission, built: Built, 
             raise
         result.status, result.error = "harness_failed", str(exc)
     except Exception as exc:      # a harness bug a worker's bytes found: that team's row, never the batch's end
-        log = config.out_dir / submission.team / "harness_error.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(traceback.format_exc(), encoding="utf-8")
+        log = record_harness_failure(result, config, exc, "measuring this team")
         result.status = "harness_failed"
         result.error = f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}"
 

@@ -12,6 +12,7 @@ from harness.timekeeper import WorkerFailed
 MAX_TEXTS = 64                 # flags, notes, sources ... kept per list
 MAX_TEXT_CHARS = 2_000         # per string
 MAX_FIELDS = 64                # keys of the environment and precision objects
+MAX_COUNT = 10**15             # parameters or bytes: a petabyte of weights is no count (sums of a few stay in int64)
 REPORT_COUNTS = ("counted", "predictor_visible", "hidden_weights", "params", "onnx_params",
                  "onnx_duplicates_dropped", "unregistered_weights", "buffers", "plain_tensors",
                  "model_file_bytes", "n_modules", "counted_cpu_bytes")
@@ -19,8 +20,9 @@ REPORT_TEXTS = ("flags", "notes", "sources", "onnx_files", "hidden_where", "dtyp
 
 
 def _count(value: Any, what: str, side: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise WorkerFailed(f"{side} worker's parameter report has {what} = {value!r:.80}, not a count", side)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise WorkerFailed(f"{side} worker's parameter report has {what} = {value!r:.80}, not a count "
+                           f"(an integer from 0 to {MAX_COUNT:,})", side)
     return value
 
 

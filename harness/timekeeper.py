@@ -287,12 +287,14 @@ def checked_predictions(task: str, batch: Batch, body: bytes, name: str, nonce: 
         raise WorkerFailed(f"predict() returned {type(output).__name__}, expected a list of predictions", name)
     if len(output) != len(batch):
         raise WorkerFailed(f"predict() returned {len(output)} predictions for a batch of {len(batch)}", name)
-    checker = get_task(task).check_prediction
+    checker, keys = get_task(task).check_prediction, get_task(task).prediction_keys
     for example, prediction in zip(batch, output):
         if not isinstance(prediction, dict):
             raise WorkerFailed(f"invalid prediction for example {example['id']!r}: a {type(prediction).__name__}, "
                                "not an object", name)
-        reason = checker(prediction)
+        extra = sorted(str(key)[:40] for key in prediction if key not in keys)
+        reason = (f"keys {extra[:5]} are not in {task}'s prediction format ({sorted(keys)})" if extra
+                  else checker(prediction))
         if reason is None and prediction.get("id") != example["id"]:
             reason = f"id {prediction.get('id')!r} does not match the example's id {example['id']!r}"
         if reason:

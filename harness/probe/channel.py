@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import socket
 import struct
 import sys
@@ -85,29 +86,55 @@ def decode_request(body: bytes) -> tuple[str, Any]:
         raise ChannelError(f"frame is not a request from the host: {type(exc).__name__}: {exc}") from None
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether containers nest deeper than `limit` (iterative: a deep value cannot exhaust the stack here)."""
+MAX_INT = 2**63 - 1           # a number in a reply beyond this is no count, size or id the host can use
+# Lone surrogates reach a decoded string only through a \uD800-\uDFFF escape; UTF-8 bytes cannot carry one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _fault(value: Any, limit: int, strings: bool, numbers: bool) -> str | None:
+    """Why a decoded value cannot be used whole by the host, or None: containers nested deeper than `limit`,
+    and (when asked) a string that does not encode as UTF-8 (a lone surrogate) or an integer beyond
+    MAX_INT. One iterative walk: a deep value cannot exhaust the stack here."""
+    scalars = strings or numbers
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, (dict, list)):
             if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
+                return f"frame nests deeper than {limit} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if scalars or isinstance(child, (dict, list)))
+        elif strings and isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"frame holds a string that is not valid Unicode (a lone surrogate): {item!r:.60}"
+        elif numbers and isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            return f"frame holds the integer {str(item)[:30]}..., beyond {MAX_INT}"
+    return None
+
+
+def _not_finite(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def decode(body: bytes) -> Any:
-    """A worker's message: UTF-8 JSON nested at most MAX_DEPTH deep, or a ChannelError."""
+    """A worker's message, or a ChannelError: strict UTF-8 JSON (no NaN or Infinity) nested at most MAX_DEPTH
+    deep, whose strings all encode as UTF-8 again and whose integers fit in 64 bits: whatever the host
+    later writes (result.json, prediction files, the CSV) can be written. The string and number checks run
+    only when the raw bytes hold a surrogate escape or a 19-digit run, so an ordinary reply is walked once,
+    for its depth."""
     try:
-        value = json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_finite)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ChannelError(f"frame is not UTF-8 JSON: {exc}") from None
     except RecursionError:
         raise ChannelError(f"frame nests deeper than this host decodes (the limit is {MAX_DEPTH})") from None
-    if _too_deep(value, MAX_DEPTH):
-        raise ChannelError(f"frame nests deeper than {MAX_DEPTH} levels")
+    fault = _fault(value, MAX_DEPTH, _SURROGATE_ESCAPE.search(body) is not None,
+                   _LONG_NUMBER.search(body) is not None)
+    if fault:
+        raise ChannelError(fault)
     return value
 
 

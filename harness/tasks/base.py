@@ -40,6 +40,7 @@ class Task(Protocol):
     name: str
     metrics: tuple[str, ...]
     ranking_metric: str
+    prediction_keys: frozenset[str]   # the keys a predict() record may carry (the official format's)
 
     def read_gold(self, path: Path) -> list[dict[str, Any]]:
         """Gold records, each with a normalized "id" (line index where the file has none)."""

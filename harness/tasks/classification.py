@@ -25,6 +25,7 @@ class ClassificationTask:
     labels: tuple[str, ...]           # the official label strings
     metrics: tuple[str, ...] = ("accuracy",)
     ranking_metric: str = "accuracy"
+    prediction_keys: frozenset[str] = frozenset({"id", "label"})
 
     def read_gold(self, path: Path) -> list[dict[str, Any]]:
         """Gold records with "id" copied from the id field; a file without labels (test inputs) is allowed."""

@@ -75,6 +75,7 @@ class Cluener2020Task:
     name = "cluener2020"
     metrics = ("macro_f1",) + tuple(f"f1_{entity_type}" for entity_type in TYPES)
     ranking_metric = "macro_f1"
+    prediction_keys = frozenset({"id", "label"})
 
     def read_gold(self, path: Path) -> list[dict[str, Any]]:
         """Gold records with "id" (the line index where the line has none); test files without labels too."""

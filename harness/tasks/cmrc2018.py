@@ -146,6 +146,7 @@ class Cmrc2018Task:
     name = "cmrc2018"
     metrics = ("em", "f1")
     ranking_metric = "em"
+    prediction_keys = frozenset({"id", "answer"})
 
     def read_gold(self, path: Path) -> list[dict[str, Any]]:
         """One record per question: {"id", "context", "question", "answers": [texts], "paragraph_id"}.

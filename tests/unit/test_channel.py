@@ -98,3 +98,22 @@ def test_listen_and_connect_through_a_socket_file(tmp_path):
         conn.close()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("raw, fault", [
+    (b'{"ok": true, "error": "\\ud800"}', "lone surrogate"),           # json.loads accepts it; writing it fails
+    (b'{"\\udfff": 1}', "lone surrogate"),                             # a key too
+    (b'[["x", "a\\udc00b"]]', "lone surrogate"),                       # anywhere inside
+    (b'{"counted": 1000000000000000000000000000000}', "beyond"),       # 10**30
+    (b'{"n": -99999999999999999999}', "beyond"),
+    (b'{"t": NaN}', "not UTF-8 JSON"),
+    (b'{"t": -Infinity}', "not UTF-8 JSON"),
+])
+def test_a_reply_the_host_could_not_write_back_is_refused_when_decoded(raw, fault):
+    with pytest.raises(channel.ChannelError, match=fault):
+        channel.decode(raw)
+
+
+def test_surrogate_pairs_and_64_bit_numbers_pass():
+    assert channel.decode(b'{"a": "\\ud83d\\ude00", "n": 9223372036854775807, "id": "1234567890123456789"}') == {
+        "a": "\U0001F600", "n": 2**63 - 1, "id": "1234567890123456789"}

@@ -27,6 +27,8 @@ def test_a_good_report_keeps_what_the_host_reads_and_drops_the_rest():
     ({"counted": 258.0}, "not a count"),
     ({"counted": -1}, "not a count"),
     ({"counted": True}, "not a count"),
+    ({"counted": 10**30}, "not a count"),                  # passed once, then overflowed the results frame
+    ({"counted": 10, "counted_cpu_bytes": 10**15 + 1}, "counted_cpu_bytes"),
     ({"counted": 10, "hidden_weights": [1]}, "hidden_weights"),
     ({"counted": 10, "flags": "none"}, "flags that is not a list of strings"),
     ({"counted": 10, "hidden_where": [1, 2]}, "hidden_where that is not a list of strings"),

@@ -1,5 +1,6 @@
 """The timekeeper against in-process fake workers (a thread on a socketpair) with controllable sleep models."""
 
+import json
 import os
 import random
 import socket
@@ -12,7 +13,7 @@ import pytest
 from harness.measurement import task_records
 from harness.probe import channel
 from harness.spec import load_spec
-from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout, make_batches,
+from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, checked_predictions, WorkerFailed, WorkerLink, WorkerTimeout, make_batches,
                                 measure_task, predict_frames, timed_pass)
 from harness.warmup_inputs import warmup_examples
 
@@ -295,3 +296,19 @@ def test_a_failure_during_warm_up_also_names_the_timed_example_whose_shape_it_ha
     assert exc.side == "team" and type(exc) is WorkerFailed
     late = named_for_people(WorkerTimeout("team worker passed its deadline", "team"), warm, timed)
     assert isinstance(late, WorkerTimeout) and str(late) == "team worker passed its deadline"
+
+
+def _reply_body(predictions, nonce="ab"):
+    return json.dumps({"ok": True, "nonce": nonce, "predictions": predictions}).encode()
+
+
+def test_a_prediction_carrying_keys_outside_its_tasks_format_is_that_sides_failure():
+    batch = [{"id": 0, "abst": "x", "keyword": ["y"]}]
+    assert checked_predictions("csl", batch, _reply_body([{"id": 0, "label": "1"}]), "team", "ab") == [
+        {"id": 0, "label": "1"}]
+    with pytest.raises(WorkerFailed, match=r"keys \['cache'\] are not in csl's prediction format"):
+        checked_predictions("csl", batch, _reply_body([{"id": 0, "label": "1", "cache": "x" * 10**5}]), "team", "ab")
+    question = [{"id": "q1", "context": "c", "question": "q"}]
+    with pytest.raises(WorkerFailed, match="not in cmrc2018's prediction format"):
+        checked_predictions("cmrc2018", question, _reply_body([{"id": "q1", "answer": "a", "label": "b"}]),
+                            "team", "ab")
