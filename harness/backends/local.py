@@ -52,9 +52,17 @@ def _env_with_venv(venv_dir: Path) -> dict[str, str]:
     return env
 
 
+def reaped(command: list[str]) -> list[str]:
+    """`command` run under harness.probe.reaped (this interpreter, this harness's code first on its path):
+    whatever it leaves running when it exits is killed, daemonized processes included."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(HARNESS_ROOT)!r}); "
+            "from harness.probe.reaped import main; sys.exit(main())", *command]
+
+
 def run_logged(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, timeout_s: float
                ) -> tuple[int | None, bool]:
-    """Run a command in its own process group with output to `log_path`; (exit code, timed out)."""
+    """Run a command in its own process group with output to `log_path`; (exit code, timed out). When it
+    times out or the host is interrupted, every process under it is killed (its tree, then its group)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -62,13 +70,20 @@ def run_logged(command: list[str], cwd: Path, env: dict[str, str], log_path: Pat
         try:
             return process.wait(timeout=timeout_s), False
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill_all(process)
             return None, True
         except BaseException:  # Ctrl-C: never leave the team's processes behind
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill_all(process)
             raise
+
+
+def _kill_all(process: subprocess.Popen) -> None:
+    kill_tree(process.pid)          # what left the group (setsid) but is still under it, adopted or not
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def harness_site_dirs() -> list[str]:
@@ -210,8 +225,8 @@ class LocalBackend:
         (root / BUILD_KEY_FILE).write_text(json.dumps(key, indent=2), encoding="utf-8")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ ./{submission.setup}  (in {team_copy})\n", encoding="utf-8")
-        code, timed_out = run_logged([str(team_copy / submission.setup)], team_copy, _env_with_venv(venv_dir),
-                                     log_path, self.setup_timeout_s)
+        code, timed_out = run_logged(reaped([str(team_copy / submission.setup)]), team_copy,
+                                     _env_with_venv(venv_dir), log_path, self.setup_timeout_s)
         if timed_out or code != 0:
             why = f"timed out after {self.setup_timeout_s:g} s" if timed_out else f"exited with code {code}"
             tail = log_tail(log_path, 3).replace("\n", " | ")
