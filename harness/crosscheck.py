@@ -2,20 +2,34 @@
 
 The count itself has to come from inside the worker (only the worker can load the model), and team code
 shares that process, so the host checks it against figures the team cannot bend from inside:
-- memory, in bytes: the worker reports the host-memory bytes of what it counted (dtype-aware; never taken
-  as more than BYTES_PER_PARAM a counted parameter, explained_bytes). The team gets a fresh worker per task;
-  the host reads from /proc, for that worker's whole process tree, its resident memory after `prepare`
-  (libraries imported, device started, no team code run yet in that process): the task's baseline, where
-  the peak (VmHWM) is reset too. Against it: the resident memory after `load`, and the peak after the
-  timed passes. Bytes beyond the counted ones past the resident slack (resident_slack: RESIDENT_SLACK_BYTES,
-  more for ONNX Runtime) or PEAK_SLACK_BYTES (what honest loads take beside their weights, measured by
-  bench/memory_growth.py) flag the row ``weights_unaccounted``, whatever the count says; the unexplained
-  bytes are in result.json.
+- memory, in bytes: the worker reports the bytes of what it counted, dtype-aware, apart for host memory
+  (counted_cpu_bytes) and a device's (counted_device_bytes, counted_device_params); never taken as more than
+  BYTES_PER_PARAM a counted parameter in all (explained_bytes, explained_device_bytes). The team gets a fresh
+  worker per task; after `prepare` (libraries imported and warmed, device started and its lazily loaded
+  kernels warmed, no team code run yet in that process: the task's baseline) the host reads, for the
+  worker's whole process tree, its resident memory from /proc (and resets the peak, VmHWM) and, on a GPU,
+  its device memory from NVML (every pid of the tree, harness.gpu.device_memory_reading).
+  - host: the resident memory right after `load`, and the peak after the timed passes. The host may explain
+    its growth by the counted host bytes plus HOST_COPY_BYTES for each parameter counted on the device (the
+    host copy a model is built in before it moves: RoBERTa-tiny, 7.45M parameters on an H200, grew 25.8 MiB
+    resident at load). Bytes beyond that past the resident slack (resident_slack: RESIDENT_SLACK_BYTES, more
+    for ONNX Runtime) or PEAK_SLACK_BYTES (bench/memory_growth.py) flag the row ``weights_unaccounted``.
+  - device: the device memory right after `load` (the worker empties the caching allocator's free blocks
+    after the team's constructor), before any batch, less the baseline, beyond the counted device bytes
+    (ONNX initializers at BYTES_PER_PARAM too: a CUDA session holds them on the device); flagged past the allowance (device_allowance): the reference's own growth at load beyond
+    its counted device bytes, for that task on that box (BERT-base, harness code, loading beside the team:
+    the caching allocator's rounding, the kernels its load ran), plus DEVICE_MARGIN_BYTES. Without the
+    reference's figure, or a reading, the row says the device check did not run (device_reasons). The device
+    memory after the passes (`device_memory_bytes`: the allocator's cache of the largest batch's activations
+    included) is reported, never compared.
+  What can still hide, in parameters: on the host, RESIDENT_SLACK_BYTES (4.2M fp32, 16.8M int8) plus, for a
+  model on the device, one fp32 parameter for each parameter counted there (its host copy's room, when the
+  copy was freed: up to 12M more at the 12M limit); on the device, the allowance: 20 MiB (5.2M fp32, 10.5M
+  fp16 parameters) plus the reference's overhead at load R, another R/4 fp32 parameters (R unmeasured yet on
+  a GPU: bench/memory_growth.py --device cuda prints it).
 - the files the build added that count as weights: a weight-like suffix, or any large file that is not
   an ELF binary (counts_as_weights); flagged when they imply, at 4 bytes a parameter (the lenient reading),
-  more than the limit and more than twice the count;
-- the device memory the worker holds, read per process from NVML on a GPU (harness.gpu.process_memory_bytes,
-  compared with BERT-base's in pipeline.device_memory_flags).
+  more than the limit and more than twice the count.
 """
 
 from __future__ import annotations
@@ -295,13 +309,17 @@ def explained_bytes(report: dict) -> int:
 
 
 def explained_device_bytes(report: dict) -> int:
-    """Device memory the counted weights explain: the device bytes the worker says it counted (dtype-aware),
-    never more than what is left of BYTES_PER_PARAM a counted parameter once its host bytes are taken (a
-    parameter is in one place; the report is the team process's word)."""
-    ceiling = BYTES_PER_PARAM * int(report.get("counted") or 0)
+    """Device memory the counted weights explain: the torch device bytes the worker says it counted
+    (dtype-aware), never more than what is left of BYTES_PER_PARAM a counted parameter once its host bytes
+    are taken (a tensor is in one place; the report is the team process's word); plus BYTES_PER_PARAM for
+    each counted ONNX initializer, which a CUDA execution provider session holds on the device while its
+    host copy stays (the host explains them too); never more than BYTES_PER_PARAM a counted parameter."""
+    counted = int(report.get("counted") or 0)
+    ceiling = BYTES_PER_PARAM * counted
     said = int(report.get("counted_device_bytes") or 0)
     on_host = min(int(report.get("counted_cpu_bytes") or 0), ceiling)
-    return max(0, min(said, ceiling - on_host))
+    onnx = BYTES_PER_PARAM * min(int(report.get("onnx_params") or 0), counted)
+    return min(ceiling, max(0, min(said, ceiling - on_host)) + onnx)
 
 
 def device_overhead(report: dict, baseline: int | None, after_load: int | None) -> int | None:

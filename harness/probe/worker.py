@@ -267,6 +267,12 @@ class Worker:
             self.predictor = cls(task, device, **(request.get("options") or {}))
         except Exception as exc:
             raise WorkerError(f"Predictor({task!r}, {device!r}) raised {type(exc).__name__}: {exc}") from exc
+        if device.startswith("cuda"):
+            # the caching allocator gives back what the load freed (an fp32 copy cast to fp16 on the device, a
+            # warm-up pass's activations): the host's device reading at load is then what the model holds,
+            # in the allocator's segments. Never timed: warm-up windows come before any timed round.
+            gc.collect()
+            torch.cuda.empty_cache()
         return {"environment": describe_environment(device)}
 
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:

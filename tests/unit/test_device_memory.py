@@ -226,6 +226,10 @@ def test_the_report_is_the_teams_word_capped_at_four_bytes_a_parameter_in_all():
     mixed = {"counted": 1_000, "counted_cpu_bytes": 900, "counted_device_bytes": 400, "counted_device_params": 100}
     assert explained_bytes(mixed) == 1_300
     assert explained_bytes({"counted": 1_000, "counted_cpu_bytes": 1_000}) == 1_000     # as before on the CPU
+    # ONNX initializers (counted at 4 bytes on the host) may sit on the device too, in a CUDA session
+    onnx = {"counted": 1_000, "onnx_params": 1_000, "counted_cpu_bytes": 4_000}
+    assert explained_device_bytes(onnx) == 4_000 and explained_bytes(onnx) == 4_000
+    assert explained_device_bytes({**onnx, "onnx_params": 50_000}) == 4_000         # never past the count
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -250,3 +254,26 @@ def test_the_count_puts_a_tensors_bytes_where_it_lives():
     count._add_bytes(torch.empty(5, 4, device="meta"), 20)                        # holds no memory
     count._add_bytes(SimpleNamespace(device=SimpleNamespace(type="cuda"), element_size=lambda: 2), 100)
     assert (count.cpu_bytes, count.device_bytes, count.device_params) == (24, 200, 100)
+
+
+def test_the_host_reads_the_device_after_load_when_it_read_it_after_prepare(nvml):
+    """measurement.read_after_load reads NVML over each worker's tree (this test's process standing in for
+    both), before it asks the team for its count; on the CPU (no device baseline) it reads no device."""
+    import os
+
+    from harness.measurement import read_after_load
+
+    asked = []
+
+    def call(op):           # the count's own scan allocates: a device read after it would see 99 MiB
+        asked.append(op)
+        nvml.used[os.getpid()] = CONTEXT + 99 * MiB
+        return 0, {"report": {"counted": 5}}
+
+    link = SimpleNamespace(host_pid=os.getpid(), name="team", call=call)
+    nvml.used = {os.getpid(): CONTEXT + 40 * MiB}
+    found = read_after_load(link, link, {"team": 0, "reference": 0, "team_device": (CONTEXT, ""),
+                                         "reference_device": (CONTEXT, "")})
+    assert found["team_device"] == found["reference_device"] == (CONTEXT + 40 * MiB, "")
+    assert asked == ["params"]
+    assert "team_device" not in read_after_load(link, link, {"team": 0, "reference": 0})
