@@ -98,12 +98,17 @@ def flags_of(task: str, timing: dict, reference: dict | None = None) -> list[str
 
 # Parameters, resident growth at load (MiB) and peak growth (MiB) of the honest teams on the H200.
 H200_HONEST = [("roberta-tiny cluewsc2020", 7_450_562, 25.8, 348.0),
+               ("roberta-tiny csl", 7_450_562, 25.8, 350.9),
                ("roberta-tiny cluener2020", 7_358_853, 25.4, 348.7),
                ("roberta-tiny cmrc2018", 7_352_906, 25.4, 502.4),
+               ("albert-tiny cluewsc2020", 4_081_146, 17.1, 343.4),
                ("albert-tiny csl", 4_081_146, 17.1, 348.0),
+               ("albert-tiny cluener2020", 3_989_437, 16.8, 345.1),
                ("albert-tiny cmrc2018", 3_983_490, 16.8, 498.3),
                ("demo cluewsc2020", 2_753_922, 6.0, 385.4),
-               ("demo cluener2020", 2_756_373, 6.1, 282.2)]
+               ("demo csl", 2_753_922, 6.0, 410.2),
+               ("demo cluener2020", 2_756_373, 6.1, 282.2),
+               ("demo cmrc2018", 2_753_922, 6.0, 404.8)]
 
 
 @pytest.mark.parametrize("label, params, host_growth, peak", H200_HONEST)
