@@ -8,6 +8,13 @@ sample data in batches of the spec's size; the peak (VmHWM) read. It prints the 
 reports, the resident and peak growth over the baseline, what they leave unexplained, and whether the row
 would be flagged `weights_unaccounted`.
 
+On a GPU (--device cuda) it also calibrates the device check at load (crosscheck.unexplained_device): the
+host reads each fresh worker's device memory (NVML, its whole tree) after prepare and right after load, and
+prints the growth beyond the device bytes the worker counted: the reference's figure is what the harness
+takes as its allowance's base per task, the small teams' show whether an honest load stays inside that plus
+DEVICE_MARGIN_BYTES, and the host growth beside it shows what the host copy of device weights and CUDA's
+lazily loaded code take (crosscheck.HOST_COPY_BYTES). On the CPU the device figures are printed as n/a.
+
 Each side is measured twice, side by side: with workers forked from the local backend's fork server (what
 `harness run --backend local` does) and with workers started from scratch (what a Docker container is).
 
@@ -24,8 +31,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from harness.backends.local import LocalBackend
-from harness.crosscheck import (PEAK_SLACK_BYTES, RESIDENT_SLACK_BYTES, memory_reasons, peak_bytes, reset_peaks,
-                                resident_bytes, unexplained_memory)
+from harness.crosscheck import (DEVICE_MARGIN_BYTES, PEAK_SLACK_BYTES, RESIDENT_SLACK_BYTES, device_allowance,
+                                explained_device_bytes, memory_reasons, peak_bytes, reset_peaks, resident_bytes,
+                                tree_pids, unexplained_memory)
+from harness.gpu import device_memory_reading
 from harness.measurement import WorkerSpec, running_worker
 from harness.pipeline import REFERENCE_DIR, REFERENCE_PREDICTOR, SAMPLE_DATA_DIR, prepare_inputs, reference_options
 from harness.spec import load_spec
@@ -51,10 +60,12 @@ def measure_task(backend, side: WorkerSpec, task: str, device: str, options, pre
     with running_worker(backend, side, work / f"{side.name}-{task}-{start}.log") as link:   # fresh, as the harness
         link.call("prepare", device=device)
         baseline = resident_bytes(link.host_pid)
+        device_before = device_reading(link.host_pid, device)
         unreadable = reset_peaks(link.host_pid)
         link.call("load", task=task, device=device, options=options(task), seed=2020, precision=precision,
                   threads=0, team_dir=side.built.team_dir, predictor=side.predictor)
         growth = resident_bytes(link.host_pid) - baseline
+        device_after = device_reading(link.host_pid, device)
         examples = prepare_inputs(spec, data_dir, None).inputs[task]
         size = spec.task(task).batch_size
         for _ in range(3):
@@ -64,13 +75,53 @@ def measure_task(backend, side: WorkerSpec, task: str, device: str, options, pre
         report = link.call("params")[1]["report"]
     found = unexplained_memory(report, growth, peak)
     flagged = bool(memory_reasons(found))
+    on_device = device_figures(report, device_before, device_after)
     peak_text = "unreadable" if peak is None else f"{found['unexplained_peak_bytes'] / MiB:8.1f}"
     print(f"{side.name:>18} {task:>12} {start:>5}  counted {report['counted']:>12,} "
           f"({found['explained_bytes'] / MiB:6.1f} MiB)  growth {growth / MiB:7.1f}  beyond: resident "
           f"{found['unexplained_resident_bytes'] / MiB:7.1f} (slack {found['resident_slack_bytes'] / MiB:4.1f})  peak "
           f"{peak_text} MiB  {'FLAGGED' if flagged else 'ok'}",
           flush=True)
-    return side.name, task, start, report["counted"], found, flagged
+    print(f"{'':>18} {task:>12} {start:>5}  device: {on_device['text']}; host growth beyond the counted host "
+          f"bytes {(growth - min(report.get('counted_cpu_bytes', 0), 4 * report['counted'])) / MiB:.1f} MiB",
+          flush=True)
+    return side.name, task, start, report["counted"], found, flagged, on_device
+
+
+def device_reading(pid: int | None, device: str) -> tuple[int | None, str]:
+    """The worker tree's device memory (NVML), or why not; n/a on the CPU."""
+    if device == "cpu":
+        return None, "n/a on the CPU"
+    return device_memory_reading(tree_pids(pid))
+
+
+def device_figures(report: dict, before: tuple[int | None, str], after: tuple[int | None, str]) -> dict:
+    """The device growth at load, the counted device bytes and the growth beyond them (None when unread)."""
+    counted = explained_device_bytes(report)
+    if before[0] is None or after[0] is None:
+        return {"beyond": None, "text": f"n/a ({before[1] or after[1]})"}
+    growth = after[0] - before[0]
+    return {"beyond": growth - counted,
+            "text": f"growth at load {growth / MiB:.1f} MiB, counted {counted / MiB:.1f} MiB, beyond "
+                    f"{(growth - counted) / MiB:.1f} MiB"}
+
+
+def device_summary(rows: list, start: str) -> str:
+    """Per task, the reference's device overhead at load (the allowance's base) and the worst small team
+    beside it, against the allowance the harness would give (device_allowance)."""
+    parts = []
+    for task in dict.fromkeys(r[1] for r in rows if r[2] == start):
+        ref = [r[6]["beyond"] for r in rows if r[0] == "reference" and r[1] == task and r[2] == start]
+        teams = [r[6]["beyond"] for r in rows if r[0] != "reference" and r[1] == task and r[2] == start
+                 and r[6]["beyond"] is not None]
+        allowance = device_allowance(ref[0] if ref else None)
+        if allowance is None or not teams:
+            parts.append(f"{task} n/a")
+            continue
+        parts.append(f"{task}: reference {ref[0] / MiB:.1f}, teams at most {max(teams) / MiB:.1f} MiB beyond "
+                     f"counted (allowance {allowance / MiB:.1f} = reference + {DEVICE_MARGIN_BYTES / MiB:.0f}; "
+                     f"{sum(t > allowance for t in teams)} over)")
+    return f"{start}: device at load: " + "; ".join(parts)
 
 
 def main() -> None:
@@ -115,6 +166,8 @@ def main() -> None:
               f"{RESIDENT_SLACK_BYTES / MiB:.0f} MiB without ONNX), peak at most "
               f"{max(peaks) / MiB if peaks else float('nan'):.1f} MiB (slack {PEAK_SLACK_BYTES / MiB:.0f} MiB); "
               f"flagged: {sum(r[5] for r in rows if r[2] == start)} of {sum(r[2] == start for r in rows)}")
+        print(device_summary(rows, start) if args.device != "cpu" else
+              f"{start}: device at load: n/a on the CPU (run with --device cuda on a GPU box)")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,43 @@ def process_memory_bytes(pid: int | None) -> int | None:
         nvml.nvmlShutdown()
 
 
+def device_memory_reading(pids: list[int] | tuple[int, ...] | None) -> tuple[int | None, str]:
+    """(bytes, why not): the device memory NVML sees held by the processes `pids` together (a worker's whole
+    tree, by host pid), summed over every GPU; bytes None, with the reason, when NVML cannot say: no NVML,
+    an NVML error, no pid of the tree listed on any GPU, or a listed pid whose usage NVML does not report
+    (usedGpuMemory None, as under MIG or some containers). Read from the host: team code cannot bend it."""
+    if not pids:
+        return None, "no process id for the worker"
+    nvml = _nvml()
+    if nvml is None:
+        return None, nvml_unavailable_reason() or "NVML does not answer"
+    wanted = set(pids)
+    try:
+        total, listed, unreported = 0, set(), set()
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                if process.pid not in wanted:
+                    continue
+                listed.add(process.pid)
+                if process.usedGpuMemory is None:
+                    unreported.add(process.pid)
+                else:
+                    total += int(process.usedGpuMemory)
+    except Exception as exc:
+        return None, f"NVML failed to list the GPU's processes ({type(exc).__name__}: {exc})"
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:
+            pass
+    if unreported:
+        return None, f"NVML lists process(es) {sorted(unreported)} without their memory use"
+    if not listed:
+        return None, f"NVML lists none of the worker's processes {sorted(wanted)} on any GPU"
+    return total, ""
+
+
 def gpu_busy_reason() -> str | None:
     """Why the GPU is not ours alone (processes already on it), or None; None without NVML too."""
     busy = [g for g in gpu_snapshot() if g["processes"]]

@@ -19,8 +19,9 @@ from typing import Any, Callable, Iterator
 
 from harness import replies, stats
 from harness.backends.base import Backend, Built, log_tail
-from harness.crosscheck import child_resident, peak_bytes, reset_peaks, resident_bytes, unexplained_memory
-from harness.gpu import process_memory_bytes
+from harness.crosscheck import (child_resident, device_overhead, peak_bytes, reset_peaks, resident_bytes,
+                                tree_pids, unexplained_device, unexplained_memory)
+from harness.gpu import device_memory_reading, process_memory_bytes
 from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
@@ -216,6 +217,10 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
                       device_memory_bytes=worker_memory(ref_link, device),
                       memory_growth_bytes=loaded["reference_growth"], memory_peak_bytes=peaks["reference"],
                       **unexplained_memory(ref_params, loaded["reference_growth"], peaks["reference"]))
+    if device_checked(device, ref_link):
+        team_device, ref_device = device_load_records(baseline, loaded, ref_params)
+        team_record.update(team_device)
+        ref_record.update(ref_device)
     measured.tasks[name], measured.reference[name] = team_record, ref_record
     measured.environment = _environment(team_link)
     predictions[name] = times.team.predictions[0]
@@ -232,7 +237,37 @@ def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dic
                                 "team_note": replies.baseline_note(team_reply, team.name)}
     for name, link in (("team", team), ("reference", reference)):
         baseline[f"{name}_peak_unreadable"] = reset_peaks(link.host_pid)
+    if device != "cpu":
+        baseline.update(device_readings(team, reference))
     return baseline
+
+
+def device_readings(team: WorkerLink, reference: WorkerLink) -> dict[str, tuple[int | None, str]]:
+    """Each worker's device memory now (NVML, its whole process tree by host pid): (bytes, why not)."""
+    return {f"{name}_device": device_memory_reading(tree_pids(link.host_pid))
+            for name, link in (("team", team), ("reference", reference))}
+
+
+def device_checked(device: str, reference: WorkerLink) -> bool:
+    """Whether the device check at load applies: a device other than the CPU was asked for and the reference's
+    worker (harness code, on the same box) says it loaded on one; the team's own word is not asked."""
+    return device != "cpu" and str(reference.environment.get("device") or "").split(":")[0] not in ("", "cpu")
+
+
+def device_load_records(baseline: dict[str, Any], loaded: dict[str, Any],
+                        ref_report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(team, reference) device check at load (crosscheck.unexplained_device): the reference's growth beyond
+    its counted device bytes is the calibration of the team's allowance, for this task, on this box."""
+    missing = (None, "not read")
+    ref_before, ref_after = baseline.get("reference_device", missing), loaded.get("reference_device", missing)
+    overhead = device_overhead(ref_report, ref_before[0], ref_after[0])
+    ref_why = ref_before[1] or ref_after[1]
+    team = unexplained_device(loaded["team_params"], baseline.get("team_device", missing),
+                              loaded.get("team_device", missing), overhead, ref_why)
+    reference = unexplained_device(ref_report, ref_before, ref_after, None)
+    reference["device_check_note"] = "" if overhead is not None else reference["device_check_note"]
+    reference["device_allowance_bytes"] = None    # the calibration itself: nothing is allowed or flagged here
+    return team, reference
 
 
 def read_peaks(team: WorkerLink, reference: WorkerLink, baseline: dict[str, Any]) -> dict[str, int | None]:
@@ -245,13 +280,16 @@ def read_peaks(team: WorkerLink, reference: WorkerLink, baseline: dict[str, Any]
     return found
 
 
-def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str, int | None]) -> dict[str, Any]:
-    """What loading took, read by the host (resident memory, from /proc), and the team's count after load."""
+def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str, Any]) -> dict[str, Any]:
+    """What loading took, read by the host (resident memory, from /proc; device memory, from NVML, when the
+    baseline has it), and the team's count after load."""
     found: dict[str, Any] = {}
     for name, link in (("team", team), ("reference", reference)):
         now, before = resident_bytes(link.host_pid), baseline.get(name)
         found[f"{name}_growth"] = now - before if now is not None and before is not None else None
     found["team_children"] = child_resident(team.host_pid) or {}
+    if "team_device" in baseline:
+        found.update(device_readings(team, reference))
     _, reply = team.call("params")
     found["team_params"] = replies.param_report(reply, team.name)
     return found
@@ -268,7 +306,9 @@ def larger_count(after_load: dict[str, Any], after_passes: dict[str, Any]) -> di
 
 
 def worker_memory(link: WorkerLink, device: str) -> int | None:
-    """Device memory the worker holds with this task's model loaded, from NVML on the host (GPU only)."""
+    """Device memory the worker holds after the timed passes, from NVML on the host (GPU only): the caching
+    allocator's cache of the largest batch's activations included, so reported, never compared with
+    anything (the weights are checked right after load: device_load_records)."""
     return process_memory_bytes(link.host_pid) if device != "cpu" else None
 
 

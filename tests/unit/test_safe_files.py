@@ -34,12 +34,14 @@ def test_a_fresh_folder_drops_links_inside_and_a_linked_folder_itself(tmp_path):
     assert (elsewhere / "keep.txt").read_text() == "keep"
 
 
-def test_a_worker_holding_more_gpu_memory_than_bert_base_is_flagged():
+def test_gpu_memory_after_the_passes_is_never_compared_with_bert_base():
+    """Issue 27: the figure after the passes is the caching allocator's cache of activations (RoBERTa-tiny held
+    2,408 MiB after CMRC2018 on an H200, BERT-base 2,044 MiB): reported only. The weights are checked right
+    after load instead (tests/unit/test_device_memory.py, where the flagging assertions went)."""
     from harness.pipeline import device_memory_flags
 
     tasks = {"csl": {"params": 5_000_000, "timing": {"device_memory_bytes": 900 * 2**20}},
              "cmrc2018": {"params": 5_000_000, "timing": {"device_memory_bytes": 300 * 2**20}},
              "cluener2020": {"params": 5_000_000, "timing": {"device_memory_bytes": None}}}
     references = {name: {"device_memory_bytes": 800 * 2**20} for name in tasks}
-    flags = device_memory_flags(tasks, references)
-    assert len(flags) == 1 and flags[0].startswith("csl: the worker holds 900 MiB") and "800 MiB" in flags[0]
+    assert device_memory_flags(tasks, references) == []

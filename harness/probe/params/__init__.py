@@ -30,6 +30,7 @@ from harness.probe.params.walk import find_sources, root_modules
 # Torch tensors in host memory count at their dtype's size; ONNX initializers and weights the live-weight
 # scan found elsewhere at 4 bytes an element (their dtype is not tracked: the lenient reading for the team).
 COUNTED_BYTES_NOTE = "torch tensors in host memory at their dtype's size; ONNX and hidden weights at 4 bytes"
+# (torch tensors on a device are counted apart: counted_device_bytes, checked against NVML by the host)
 LENIENT_BYTES = 4
 HIDDEN_FLOOR = 1_000          # hidden weight elements below this are noise (scalars), not a model
 
@@ -56,6 +57,8 @@ class ParamReport:
     hidden_where: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()         # of the counted torch modules' parameters (the team's precision)
     counted_cpu_bytes: int = 0           # host-memory bytes of what was counted (COUNTED_BYTES_NOTE)
+    counted_device_bytes: int = 0        # device-memory bytes of the counted torch tensors (their dtype's size)
+    counted_device_params: int = 0       # elements of the counted torch tensors on a device
 
     def to_dict(self) -> dict[str, Any]:
         return {"counted": self.counted, "predictor_visible": self.predictor_visible,
@@ -66,7 +69,8 @@ class ParamReport:
                 "plain_tensors": self.plain_tensors, "model_file_bytes": self.model_file_bytes,
                 "n_modules": self.n_modules, "onnx_files": list(self.onnx_files),
                 "sources": list(self.sources), "flags": list(self.flags), "notes": list(self.notes),
-                "dtypes": list(self.dtypes), "counted_cpu_bytes": self.counted_cpu_bytes}
+                "dtypes": list(self.dtypes), "counted_cpu_bytes": self.counted_cpu_bytes,
+                "counted_device_bytes": self.counted_device_bytes, "counted_device_params": self.counted_device_params}
 
 
 def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process: bool = True) -> ParamReport:
@@ -126,7 +130,8 @@ def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process:
             f"{label}: {p}" for label, p in found.onnx),
         flags=tuple(found.flags), notes=tuple(found.notes), predictor_visible=visible,
         hidden_weights=hidden.elements, hidden_where=hidden.where, dtypes=tuple(sorted(torch_count.dtypes)),
-        counted_cpu_bytes=torch_count.cpu_bytes + LENIENT_BYTES * (onnx_params + hidden.elements))
+        counted_cpu_bytes=torch_count.cpu_bytes + LENIENT_BYTES * (onnx_params + hidden.elements),
+        counted_device_bytes=torch_count.device_bytes, counted_device_params=torch_count.device_params)
 
 
 def _add_sessions_held_elsewhere(found) -> None:

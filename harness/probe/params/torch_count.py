@@ -28,6 +28,8 @@ class TorchCount:
         self.unflagged: list[tuple[str, int]] = []
         self.dtypes: set[str] = set()           # of the counted modules' parameters: the team's precision
         self.cpu_bytes = 0                      # bytes of the counted tensors held in host memory
+        self.device_bytes = 0                   # ... and on a device (CUDA), at their dtype's size
+        self.device_params = 0                  # elements of the counted tensors on a device
 
     def add_modules(self, roots: list[tuple[str, nn.Module]]) -> None:
         quantized = 0
@@ -118,12 +120,15 @@ class TorchCount:
         return total
 
     def _add_bytes(self, tensor: Array, n: int) -> None:
-        """The bytes of a counted tensor (its dtype's size), where they sit in host memory (a GPU tensor's
-        bytes are the device's, checked against NVML instead)."""
+        """The bytes of a counted tensor (its dtype's size), where they sit: host memory, or a device's (a GPU
+        tensor's bytes, checked against NVML by the host); a meta tensor holds none."""
         if isinstance(tensor, np.ndarray):
             self.cpu_bytes += n * tensor.itemsize
         elif tensor.device.type == "cpu":
             self.cpu_bytes += n * tensor.element_size()
+        elif tensor.device.type != "meta":
+            self.device_bytes += n * tensor.element_size()
+            self.device_params += n
 
 
 def _memory_key(tensor: Array) -> tuple:
