@@ -117,7 +117,8 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
                        first_sight_block=times.first_sight_block, first_sight_twins_s=team.twins_s,
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
-                       interval=vars(times.interval) if times.interval else None, **times.freezing.record())
+                       interval=vars(times.interval) if times.interval else None, **times.interval_record(),
+                       **times.freezing.record())
     return team_record, side_record(ref, ref.rounds, n_examples)
 
 
