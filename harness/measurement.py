@@ -26,7 +26,7 @@ from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
 from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
-                                call_together, measure_task, same_predictions)
+                                call_together, host_gc_paused, measure_task, same_predictions)
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -182,10 +182,11 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     loaded: dict[str, Any] = {}
     try:
         baseline = prepared_memory(team_link, ref_link, device)
-        times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
-                             box_snapshot, lambda: precision.update(
-                                 check_reference_precision(ref_link, reference.precision)),
-                             lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
+        with host_gc_paused():      # no full collection of the host's heap inside a timed call
+            times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
+                                 box_snapshot, lambda: precision.update(
+                                     check_reference_precision(ref_link, reference.precision)),
+                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there

@@ -77,7 +77,8 @@ def half_width_of(interval: stats.Interval | None, timed: Sequence[TaskOutcome]
                   ) -> tuple[float | None, float, bool | None]:
     """(the overall interval's relative half-width, the target, whether it met it): the target is the one
     the tasks' rounds were timed to (the same for every task of a run; the largest if they differ). T and
-    T_bert add the tasks, so the whole interval is about as wide as its tasks' or narrower."""
+    T_bert add the tasks, so the whole interval is usually narrower than its tasks', but not always: its t
+    part takes the fewest rounds of any task for degrees of freedom (stats.round_level_interval)."""
     target = max((o.target_half_width for o in timed), default=0.0)
     if interval is None or interval.method != stats.METHOD:
         return None, target, None

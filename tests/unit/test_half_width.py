@@ -3,6 +3,7 @@ half-width (and the verdict decided), or until max_rounds or the per-task time c
 reached. The stopping rule on fake intervals and clock values, measure_task on in-process fake workers and a
 fake clock, the spec keys, the score's overall half-width and the row's flags."""
 
+import gc
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from harness.pipeline import half_width_flags, timing_plan
 from harness.probe import channel
 from harness.scoring import ReferenceTask, TaskOutcome, half_width_of, score_team
 from harness.spec import DEFAULT_SPEC, SpecError, load_spec
-from harness.timekeeper import TimingPlan, WorkerLink, measure_task, rounds_stop
+from harness.timekeeper import TimingPlan, WorkerLink, host_gc_paused, measure_task, rounds_stop
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL = load_spec(FIXTURES / "spec_small.toml")
@@ -247,3 +248,22 @@ def test_a_missed_target_is_flagged_with_the_half_width_and_why_rounds_stopped()
                         "max_rounds (60 rounds, 80 s)")
     assert half_width_flags({"csl": {"timing": {"half_width_met": None}}}, scored(((1.0, 1.0),) * 3, 0.0),
                             SPEC) == []
+
+
+# --- the host's garbage collector, paused while a task is timed ----------------------------------------
+
+def test_the_hosts_automatic_gc_is_off_while_a_task_is_timed_and_back_after_whatever_happened():
+    assert gc.isenabled()
+    with host_gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), host_gc_paused():
+        raise RuntimeError("a worker failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with host_gc_paused():
+            pass
+        assert not gc.isenabled()          # left as it was found
+    finally:
+        gc.enable()
