@@ -27,7 +27,7 @@ from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
 from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
-                                call_together, measure_task, same_predictions)
+                                call_together, host_gc_paused, measure_task, same_predictions)
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -118,7 +118,8 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
                        first_sight_block=times.first_sight_block, first_sight_twins_s=team.twins_s,
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
-                       interval=vars(times.interval) if times.interval else None, **times.freezing.record())
+                       interval=vars(times.interval) if times.interval else None, **times.interval_record(),
+                       **times.freezing.record())
     return team_record, side_record(ref, ref.rounds, n_examples)
 
 
@@ -182,10 +183,11 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     loaded: dict[str, Any] = {}
     try:
         baseline = prepared_memory(team_link, ref_link, device)
-        times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
-                             box_snapshot, lambda: precision.update(
-                                 check_reference_precision(ref_link, reference.precision)),
-                             lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
+        with host_gc_paused():      # no full collection of the host's heap inside a timed call
+            times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
+                                 box_snapshot, lambda: precision.update(
+                                     check_reference_precision(ref_link, reference.precision)),
+                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there

@@ -24,7 +24,7 @@ from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
-from harness.scoring import ReferenceTask, TaskOutcome, score_team
+from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, score_team
 from harness.spec import Spec
 from harness.submission import Submission, SubmissionError, folder_label, load_submission
 from harness.tasks import TaskDataError, get_task
@@ -91,7 +91,9 @@ def task_outcome(name: str, info: dict[str, Any]) -> TaskOutcome:
     if "score" not in info:
         return TaskOutcome(name, error=str(info.get("error") or "failed"))
     rounds = tuple(tuple(r) for r in info.get("timing", {}).get("scored_rounds_s", ()))
-    return TaskOutcome(name, info["score"], int(info["params"]), float(info["time_s"]), rounds=rounds)
+    target = info.get("timing", {}).get("target_half_width") or 0.0
+    return TaskOutcome(name, info["score"], int(info["params"]), float(info["time_s"]), rounds=rounds,
+                       target_half_width=float(target))
 
 
 def reference_task(info: dict[str, Any]) -> ReferenceTask:
@@ -126,6 +128,27 @@ def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, 
     flags = []
     for name, info in tasks.items():
         flags += [f"{name}: {reason}" for reason in device_reasons(info.get("timing", {}))]
+    return flags
+
+
+def half_width_flags(tasks: dict[str, dict[str, Any]], score: TeamScore, spec: Spec) -> list[str]:
+    """A speedup interval left wider than its target: the whole team's, then each task's, with the
+    half-width reached against the target and why that task's rounds stopped (max_rounds or max_timing_s)."""
+    flags = []
+    if score.half_width_met is False:
+        flags.append(f"speedup interval +-{score.speedup_half_width:.1%}, wider than the target "
+                     f"+-{score.target_half_width:.1%}")
+    for name, info in tasks.items():
+        timing = info.get("timing", {})
+        if timing.get("half_width_met") is not False:
+            continue
+        rounds = len(timing.get("orders") or ())
+        why = {"max_rounds": f"max_rounds ({rounds} rounds, {timing.get('timing_s', 0.0):.0f} s)",
+               "max_timing_s": f"the time cap (max_timing_s {spec.timing.max_timing_s:g} s: {rounds} rounds in "
+                               f"{timing.get('timing_s', 0.0):.0f} s)"}.get(timing.get("rounds_stopped_by"),
+                                                                            str(timing.get("rounds_stopped_by")))
+        flags.append(f"{name}: speedup interval +-{timing['half_width']:.1%} against a target of "
+                     f"+-{timing['target_half_width']:.1%}; rounds stopped at {why}")
     return flags
 
 
@@ -285,7 +308,8 @@ def timing_plan(spec: Spec, run_seed: int) -> TimingPlan:
     t = spec.timing
     return TimingPlan(run_seed=run_seed, rounds=t.rounds, max_rounds=t.max_rounds, warmup_min_s=t.warmup_min_s,
                       warmup_max_s=t.warmup_max_s, settle_tolerance=t.settle_tolerance, confidence=t.confidence,
-                      min_speedup=spec.limits.min_speedup)
+                      min_speedup=spec.limits.min_speedup, target_half_width=t.target_half_width,
+                      target_half_width_cpu=t.target_half_width_cpu, max_timing_s=t.max_timing_s)
 
 
 def reference_options(spec: Spec) -> Callable[[str], dict[str, Any]]:
@@ -334,7 +358,9 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
     if result.score.speed_verdict == "borderline":
         result.flags.append(f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "
-                            f"after {spec.timing.max_rounds} rounds")
+                            f"after the spec's round budget (at most {spec.timing.max_rounds} rounds and "
+                            f"{spec.timing.max_timing_s:g} s of rounds a task)")
+    result.flags += half_width_flags(result.tasks, result.score, spec)
     errors = "; ".join(f"{n}: {t['error']}" for n, t in measured.tasks.items() if not t.get("ok"))
     if measured.timed_out:
         result.status, result.error = "timeout", measured.timed_out

@@ -35,6 +35,7 @@ class TaskOutcome:
     time_s: float | None = None
     error: str = ""
     rounds: Rounds = ()
+    target_half_width: float = 0.0    # the interval's target half-width its rounds were timed to (0: none)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,22 @@ class TeamScore:
     res: float | None
     failed_tasks: tuple[str, ...]
     reasons: tuple[str, ...]
+    speedup_half_width: float | None = None    # (high - low) / 2 / speedup; None without rounds to say it
+    target_half_width: float = 0.0             # the tasks' target (0: none applied, e.g. on a CPU)
+    half_width_met: bool | None = None         # None without a target
+
+
+def half_width_of(interval: stats.Interval | None, timed: Sequence[TaskOutcome]
+                  ) -> tuple[float | None, float, bool | None]:
+    """(the overall interval's relative half-width, the target, whether it met it): the target is the one
+    the tasks' rounds were timed to (the same for every task of a run; the largest if they differ). T and
+    T_bert add the tasks, so the whole interval is usually narrower than its tasks', but not always: its t
+    part takes the fewest rounds of any task for degrees of freedom (stats.round_level_interval)."""
+    target = max((o.target_half_width for o in timed), default=0.0)
+    if interval is None or interval.method != stats.METHOD:
+        return None, target, None
+    width = interval.half_width
+    return width, target, (width <= target if target > 0 else None)
 
 
 def aggregate(values: Iterable[float], how: str) -> float:
@@ -139,6 +156,7 @@ def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, Refe
     T_bert = aggregate((reference[t].time_s for t in timed), how_T) if timed else None
     interval = speedup_interval(outcomes, reference, timed, T, T_bert, spec.timing.confidence)
     params_ok, speed_ok, verdict, reasons = check_limits(S, interval, spec.limits)
+    width, target, met = half_width_of(interval, [outcomes[t] for t in timed])
     if failed:
         reasons.append(f"failed or missing tasks score 0: {', '.join(failed)}")
     res = (final_score(P, S, S_bert, T, T_bert, spec.formula)
@@ -148,4 +166,5 @@ def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, Refe
                      speedup_low=interval.low if interval else None,
                      speedup_high=interval.high if interval else None, speed_verdict=verdict,
                      params_ok=params_ok, speed_ok=speed_ok, compliant=params_ok and speed_ok is True, res=res,
-                     failed_tasks=failed, reasons=tuple(reasons))
+                     failed_tasks=failed, reasons=tuple(reasons), speedup_half_width=width,
+                     target_half_width=target, half_width_met=met)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,12 @@ class Timing:
     caching_tolerance: float
     threads: int
     seed: int
+    # Optional keys (a spec written before them keeps working): the half-width the speedup interval of each
+    # task is timed down to, relative ((high - low) / 2 / speedup; 0: no target), on a GPU and on a CPU, and
+    # the seconds of rounds after which no round is added, whatever the interval (the minimum always runs).
+    target_half_width: float = 0.03
+    target_half_width_cpu: float = 0.0
+    max_timing_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -143,16 +149,20 @@ _TYPES = {int: (int,), float: (int, float), str: (str,), bool: (bool,), tuple[st
 
 
 def _build(cls: type, table: Any, where: str, path: Path, extra: dict[str, Any] | None = None) -> Any:
-    """Build one dataclass from one TOML table, naming `path` and the key on any problem."""
+    """Build one dataclass from one TOML table, naming `path` and the key on any problem; a key whose field has
+    a default may be left out."""
     if not isinstance(table, dict):
         raise SpecError(f"{path}: [{where}] must be a table")
     wanted = {f.name: f.type for f in fields(cls) if f.name not in (extra or {})}
+    optional = {f.name for f in fields(cls) if f.default is not MISSING}
     unknown = sorted(set(table) - set(wanted))
     if unknown:
         raise SpecError(f"{path}: unknown key {where}.{unknown[0]} (known keys: {', '.join(wanted)})")
     values = dict(extra or {})
     for key, type_name in wanted.items():
         if key not in table:
+            if key in optional:
+                continue
             raise SpecError(f"{path}: missing key {where}.{key}")
         value = table[key]
         kind = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple[str, ...]}[type_name]
@@ -219,6 +229,11 @@ def _check_timing(t: Timing, path: Path) -> None:
         raise SpecError(f"{path}: timing.settle_tolerance and timing.caching_tolerance must be positive")
     if t.threads < 0:
         raise SpecError(f"{path}: timing.threads must be >= 0 (0: as many as the sandbox's CPUs)")
+    for key in ("target_half_width", "target_half_width_cpu"):
+        if not 0 <= getattr(t, key) < 1:
+            raise SpecError(f"{path}: timing.{key} must be >= 0 and < 1 (relative, e.g. 0.03 for +-3%; 0: no target)")
+    if not t.max_timing_s > 0:
+        raise SpecError(f"{path}: timing.max_timing_s must be positive (seconds of rounds per task)")
 
 
 def load_spec(path: str | Path | None = None) -> Spec:

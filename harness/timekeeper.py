@@ -19,7 +19,9 @@ mean over the window's passes). While one side's window is timed, the other is f
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import random
 import socket
 import struct
@@ -238,6 +240,53 @@ class TimingPlan:
     settle_tolerance: float
     confidence: float
     min_speedup: float
+    target_half_width: float = 0.0        # on a GPU: each task's interval timed down to +-this (0: no target)
+    target_half_width_cpu: float = 0.0    # the same on a CPU
+    max_timing_s: float = math.inf        # no round is started that would end the task's rounds past this
+
+    def target_for(self, device: str) -> float:
+        """The half-width target on `device` (the reference's word after load: our code): the CPU's where it
+        says cpu or says nothing."""
+        return self.target_half_width if device and device != "cpu" else self.target_half_width_cpu
+
+
+STOPPED_BY = ("done", "max_rounds", "max_timing_s")
+
+
+@contextmanager
+def host_gc_paused() -> Iterator[None]:
+    """The host's automatic garbage collection off while a task is timed (collected first, untimed), as
+    timeit does. The host keeps every pass's predictions (the consistency check): a full collection walks
+    them all, and one that starts inside a timed round trip is charged to that side. Measured with fake
+    workers answering CLUENER-like predictions: full collections of 80 to 560 ms as the heap grew to a
+    million objects, 6% of all collections inside a timed call, one of 146 ms in a team's call; on the H200
+    one team call of CLUENER2020 took 128 and 139 ms against 2 ms in two runs, most of the demo team's
+    interval. Garbage is still freed by reference counting; only cycles wait for the next collection."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def rounds_stop(plan: TimingPlan, target: float, rounds: int, interval: stats.Interval, elapsed_s: float,
+                last_round_s: float) -> str:
+    """Why a task's rounds stop after `rounds` of them, or "" to time another: "done" when the verdict on the
+    limit is decided and the interval is within `target` (or there is none), else "max_rounds" at the spec's
+    most rounds, "max_timing_s" when another round as long as the last would end past the time cap."""
+    if rounds < plan.rounds:
+        return ""
+    decided = stats.verdict(interval, plan.min_speedup) != "borderline"
+    if decided and (target <= 0 or interval.half_width <= target):
+        return "done"
+    if rounds >= plan.max_rounds:
+        return "max_rounds"
+    if elapsed_s + last_round_s > plan.max_timing_s:
+        return "max_timing_s"
+    return ""
 
 
 @dataclass
@@ -274,6 +323,26 @@ class TaskTimes:
     interval: stats.Interval | None = None
     freezing: FreezeLedger = field(default_factory=FreezeLedger)
     first_sight_block: int = 0       # batches per turn in round 0 (first_sight_round)
+    target_half_width: float = 0.0   # the target that applied (TimingPlan.target_for the device); 0: none
+    timing_s: float = 0.0            # seconds of rounds, from round 0's start to the last round's end
+    stopped_by: str = ""             # why rounds stopped (STOPPED_BY)
+
+    @property
+    def half_width(self) -> float | None:
+        return self.interval.half_width if self.interval else None
+
+    @property
+    def half_width_met(self) -> bool | None:
+        """Whether the interval reached the target; None without a target."""
+        if self.target_half_width <= 0 or self.half_width is None:
+            return None
+        return self.half_width <= self.target_half_width
+
+    def interval_record(self) -> dict[str, Any]:
+        """The half-width keys of the task's timing record (timing_capped: stopped by the time cap)."""
+        return {"half_width": self.half_width, "target_half_width": self.target_half_width,
+                "half_width_met": self.half_width_met, "timing_capped": self.stopped_by == "max_timing_s",
+                "timing_s": self.timing_s, "rounds_stopped_by": self.stopped_by}
 
 
 def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
@@ -436,10 +505,12 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                  batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
                  box_snapshot: Callable[[], dict[str, Any]] = dict,
                  before_timing: Callable[[], None] = lambda: None,
-                 after_load: Callable[[], None] = lambda: None) -> TaskTimes:
-    """Load both workers, warm them up, time interleaved rounds until the task's interval is decided.
+                 after_load: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> TaskTimes:
+    """Load both workers, warm them up, time interleaved rounds until the task's interval is decided and
+    within the target half-width, or the rounds reach max_rounds or the time cap (rounds_stop).
     `after_load` runs once both models are loaded, before any call (the count and memory after load);
-    `before_timing` right before the first timed round."""
+    `before_timing` right before the first timed round; `clock` times the rounds against the cap."""
     from harness import replies      # checks replies with this module's WorkerFailed: imported when used
 
     sides = {"team": SideTimes(), "reference": SideTimes()}
@@ -465,7 +536,9 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")
-    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger)
+    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger,
+                      target_half_width=plan.target_for(str(reference.environment.get("device") or "")))
+    started = round_ended = clock()
     while True:
         order = list(range(len(frames)))
         rng.shuffle(order)
@@ -488,12 +561,15 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                 seconds, passes = timed_window(links[name], task, batches, frames, order)
             sides[name].rounds.append(seconds)
             sides[name].predictions.extend(passes)
-        if len(times.orders) < plan.rounds:
-            continue
-        times.interval = stats.speedup_interval([sides["team"].rounds], [sides["reference"].rounds],
-                                                confidence=plan.confidence, seed=plan.run_seed)
-        if (stats.verdict(times.interval, plan.min_speedup) != "borderline"
-                or len(times.orders) >= plan.max_rounds):
+        if len(times.orders) >= plan.rounds:
+            times.interval = stats.speedup_interval([sides["team"].rounds], [sides["reference"].rounds],
+                                                    confidence=plan.confidence, seed=plan.run_seed)
+        now = clock()                                # once a round: the round's end (its interval included)
+        times.timing_s, last_round_s, round_ended = now - started, now - round_ended, now
+        if times.interval is not None:
+            times.stopped_by = rounds_stop(plan, times.target_half_width, len(times.orders), times.interval,
+                                           times.timing_s, last_round_s)
+        if times.stopped_by:
             return times
 
 

@@ -38,7 +38,7 @@ def test_malformed_toml_names_the_file(tmp_path):
 @pytest.mark.parametrize("old, new, message", [
     ("min_speedup = 8.0", "", r"missing key limits\.min_speedup"),
     ("rounds = 5", 'rounds = "five"', r"timing\.rounds must be int"),
-    ("max_rounds = 20", "max_rounds = 2", r"timing\.max_rounds must be >= timing\.rounds"),
+    ("max_rounds = 60", "max_rounds = 2", r"timing\.max_rounds must be >= timing\.rounds"),
     ("confidence = 0.95", "confidence = 95", r"timing\.confidence must be between 0 and 1"),
     ('precision = "fp32-strict"', 'precision = "tf32"', r"reference\.precision must be one of"),
     ('name = "csl"', 'name = "csl"\nbatchsize = 4', r"unknown key tasks\[1\]\.batchsize"),
