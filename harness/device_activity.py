@@ -51,7 +51,8 @@ MARGIN = 0.25                   # of a period: a sample is published a little af
 POLL_FRACTION = 0.125           # of a period between polls while waiting
 MAX_WAIT_S = 10.0               # the drain wait's bound (the measured saboteur queued 3.4 s)
 RETRIES = 3                     # a dirty reference window is timed again at most this many times
-NOT_FOUND, NOT_SUPPORTED = 6, 3  # NVML_ERROR_NOT_FOUND, NVML_ERROR_NOT_SUPPORTED (nvml.h)
+NOT_FOUND, NOT_SUPPORTED = 6, 3   # NVML_ERROR_NOT_FOUND, NVML_ERROR_NOT_SUPPORTED (nvml.h)
+KEEP_S = 60.0                   # seconds of samples the log keeps (a window and its periods need far less)
 
 
 class ActivityUnreadable(Exception):
@@ -153,6 +154,9 @@ class DeviceActivity:
                 self.last_seen[index] = max(self.last_seen[index], stamp)
                 self.samples.append(ProcessSample(int(sample.pid), stamp / 1e6, int(sample.smUtil),
                                                   int(sample.memUtil)))
+        if self.samples and self.samples[0].at_s < now - KEEP_S:       # older ones are never asked for
+            self.samples = [s for s in self.samples if s.at_s >= now - KEEP_S]
+            self.readings = [r for r in self.readings if r[0] >= now - KEEP_S]
         if self.device_utilization:
             try:
                 busiest = max(int(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu) for h in self.handles)
