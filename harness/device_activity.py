@@ -11,8 +11,9 @@ So, around each guarded window, with the other side already frozen:
 - after it, `DeviceActivity.check_window` reads the per-process samples that cover the window and names
   every process other than the timed side that was busy on the device during it (a dirty window).
 
-Rules (P: NVML's sample period, about 200 ms on the H200; a sample's timestamp is the end of its period,
-on the host's wall clock, in microseconds):
+Rules (P: NVML's sample period, 200 ms on the H200, 1/6 s to 1 s by product: learned from the spacing of a
+busy pid's samples, 1 s until then; a sample's timestamp is the end of its period, on the host's wall
+clock, in microseconds):
 - drained: at a poll at host time r >= freeze + P, the last period (the one ending in (r - P, r]) was idle
   and no process but the timed side has a busy sample in it. Idle is read from the device utilization
   (0 %: no kernel ran over the whole period; the timed side is idle while we wait, so any kernel would be
@@ -42,11 +43,12 @@ pid namespace): there the row says `checked: False` with why, and the run is fla
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-DEFAULT_PERIOD_S = 0.2          # NVML's utilization sample period on the H200 (median 199953 us)
+UNLEARNED_PERIOD_S = 1.0        # NVML's sample period is 1/6 s to 1 s by product: the longest until learned
 MARGIN = 0.25                   # of a period: a sample is published a little after its period ends
 POLL_FRACTION = 0.125           # of a period between polls while waiting
 MAX_WAIT_S = 10.0               # the drain wait's bound (the measured saboteur queued 3.4 s)
@@ -91,15 +93,30 @@ def _error_code(exc: Exception) -> int | None:
     return getattr(exc, "value", None)
 
 
+def sample_period_s(samples: Iterable[ProcessSample]) -> float | None:
+    """NVML's sample period, from the spacing of one pid's consecutive samples while it stayed busy (one
+    sample a period: the shortest spacings; longer ones are periods it was idle in); None before three such
+    spacings were seen."""
+    stamps: dict[int, list[float]] = {}
+    for sample in samples:
+        stamps.setdefault(sample.pid, []).append(sample.at_s)
+    spacings = [b - a for times in stamps.values() for a, b in zip(sorted(set(times)), sorted(set(times))[1:])
+                if 0.01 < b - a <= UNLEARNED_PERIOD_S * 2]
+    if len(spacings) < 3:
+        return None
+    shortest = min(spacings)
+    return statistics.median(s for s in spacings if s <= shortest * 1.2)
+
+
 class DeviceActivity:
     """NVML's per-process and device utilization, read on demand into a host-side log (`samples`,
     `readings`). `nvml` is the pynvml module or a stand-in; `clock` the host's wall clock in seconds (NVML
     stamps samples with it); `sleep` waits."""
 
     def __init__(self, nvml: Any, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 period_s: float = DEFAULT_PERIOD_S, max_wait_s: float = MAX_WAIT_S):
+                 max_wait_s: float = MAX_WAIT_S):
         self.nvml, self.clock, self.sleep = nvml, clock, sleep
-        self.period_s, self.max_wait_s = period_s, max_wait_s
+        self.period_s, self.period_learned, self.max_wait_s = UNLEARNED_PERIOD_S, False, max_wait_s
         self.samples: list[ProcessSample] = []
         self.readings: list[tuple[float, int]] = []        # (host time, device utilization %)
         self.device_utilization = True                    # False where NVML cannot read it (MIG, say)
@@ -154,6 +171,10 @@ class DeviceActivity:
                 self.last_seen[index] = max(self.last_seen[index], stamp)
                 self.samples.append(ProcessSample(int(sample.pid), stamp / 1e6, int(sample.smUtil),
                                                   int(sample.memUtil)))
+        if not self.period_learned:
+            learned = sample_period_s(self.samples)
+            if learned is not None:
+                self.period_s, self.period_learned = learned, True
         if self.samples and self.samples[0].at_s < now - KEEP_S:       # older ones are never asked for
             self.samples = [s for s in self.samples if s.at_s >= now - KEEP_S]
             self.readings = [r for r in self.readings if r[0] >= now - KEEP_S]
@@ -186,10 +207,10 @@ class DeviceActivity:
         """Poll until the device is drained (module docstring) or `max_wait_s` after the freeze passes."""
         timed = set(timed)
         started = self.clock()
-        earliest = frozen_at + self.period_s * (1 + MARGIN)
         busy: dict[int, int] = {}
         while True:
             now = self.poll()
+            earliest = frozen_at + self.period_s * (1 + MARGIN)      # the period may just have been learned
             for pid, sm in self.others_busy(frozen_at, now, timed).items():
                 busy[pid] = max(busy.get(pid, 0), sm)
             if now >= earliest and self._last_period_idle(now, timed):
@@ -203,10 +224,9 @@ class DeviceActivity:
         times): waits until the period holding `end` is published, at most a period and a margin more."""
         timed = set(timed)
         started = self.clock()
-        covered = end + self.period_s * (1 + MARGIN)
         now = self.poll()
-        while now < covered:
-            self.sleep(min(covered - now, self.period_s * POLL_FRACTION * 4))
+        while now < end + self.period_s * (1 + MARGIN):
+            self.sleep(min(end + self.period_s * (1 + MARGIN) - now, self.period_s * POLL_FRACTION * 4))
             now = self.poll()
         busy = self.others_busy(start, end + self.period_s, timed)
         return WindowCheck(bool(busy), busy, now - started)
@@ -229,7 +249,8 @@ class DrainRecord:
     dirty_after_retries: int = 0
     dirty: list[dict[str, Any]] = field(default_factory=list)     # figures of each window kept dirty
     busy_while_draining: dict[str, int] = field(default_factory=dict)   # pid: highest sm % seen while waiting
-    period_s: float = 0.0
+    period_s: float = 0.0            # NVML's sample period the rules used (learned, or the 1 s fallback)
+    period_learned: bool = False
     retries: int = RETRIES
 
     def as_dict(self) -> dict[str, Any]:
@@ -287,7 +308,8 @@ class DrainGuard:
             self.record = DrainRecord(why_not=str(exc))
             return
         self.activity, self.timed_pids = activity, timed_pids
-        self.record = DrainRecord(checked=True, period_s=activity.period_s, retries=self.retries)
+        self.record = DrainRecord(checked=True, period_s=activity.period_s, period_learned=activity.period_learned,
+                                  retries=self.retries)
 
     def _fail(self, exc: ActivityUnreadable) -> None:
         self.record.checked = False
@@ -312,6 +334,7 @@ class DrainGuard:
         record.timeouts += not wait.drained
         for pid, sm in wait.busy_pids.items():
             record.busy_while_draining[str(pid)] = max(record.busy_while_draining.get(str(pid), 0), sm)
+        record.period_s, record.period_learned = self.activity.period_s, self.activity.period_learned
         self._opened_at = self.activity.clock()
 
     def after(self, verdict: Verdict) -> None:

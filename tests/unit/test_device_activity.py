@@ -8,7 +8,7 @@ import pytest
 from fake_nvml import T0, Clock, FakeNvml
 
 from harness.device_activity import (MARGIN, ActivityUnreadable, DeviceActivity, DrainGuard, DrainRecord,
-                                     Verdict, drain_flags)
+                                     ProcessSample, Verdict, drain_flags, sample_period_s)
 
 TEAM, REF, FOREIGN = 1207, 2000, 4242
 P = 0.2
@@ -120,6 +120,7 @@ def test_the_guard_waits_before_and_checks_after_a_window():
     assert not verdict.dirty and record["checked"] and record["waits"] == 1 and record["guarded_windows"] == 1
     assert 0.45 < record["wait_s"] == record["max_wait_s"] and record["timeouts"] == 0
     assert record["busy_while_draining"] == {str(TEAM): 99} and record["check_wait_s"] > 0
+    assert record["period_learned"] and record["period_s"] == pytest.approx(P)
 
 
 def test_a_dirty_window_is_retimed_up_to_the_bound_then_kept_with_its_figures():
@@ -202,3 +203,34 @@ def test_activity_unreadable_without_gpus():
 
     with pytest.raises(ActivityUnreadable, match="no GPU"):
         DeviceActivity(NoGpu(Clock(), {}))
+
+
+def test_the_rows_flags_say_when_the_drain_check_did_not_run_on_a_gpu():
+    from harness.pipeline import measurement_flags
+    from harness.spec import load_spec
+
+    not_checked = DrainRecord(why_not="NVML gives no per-process utilization on this GPU (MIG or vGPU?)").as_dict()
+    on_cpu = DrainRecord(why_not="device cpu: no device queue", applicable=False).as_dict()
+    tasks = {"csl": {"timing": {"device_drain": not_checked}}, "cluewsc2020": {"timing": {"device_drain": on_cpu}}}
+    flags = measurement_flags(load_spec(), tasks, {"device": "cuda"}, {"device": "cuda"})
+    assert [f for f in flags if "drain" in f] == [
+        "csl: the team's queued device work was not kept out of the reference's windows (drain check not run: "
+        "NVML gives no per-process utilization on this GPU (MIG or vGPU?))"]
+
+
+def samples_at(pid, *offsets):
+    return [ProcessSample(pid, T0 + t, 99, 40) for t in offsets]
+
+
+def test_the_sample_period_is_the_spacing_of_a_busy_pids_consecutive_samples():
+    # 200 ms apart while busy, a 600 ms gap where it was idle, another pid at 1/6 s (a product's period)
+    assert sample_period_s(samples_at(TEAM, 0.0, 0.2, 0.4, 1.0, 1.2)) == pytest.approx(0.2)
+    assert sample_period_s(samples_at(TEAM, 0.0, 0.2, 0.8)) is None          # two spacings: not yet
+    assert sample_period_s(samples_at(REF, 0.0, 1 / 6, 2 / 6, 3 / 6)) == pytest.approx(1 / 6)
+
+
+def test_until_the_period_is_learned_the_drain_wait_assumes_the_longest():
+    clock = Clock(T0 + 0.05)
+    reader = activity(clock, {})                  # nothing busy yet: no spacing to learn from
+    wait = reader.wait_drained(T0 + 0.05, {REF})
+    assert not reader.period_learned and wait.drained and wait.waited_s == pytest.approx(1.0 * (1 + MARGIN))
