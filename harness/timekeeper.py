@@ -413,9 +413,8 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
         for name in turn:
             link = links[name]
 
-            def one_block(name: str = name, link: WorkerLink = link, indices: Sequence[int] = order[start:start + block]
-                          ) -> None:
-                for index in indices:
+            def one_block() -> None:       # called right away, in this iteration, once per attempt
+                for index in order[start:start + block]:
                     if name in warmed and spare_frames:
                         _, body, nonce = link.round_trip(spare_frames[index])
                         _reply(body, link.name, nonce)
