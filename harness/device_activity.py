@@ -53,6 +53,7 @@ MARGIN = 0.25                   # of a period: a sample is published a little af
 POLL_FRACTION = 0.125           # of a period between polls while waiting
 MAX_WAIT_S = 10.0               # the drain wait's bound (the measured saboteur queued 3.4 s)
 RETRIES = 3                     # a dirty reference window is timed again at most this many times
+PERSISTENT_WAIT_PERIODS = 4     # the drain wait's bound, in periods, once a window stayed dirty through the retries
 NOT_FOUND, NOT_SUPPORTED = 6, 3   # NVML_ERROR_NOT_FOUND, NVML_ERROR_NOT_SUPPORTED (nvml.h)
 KEEP_S = 60.0                   # seconds of samples the log keeps (a window and its periods need far less)
 
@@ -203,9 +204,11 @@ class DeviceActivity:
             return bool(self.readings) and self.readings[-1][0] == now and self.readings[-1][1] == 0
         return True
 
-    def wait_drained(self, frozen_at: float, timed: Iterable[int]) -> DrainWait:
-        """Poll until the device is drained (module docstring) or `max_wait_s` after the freeze passes."""
+    def wait_drained(self, frozen_at: float, timed: Iterable[int], bound_s: float | None = None) -> DrainWait:
+        """Poll until the device is drained (module docstring) or `bound_s` (default `max_wait_s`) after the
+        freeze passes."""
         timed = set(timed)
+        bound_s = self.max_wait_s if bound_s is None else bound_s
         started = self.clock()
         busy: dict[int, int] = {}
         while True:
@@ -215,7 +218,7 @@ class DeviceActivity:
                 busy[pid] = max(busy.get(pid, 0), sm)
             if now >= earliest and self._last_period_idle(now, timed):
                 return DrainWait(True, now - started, busy)
-            if now >= frozen_at + self.max_wait_s:
+            if now >= frozen_at + bound_s:
                 return DrainWait(False, now - started, busy)
             self.sleep(max(self.period_s * POLL_FRACTION, min(earliest - now, self.period_s * POLL_FRACTION * 4)))
 
@@ -322,8 +325,12 @@ class DrainGuard:
         """The other side was just frozen: wait until its queued device work has drained (bounded)."""
         if self.activity is None:
             return
+        # once a window stayed dirty through every retry the activity is there for good (another process
+        # holds the device): later waits are cut to a few periods, so the task's cost stays bounded
+        bound = (min(self.activity.max_wait_s, self.activity.period_s * PERSISTENT_WAIT_PERIODS)
+                 if self.record.dirty_after_retries else None)
         try:
-            wait = self.activity.wait_drained(self.activity.clock(), self.timed_pids())
+            wait = self.activity.wait_drained(self.activity.clock(), self.timed_pids(), bound)
         except ActivityUnreadable as exc:
             self._fail(exc)
             return
@@ -352,10 +359,11 @@ class DrainGuard:
 
     def retime(self, verdict: Verdict, attempt: int, label: str) -> bool:
         """Whether to discard a window and time it again: dirty and under the retry bound. A window still
-        dirty after `retries` re-timings is kept and its figures recorded (the row is flagged)."""
+        dirty after `retries` re-timings is kept and its figures recorded (the row is flagged); after one
+        such window, later dirty ones are kept at once (the activity is persistent: retrying only costs)."""
         if not verdict.dirty:
             return False
-        if attempt < self.retries:
+        if attempt < self.retries and not self.record.dirty_after_retries:
             self.record.discarded_windows += 1
             return True
         self.record.dirty_after_retries += 1

@@ -234,3 +234,21 @@ def test_until_the_period_is_learned_the_drain_wait_assumes_the_longest():
     reader = activity(clock, {})                  # nothing busy yet: no spacing to learn from
     wait = reader.wait_drained(T0 + 0.05, {REF})
     assert not reader.period_learned and wait.drained and wait.waited_s == pytest.approx(1.0 * (1 + MARGIN))
+
+
+def test_after_a_window_stayed_dirty_the_waits_are_cut_and_nothing_more_is_retried():
+    clock = Clock(T0 + 0.05)
+    nvml = FakeNvml(clock, {FOREIGN: [(T0 - 5, T0 + 1000)]})       # another process holds the device for good
+    guard = DrainGuard(lambda: DeviceActivity(nvml, clock=clock, sleep=clock.sleep, max_wait_s=10.0), retries=0)
+    guard.start("cuda", lambda: {REF})
+    waits = []
+    for label in ("round 1", "round 2"):
+        guard.before()
+        waits.append(guard.record.wait_s - sum(waits))
+        verdict = Verdict()
+        guard.after(verdict)
+        assert verdict.dirty and not guard.retime(verdict, 0, label)
+    assert 10.0 <= waits[0] < 10.0 + P and 4 * P <= waits[1] < 5 * P
+    record = guard.record.as_dict()
+    assert record["timeouts"] == 2 and record["dirty_after_retries"] == 2 and record["discarded_windows"] == 0
+    assert record["max_wait_s"] == pytest.approx(waits[0])

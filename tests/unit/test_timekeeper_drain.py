@@ -95,10 +95,14 @@ def test_a_dirty_reference_window_is_retimed_and_counted():
 def test_a_window_still_dirty_after_the_retries_is_kept_and_flagged():
     times, _, _ = measure(T0 + 1000.0, retries=1)         # busy for good
     record = task_records("csl", times, len(EXAMPLES), SPEC)[0]["device_drain"]
-    assert record["checked"] and record["discarded_windows"] == 4 and record["dirty_after_retries"] == 4
+    # the first window is retried once and kept; the activity is persistent, so the later ones are kept at
+    # once, after a drain wait cut to 4 periods (0.8 s, against the 0.5 s bound here: the bound stays)
+    assert record["checked"] and record["discarded_windows"] == 1 and record["dirty_after_retries"] == 4
     assert [d["window"] for d in record["dirty"]] == ["first-sight block 0", "first-sight block 1",
                                                       "first-sight block 2", "round 1"]
-    assert all(d["attempts"] == 2 and d["busy_pids"] == {str(TEAM): 99} for d in record["dirty"])
+    assert [d["attempts"] for d in record["dirty"]] == [2, 1, 1, 1]
+    assert all(d["busy_pids"] == {str(TEAM): 99} for d in record["dirty"])
+    assert record["waits"] == record["timeouts"] == 5
     assert len(times.reference.rounds) == 2
 
 
