@@ -14,8 +14,9 @@ So, around each guarded window, with the other side already frozen:
 Rules (P: NVML's sample period, 200 ms on the H200, 1/6 s to 1 s by product: learned from the spacing of a
 busy pid's samples, 1 s until then; a sample's timestamp is the end of its period, on the host's wall
 clock, in microseconds):
-- drained: at a poll at host time r >= freeze + P, the last period (the one ending in (r - P, r]) was idle
-  and no process but the timed side has a busy sample in it. Idle is read from the device utilization
+- drained: at a poll at host time r >= freeze + P (and a margin of P / 4 for publication), the last
+  period (the one ending in (r - P, r]) was idle and no process but the timed side has a busy sample
+  stamped in (r - P - margin, r]. Idle is read from the device utilization
   (0 %: no kernel ran over the whole period; the timed side is idle while we wait, so any kernel would be
   someone else's), or, where the device utilization cannot be read, from the per-process samples alone
   (a busy process gets a sample every period: none from anyone else in the last one). The period may
@@ -32,8 +33,12 @@ window, the team frozen) loses nothing, and no poller competes with the timed un
 Only the reference's scored windows (its first-sight blocks and every later round) are guarded. The
 reference is harness code whose replies are concrete: its device work is done when its predictions are in
 the host's hands, so it leaves nothing queued into the team's windows. Warm-up windows are not guarded:
-they do not enter T. Cost: about two periods and a bit per guarded window (the drain wait, then the wait
-for the window's last period), recorded on the row (`device_drain`).
+they do not enter T. Cost: at least 1.25 periods before a guarded window (more while queued work drains,
+at most `max_wait_s`) and 1.25 after it (the window's last period published, the team still frozen),
+about 0.5 s a guarded window on the H200, recorded on the row (`device_drain`: wait_s, check_wait_s).
+A dirty window is timed again at most RETRIES times; once one stayed dirty through them all (another
+process holds the device for good), later dirty windows are kept at once and the drain waits are cut to
+a few periods, so a busy box costs a bounded time and a flagged row, not hours.
 
 Not covered: work NVML does not attribute to a process (the dirty check cannot name it, though the device
 utilization still holds the drain wait back), activity shorter than NVML reports within a period, and
@@ -98,11 +103,13 @@ def sample_period_s(samples: Iterable[ProcessSample]) -> float | None:
     """NVML's sample period, from the spacing of one pid's consecutive samples while it stayed busy (one
     sample a period: the shortest spacings; longer ones are periods it was idle in); None before three such
     spacings were seen."""
-    stamps: dict[int, list[float]] = {}
+    stamps: dict[int, set[float]] = {}
     for sample in samples:
-        stamps.setdefault(sample.pid, []).append(sample.at_s)
-    spacings = [b - a for times in stamps.values() for a, b in zip(sorted(set(times)), sorted(set(times))[1:])
-                if 0.01 < b - a <= UNLEARNED_PERIOD_S * 2]
+        stamps.setdefault(sample.pid, set()).add(sample.at_s)
+    spacings = []
+    for times in stamps.values():
+        ordered = sorted(times)
+        spacings += [b - a for a, b in zip(ordered, ordered[1:]) if 0.01 < b - a <= UNLEARNED_PERIOD_S * 2]
     if len(spacings) < 3:
         return None
     shortest = min(spacings)
