@@ -26,7 +26,10 @@ class Predictor:
         self.task, self.device = task, torch.device(device)
         self.embed = torch.nn.Embedding(10, 4).to(self.device)
         self.inside = threading.Event()
-        threading.Thread(target=self._busy, daemon=True).start()
+        # captured here, on the thread that loads, before the busy thread starts: no other thread of this
+        # process touches the device while the graph is captured
+        burst = self._burst() if self.device.type == "cuda" else None
+        threading.Thread(target=self._busy, args=(burst,), daemon=True).start()
 
     def _burst(self):
         """Device work for one launch: BURST products of two small matrices, never waited for."""
@@ -53,9 +56,8 @@ class Predictor:
         except Exception:   # no CUDA graphs here: launched op by op (queues less)
             return burst
 
-    def _busy(self):
-        if self.device.type == "cuda":
-            burst = self._burst()
+    def _busy(self, burst):
+        if burst is not None:
             while True:
                 if self.inside.is_set():
                     time.sleep(0.0005)
