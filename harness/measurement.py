@@ -22,6 +22,7 @@ from harness.backends.base import Backend, Built, log_tail
 from harness.crosscheck import (child_resident, device_overhead, peak_bytes, reset_peaks, resident_bytes,
                                 tree_pids, unexplained_device, unexplained_memory)
 from harness.gpu import device_memory_reading, process_memory_bytes
+from harness.device_activity import DrainGuard
 from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
@@ -119,7 +120,7 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
                        consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
                        interval=vars(times.interval) if times.interval else None, **times.interval_record(),
-                       **times.freezing.record())
+                       **times.freezing.record(), device_drain=times.drain.as_dict())
     return team_record, side_record(ref, ref.rounds, n_examples)
 
 
@@ -187,7 +188,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
             times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
                                  box_snapshot, lambda: precision.update(
                                      check_reference_precision(ref_link, reference.precision)),
-                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)))
+                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)), DrainGuard())
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from harness import __version__
 from harness.backends.base import Backend, Built
 from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
+from harness.device_activity import drain_flags
 from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
@@ -213,6 +214,7 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
         if info.get("problems"):
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
     flags += device_memory_flags(tasks, references or {})
+    flags += drain_flags(tasks)
     flags += memory_flags(tasks)
     if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
         flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")

@@ -14,7 +14,10 @@ ones scored, and each is timed between two calls on its twin (the warm-up input 
 which the caching audit compares it with batch by batch (stats.caching_audit).
 Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's time is its
 mean over the window's passes). While one side's window is timed, the other is frozen
-(harness.freezing).
+(harness.freezing). Freezing stops the host side only: before each of the reference's scored windows (its
+first-sight blocks, every later round) the host waits until the team's queued device work has drained,
+and a window in which another process was busy on the device is discarded and timed again, a bounded
+number of times (harness.device_activity).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from harness import stats
+from harness.device_activity import DrainGuard, DrainRecord, Verdict
 from harness.freezing import FreezeLedger, FreezeUnavailable, timed_alone
 from harness.probe import channel
 from harness.tasks import get_task
@@ -39,6 +43,7 @@ from harness.warmup_inputs import warmup_examples
 
 Batch = list[dict[str, Any]]
 MIN_WINDOW_S = 0.1
+T = TypeVar("T")
 
 
 class WorkerFailed(Exception):
@@ -181,6 +186,12 @@ class WorkerLink:
     def thaw(self) -> None:
         if self.process is not None and hasattr(self.process, "thaw"):
             self.process.thaw()
+
+    def host_pids(self) -> set[int]:
+        """Every host pid of this worker's processes (the backend's handle says), else its one known pid."""
+        if self.process is not None and hasattr(self.process, "host_pids"):
+            return set(self.process.host_pids())
+        return {self.host_pid} if self.host_pid else set()
 
     def stop(self) -> None:
         self._watchdog.cancel()
@@ -343,6 +354,7 @@ class TaskTimes:
         return {"half_width": self.half_width, "target_half_width": self.target_half_width,
                 "half_width_met": self.half_width_met, "timing_capped": self.stopped_by == "max_timing_s",
                 "timing_s": self.timing_s, "rounds_stopped_by": self.stopped_by}
+    drain: DrainRecord = field(default_factory=lambda: DrainRecord(why_not="no drain guard", applicable=False))
 
 
 def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
@@ -409,20 +421,44 @@ def others(links: Sequence[WorkerLink], link: WorkerLink) -> list[WorkerLink]:
 
 
 @contextmanager
-def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: FreezeLedger) -> Iterator[None]:
+def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: FreezeLedger,
+                    guard: DrainGuard | None = None) -> Iterator[Verdict]:
     """`link` alone for one timed window: every other side frozen (harness.freezing), and `link` woken by an
     untimed round trip first. A process thawed a moment ago pays milliseconds on its first call (measured:
     a 0.1 ms model's first-sight pass 2 to 25 times its repeats without the wake-up, 1.5 to 2 with it), and
-    a single-pass window, first sight above all, must not carry that into the caching audit."""
+    a single-pass window, first sight above all, must not carry that into the caching audit.
+
+    With a `guard`, the window opens only once the frozen side's queued device work has drained (bounded),
+    and the yielded verdict says, after the window and before the thaw, whether another process was busy on
+    the device during it (harness.device_activity)."""
+    verdict = Verdict()
     with timed_alone(others(links, link), ledger):
+        if guard is not None:
+            guard.before()
         link.call("precision")
-        yield
+        yield verdict
+        if guard is not None:
+            guard.after(verdict)
+
+
+def guarded_window(link: WorkerLink, links: Sequence[WorkerLink], ledger: FreezeLedger, guard: DrainGuard | None,
+                   label: str, run: Callable[[], T]) -> T:
+    """run() timed alone (timed_window_of); with a guard, a window found dirty is discarded and run again, at
+    most guard.retries times, then kept (the guard records it and the row is flagged)."""
+    attempt = 0
+    while True:
+        with timed_window_of(link, links, ledger, guard) as verdict:
+            result = run()
+        if guard is None or not guard.retime(verdict, attempt, label):
+            return result
+        attempt += 1
 
 
 def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, batches: Sequence[Batch],
                       frames: Sequence[bytes], order: Sequence[int], block: int, ledger: FreezeLedger,
                       warm_frames: Sequence[bytes], spare_frames: Sequence[bytes] = (),
-                      warmed: Sequence[str] = ()) -> dict[str, FirstSight]:
+                      warmed: Sequence[str] = (), guard: DrainGuard | None = None,
+                      guarded: str = "reference") -> dict[str, FirstSight]:
     """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
     batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
 
@@ -437,14 +473,18 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
     a fresh input of the same shape, never timed. So both calls of a pair come right after a call of their
     own shape with other content: without it the twin came first after the other side's turn (caches cold)
     or right after the same twin (hot: the ONNX team's CMRC2018 twins read 19% fast). A side whose batch
-    takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and gets no spare."""
+    takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and gets no spare.
+
+    The `guarded` side's blocks are guarded by `guard` (guarded_window): a dirty block is timed again whole,
+    spares and twins included, which is fair for the reference (no cache)."""
     seen = {name: FirstSight([0.0] * len(frames), [], [[0.0, 0.0] for _ in frames]) for name in names}
     replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(frames) for name in names}
     for start in range(0, len(order), block):
         turn = names if (start // block) % 2 == 0 else names[::-1]
         for name in turn:
             link = links[name]
-            with timed_window_of(link, list(links.values()), ledger):
+
+            def one_block() -> None:       # called right away, in this iteration, once per attempt
                 for index in order[start:start + block]:
                     if name in warmed and spare_frames:
                         _, body, nonce = link.round_trip(spare_frames[index])
@@ -456,6 +496,9 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
                     replies[name][index] = (body, nonce)
                     twins[1], body, nonce = link.round_trip(warm_frames[index])
                     _reply(body, link.name, nonce)
+
+            guarded_window(link, list(links.values()), ledger, guard if name == guarded else None,
+                           f"first-sight block {start // block}", one_block)
     for name in names:
         seen[name].predictions.extend(p for batch, (body, nonce) in zip(batches, replies[name])
                                       for p in checked_predictions(task, batch, body, links[name].name, nonce))
@@ -505,12 +548,27 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                  batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
                  box_snapshot: Callable[[], dict[str, Any]] = dict,
                  before_timing: Callable[[], None] = lambda: None,
-                 after_load: Callable[[], None] = lambda: None,
+                 after_load: Callable[[], None] = lambda: None, drain: DrainGuard | None = None,
                  clock: Callable[[], float] = time.monotonic) -> TaskTimes:
     """Load both workers, warm them up, time interleaved rounds until the task's interval is decided and
     within the target half-width, or the rounds reach max_rounds or the time cap (rounds_stop).
     `after_load` runs once both models are loaded, before any call (the count and memory after load);
-    `before_timing` right before the first timed round; `clock` times the rounds against the cap."""
+    `before_timing` right before the first timed round; `clock` times the rounds against the cap. `drain`
+    guards the reference's scored windows against the team's queued device work (started here, on the device
+    the reference's worker resolved, and closed on the way out)."""
+    try:
+        return _measure_task(team, reference, task, examples, batch_size, plan, loads, box_snapshot,
+                             before_timing, after_load, drain, clock)
+    finally:
+        if drain is not None:
+            drain.close()
+
+
+def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: Sequence[dict[str, Any]],
+                  batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
+                  box_snapshot: Callable[[], dict[str, Any]], before_timing: Callable[[], None],
+                  after_load: Callable[[], None], drain: DrainGuard | None,
+                  clock: Callable[[], float]) -> TaskTimes:
     from harness import replies      # checks replies with this module's WorkerFailed: imported when used
 
     sides = {"team": SideTimes(), "reference": SideTimes()}
@@ -519,6 +577,8 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
         sides[name].load_s, reply = links[name].call("load", **loads[name])
         links[name].environment = replies.environment(reply, name)
     after_load()
+    if drain is not None:
+        drain.start(str(reference.environment.get("device") or ""), reference.host_pids)
     batches = make_batches(examples, batch_size)
     warm_examples = warmup_examples(examples, plan.run_seed)
     warm = make_batches(warm_examples, batch_size)
@@ -539,6 +599,8 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger,
                       target_half_width=plan.target_for(str(reference.environment.get("device") or "")))
     started = round_ended = clock()
+    if drain is not None:
+        times.drain = drain.record
     while True:
         order = list(range(len(frames)))
         rng.shuffle(order)
@@ -551,14 +613,15 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
             warmed = [name for name in names if per_batch_s(sides[name], len(frames)) < MIN_WINDOW_S]
             spares = predict_frames(make_batches(warmup_examples(examples, f"{plan.run_seed}:spare"), batch_size))
             seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger,
-                                     warm_frames, spares, warmed)
+                                     warm_frames, spares, warmed, drain)
             for name, first in seen.items():
                 sides[name].rounds.append(first.seconds)
                 sides[name].predictions.append(first.predictions)
                 sides[name].twins_s = first.twins_s
         for name in names if round_index > 0 else ():
-            with timed_window_of(links[name], [team, reference], ledger):
-                seconds, passes = timed_window(links[name], task, batches, frames, order)
+            seconds, passes = guarded_window(
+                links[name], [team, reference], ledger, drain if name == "reference" else None,
+                f"round {round_index}", lambda: timed_window(links[name], task, batches, frames, order))
             sides[name].rounds.append(seconds)
             sides[name].predictions.extend(passes)
         if len(times.orders) >= plan.rounds:

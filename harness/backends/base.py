@@ -42,6 +42,11 @@ class WorkerHandle(Protocol):
     def host_pid(self) -> int | None:
         """The worker's pid on the host, for NVML's per-process memory; None when unknown."""
 
+    def host_pids(self) -> set[int]:
+        """Every process of this worker as the host (and NVML) sees it: the worker, what it started, and what
+        was left behind and adopted; empty when unknown. The drain check (harness.device_activity) tells
+        the timed side's device work from everyone else's by these."""
+
     def close(self) -> int | None:
         """Kill what is left, keep the (bounded) log, release everything; the exit code when it had one."""
 

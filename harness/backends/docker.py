@@ -427,6 +427,19 @@ class DockerWorker:
         except Exception:
             return None
 
+    def host_pids(self) -> set[int]:
+        """Every process in the container as the host sees it (the engine's `top`: host pids, paused or not),
+        the worker's own pid included; just the worker's where `top` fails; empty when the container is gone."""
+        pids = set()
+        try:
+            listing = self.container.top()
+            column = listing["Titles"].index("PID")
+            pids = {int(row[column]) for row in listing["Processes"]}
+        except Exception:   # gone, or an engine that cannot list: fall back on the worker's own pid
+            pass
+        first = self.host_pid()
+        return pids | ({first} if first else set())
+
     def kill(self) -> None:
         try:
             self.container.unpause()       # a paused container cannot be killed

@@ -310,6 +310,11 @@ class LocalWorker:
     def host_pid(self) -> int | None:
         return self.process.pid
 
+    def host_pids(self) -> set[int]:
+        """The worker, every process under it, and every process its team's fork server adopted (what freeze
+        stops); the worker's own pid even once it is gone (NVML may still list its last samples)."""
+        return {self.process.pid, *self._descendants()}
+
     def kill(self) -> None:
         """The worker's group, then every process descended from it or left behind by it (a team's server
         adopts those: harness.probe.forkserver), walking again while any is found."""
