@@ -61,7 +61,7 @@ class Timing:
     # the seconds of rounds after which no round is added, whatever the interval (the minimum always runs).
     target_half_width: float = 0.03
     target_half_width_cpu: float = 0.0
-    max_timing_s: float = 120.0
+    max_timing_s: float = 30.0
 
 
 @dataclass(frozen=True)

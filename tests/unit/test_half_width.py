@@ -166,9 +166,9 @@ def test_on_a_cpu_the_cpu_target_applies_none_by_default():
 
 def test_the_bundled_spec_targets_3_percent_on_a_gpu_none_on_a_cpu_and_caps_the_rounds():
     t = load_spec().timing
-    assert (t.target_half_width, t.target_half_width_cpu, t.max_timing_s, t.max_rounds) == (0.03, 0.0, 120.0, 60)
+    assert (t.target_half_width, t.target_half_width_cpu, t.max_timing_s, t.max_rounds) == (0.03, 0.0, 30.0, 60)
     p = timing_plan(load_spec(), 1)
-    assert (p.target_half_width, p.target_half_width_cpu, p.max_timing_s) == (0.03, 0.0, 120.0)
+    assert (p.target_half_width, p.target_half_width_cpu, p.max_timing_s) == (0.03, 0.0, 30.0)
 
 
 def test_a_spec_without_the_new_keys_gets_their_defaults(tmp_path):
@@ -177,7 +177,7 @@ def test_a_spec_without_the_new_keys_gets_their_defaults(tmp_path):
     path = tmp_path / "spec.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     t = load_spec(path).timing
-    assert (t.target_half_width, t.target_half_width_cpu, t.max_timing_s) == (0.03, 0.0, 120.0)
+    assert (t.target_half_width, t.target_half_width_cpu, t.max_timing_s) == (0.03, 0.0, 30.0)
 
 
 @pytest.mark.parametrize("old, new, message", [
@@ -186,9 +186,9 @@ def test_a_spec_without_the_new_keys_gets_their_defaults(tmp_path):
     ("target_half_width = 0.03", 'target_half_width = "3%"', r"timing\.target_half_width must be float"),
     ("target_half_width = 0.03", "target_half_width = nan", r"timing\.target_half_width must be >= 0"),
     ("target_half_width_cpu = 0.0", "target_half_width_cpu = 1.0", r"timing\.target_half_width_cpu must be"),
-    ("max_timing_s = 120.0", "max_timing_s = 0", r"timing\.max_timing_s must be positive"),
-    ("max_timing_s = 120.0", "max_timing_s = -5.0", r"timing\.max_timing_s must be positive"),
-    ("max_timing_s = 120.0", "max_timing_s = true", r"timing\.max_timing_s must be float"),
+    ("max_timing_s = 30.0", "max_timing_s = 0", r"timing\.max_timing_s must be positive"),
+    ("max_timing_s = 30.0", "max_timing_s = -5.0", r"timing\.max_timing_s must be positive"),
+    ("max_timing_s = 30.0", "max_timing_s = true", r"timing\.max_timing_s must be float"),
 ])
 def test_a_bad_new_key_is_named(tmp_path, old, new, message):
     text = DEFAULT_SPEC.read_text(encoding="utf-8")
@@ -233,7 +233,7 @@ def test_a_missed_target_is_flagged_with_the_half_width_and_why_rounds_stopped()
     score = scored(((1.0, 1.0), (1.5, 1.5), (0.8, 0.8), (1.2, 1.2)), 0.03)
     tasks = {
         "csl": {"timing": {"half_width": 0.052, "target_half_width": 0.03, "half_width_met": False,
-                           "rounds_stopped_by": "max_timing_s", "timing_s": 118.4, "orders": [[0]] * 37}},
+                           "rounds_stopped_by": "max_timing_s", "timing_s": 29.6, "orders": [[0]] * 12}},
         "cmrc2018": {"timing": {"half_width": 0.041, "target_half_width": 0.03, "half_width_met": False,
                                 "rounds_stopped_by": "max_rounds", "timing_s": 80.0, "orders": [[0]] * 60}},
         "cluewsc2020": {"timing": {"half_width": 0.02, "target_half_width": 0.03, "half_width_met": True,
@@ -243,7 +243,7 @@ def test_a_missed_target_is_flagged_with_the_half_width_and_why_rounds_stopped()
     assert len(flags) == 3
     assert flags[0].startswith(f"speedup interval +-{score.speedup_half_width:.1%}, wider than the target +-3.0%")
     assert flags[1] == ("csl: speedup interval +-5.2% against a target of +-3.0%; rounds stopped at the time cap "
-                        "(max_timing_s 120 s: 37 rounds in 118 s)")
+                        "(max_timing_s 30 s: 12 rounds in 30 s)")
     assert flags[2] == ("cmrc2018: speedup interval +-4.1% against a target of +-3.0%; rounds stopped at "
                         "max_rounds (60 rounds, 80 s)")
     assert half_width_flags({"csl": {"timing": {"half_width_met": None}}}, scored(((1.0, 1.0),) * 3, 0.0),
