@@ -28,7 +28,7 @@ from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
 from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
-                                call_together, host_gc_paused, measure_task, same_predictions)
+                                call_together, host_gc_paused, measure_task)
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -117,7 +117,7 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
     team_record.update(caching_suspected=audit.suspected, first_sight_ratio=audit.team_ratio,
                        reference_first_sight_ratio=audit.reference_ratio, caching_audit=audit.record(),
                        first_sight_block=times.first_sight_block, first_sight_twins_s=team.twins_s,
-                       consistent_across_rounds=same_predictions(team.predictions), orders=times.orders,
+                       consistent_across_rounds=team.differing_passes == 0, orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
                        interval=vars(times.interval) if times.interval else None, **times.interval_record(),
                        **times.freezing.record(), device_drain=times.drain.as_dict())

@@ -267,7 +267,7 @@ STOPPED_BY = ("done", "max_rounds", "max_timing_s")
 @contextmanager
 def host_gc_paused() -> Iterator[None]:
     """The host's automatic garbage collection off while a task is timed (collected first, untimed), as
-    timeit does. The host keeps every pass's predictions (the consistency check): a full collection walks
+    timeit does. The host once kept every pass's predictions (it now keeps one a side): a full collection walked
     them all, and one that starts inside a timed round trip is charged to that side. Measured with fake
     workers answering CLUENER-like predictions: full collections of 80 to 560 ms as the heap grew to a
     million objects, 6% of all collections inside a timed call, one of 146 ms in a team's call; on the H200
@@ -308,9 +308,23 @@ class SideTimes:
     first_call_s: float = 0.0
     warmup_windows_s: list[float] = field(default_factory=list)
     rounds: list[list[float]] = field(default_factory=list)
-    predictions: list[list[dict[str, Any]]] = field(default_factory=list)   # per timed pass; [0]: first sight
+    predictions: list[list[dict[str, Any]]] = field(default_factory=list)   # [first sight's], the scored ones
     twins_s: list[list[float]] = field(default_factory=list)   # per batch: its twin right before and right after
                                                                 # its first sight
+    passes: int = 0                  # timed passes, first sight included
+    differing_passes: int = 0        # later passes whose predictions were not first sight's
+    _first: str = field(default="", repr=False)   # first sight, canonical
+
+    def keep(self, passes: Sequence[list[dict[str, Any]]]) -> None:
+        """Take timed passes' predictions: the first pass ever (first sight) is kept, to be scored; each later
+        one is compared with it and dropped, so the host holds one pass a side whatever the rounds."""
+        for predictions in passes:
+            if not self.predictions:
+                self.predictions.append(predictions)
+                self._first = canonical(predictions)
+            elif canonical(predictions) != self._first:
+                self.differing_passes += 1
+            self.passes += 1
 
 
 @dataclass
@@ -616,14 +630,14 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
                                      warm_frames, spares, warmed, drain)
             for name, first in seen.items():
                 sides[name].rounds.append(first.seconds)
-                sides[name].predictions.append(first.predictions)
+                sides[name].keep([first.predictions])
                 sides[name].twins_s = first.twins_s
         for name in names if round_index > 0 else ():
             seconds, passes = guarded_window(
                 links[name], [team, reference], ledger, drain if name == "reference" else None,
                 f"round {round_index}", lambda: timed_window(links[name], task, batches, frames, order))
             sides[name].rounds.append(seconds)
-            sides[name].predictions.extend(passes)
+            sides[name].keep(passes)
         if len(times.orders) >= plan.rounds:
             times.interval = stats.speedup_interval([sides["team"].rounds], [sides["reference"].rounds],
                                                     confidence=plan.confidence, seed=plan.run_seed)
@@ -648,7 +662,6 @@ def named_for_people(exc: WorkerFailed, warm: Sequence[dict[str, Any]], timed: S
     return type(exc)(message, exc.side)
 
 
-def same_predictions(rounds: Sequence[Sequence[dict[str, Any]]]) -> bool:
-    """Whether every round answered exactly what round 0 (first sight, the scored one) answered."""
-    first = json.dumps(rounds[0], sort_keys=True, ensure_ascii=False)
-    return all(json.dumps(r, sort_keys=True, ensure_ascii=False) == first for r in rounds[1:])
+def canonical(predictions: Sequence[dict[str, Any]]) -> str:
+    """One pass's predictions as text two equal passes share (the consistency check compares these)."""
+    return json.dumps(predictions, sort_keys=True, ensure_ascii=False)

@@ -75,7 +75,7 @@ def test_rounds_interleave_shuffle_and_keep_canonical_order():
     assert 2.0 < times.interval.point < 6.0 and times.interval.low <= times.interval.point <= times.interval.high
     # timed batches arrive in the shuffled order of each round: one first-sight pass, then windows of passes
     timed = [ids for ids in team_log if ids[0] < 10]
-    assert len(timed) == 5 * len(times.team.predictions)
+    assert len(timed) == 5 * times.team.passes
     assert [ids[0] // 2 for ids in timed[:5]] == times.orders[0]
     assert [ids[0] // 2 for ids in timed[5:10]] == times.orders[1]
 
@@ -85,15 +85,16 @@ def test_round_0_is_one_pass_and_later_rounds_are_windows_of_at_least_100_ms():
     team = link("team", lambda ids, seen: 0.002, team_log)          # 10 ms a pass of 5 batches
     ref = link("reference", lambda ids, seen: 0.03, ref_log)        # 150 ms a pass: a window by itself
     times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS)
-    team_passes, ref_passes = len(times.team.predictions), len(times.reference.predictions)
+    team_passes, ref_passes = times.team.passes, times.reference.passes
     assert ref_passes == 3                                           # one pass in each of the 3 rounds
     window_pass_s = [sum(r) for r in times.team.rounds[1:]]          # mean seconds of a pass, per window
     assert team_passes - 1 >= 2 * 4                                  # ~10 ms passes: several a window
     assert (team_passes - 1) * sum(window_pass_s) / 2 >= 0.9 * 2 * MIN_WINDOW_S
     # a window's per-batch figure is the mean over its passes: about 2 ms, not 10 passes' worth
     assert all(0.0015 < b < 0.01 for r in times.team.rounds[1:] for b in r)
-    # every pass's predictions are kept, so consistency across rounds covers every call
-    assert all(len(p) == 10 for p in times.team.predictions)
+    # first sight's predictions are kept, every later pass compared with them: consistency covers every call
+    assert len(times.team.predictions) == 1 and len(times.team.predictions[0]) == 10
+    assert times.team.differing_passes == 0
 
 
 def test_warm_up_never_shows_a_timed_input_first():
@@ -108,7 +109,7 @@ def test_warm_up_never_shows_a_timed_input_first():
     # fresh inputs of the same shapes, never timed (drawn like warm-up inputs, from another seed)
     spares = {tuple(e["id"] for e in b) for b in make_batches(warmup_examples(EXAMPLES, "11:spare"), 2)}
     later = team_log[first_timed:]
-    assert sum(ids[0] < 10 for ids in later) == 5 * len(times.team.predictions)
+    assert sum(ids[0] < 10 for ids in later) == 5 * times.team.passes
     assert all(ids in set(warm) or ids in spares for ids in later if ids[0] >= 10)
     assert times.team.warmup_windows_s and times.team.first_call_s > 0
 
@@ -312,3 +313,16 @@ def test_a_prediction_carrying_keys_outside_its_tasks_format_is_that_sides_failu
     with pytest.raises(WorkerFailed, match="not in cmrc2018's prediction format"):
         checked_predictions("cmrc2018", question, _reply_body([{"id": "q1", "answer": "a", "label": "b"}]),
                             "team", "ab")
+
+
+def test_a_side_keeps_first_sight_only_and_counts_later_passes_that_answer_otherwise():
+    from harness.timekeeper import SideTimes
+
+    side = SideTimes()
+    first = [{"id": 0, "label": "1"}, {"id": 1, "label": "0"}]
+    side.keep([first])
+    side.keep([[dict(p) for p in first] for _ in range(50)])          # a window of fifty equal passes
+    assert (side.passes, side.differing_passes, side.predictions) == (51, 0, [first])
+    side.keep([[{"id": 0, "label": "0"}, {"id": 1, "label": "0"}], first])   # one pass answers otherwise
+    assert (side.passes, side.differing_passes, len(side.predictions)) == (53, 1, 1)
+    assert side.predictions[0] is first                              # the scored pass is still first sight's
