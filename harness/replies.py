@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
 from harness.timekeeper import WorkerFailed
 
 MAX_TEXTS = 64                 # flags, notes, sources ... kept per list
@@ -45,6 +46,36 @@ def param_report(reply: dict[str, Any], side: str) -> dict[str, Any]:
             checked[key] = _count(report[key], key, side)
     for key in REPORT_TEXTS:
         checked[key] = _texts(report.get(key, []), key, side)
+    if "onnx_sessions" in report:
+        checked["onnx_sessions"] = onnx_sessions(report["onnx_sessions"], side)
+    return checked
+
+
+def _provider_name(value: Any) -> bool:
+    """A short string that encodes as UTF-8 (a lone surrogate would stop result.json being written)."""
+    if not isinstance(value, str) or len(value) > MAX_PROVIDER_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def onnx_sessions(value: Any, side: str) -> list[dict[str, list[str]]]:
+    """The report's `onnx_sessions`: [{"providers": [name, ...]}, ...], at most MAX_SESSIONS sessions of at
+    most MAX_PROVIDERS short UTF-8 names (harness.probe.onnx_sessions bounds an honest worker's list the same
+    way, so anything else is that side's failure). The team's own word: used only for a flag against it."""
+    if not isinstance(value, list) or len(value) > MAX_SESSIONS:
+        raise WorkerFailed(f"{side} worker's onnx_sessions is not a list of at most {MAX_SESSIONS} sessions", side)
+    checked = []
+    for session in value:
+        providers = session.get("providers") if isinstance(session, dict) else None
+        if not isinstance(providers, list) or len(providers) > MAX_PROVIDERS or not all(
+                _provider_name(name) for name in providers):
+            raise WorkerFailed(f"{side} worker's onnx_sessions has a session whose providers are not a list of at "
+                               f"most {MAX_PROVIDERS} names of at most {MAX_PROVIDER_CHARS} characters", side)
+        checked.append({"providers": list(providers)})
     return checked
 
 
