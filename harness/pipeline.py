@@ -164,13 +164,17 @@ def task_counts(tasks: dict[str, dict[str, Any]]) -> list[int]:
 
 # Providers that run an ONNX Runtime graph on an NVIDIA GPU: a session led by one of them is timed on the GPU.
 GPU_ONNX_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider")
+# The worker imports the runner environment's onnxruntime before any team code (probe.worker.PREIMPORTS): where
+# that environment has one, it runs the team's sessions, and an onnxruntime-gpu from a team's setup.sh is unused.
+ONNX_GPU_ADVICE = ("ask for CUDAExecutionProvider first, with onnxruntime-gpu in the runner's environment "
+                   "(Dockerfile.runner EXTRA_PIP; the harness's `gpu` extra on the local backend)")
 
 
 def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) -> list[str]:
     """A team timed on a GPU whose ONNX Runtime sessions lead with no GPU provider (a CPU-only onnxruntime
-    wheel, or a CUDA provider that failed to load and fell back to the CPU): its time is a CPU model's.
-    From the sessions' providers the worker reported (timing.onnx_sessions, the team's own word: a lie
-    only removes a flag against the team). Nothing on a CPU run, and nothing when no session was seen."""
+    wheel, a CUDA provider not asked for, or one that failed to load and fell back to the CPU): its time is a
+    CPU model's. From the sessions' providers the worker reported (timing.onnx_sessions, the team's own word:
+    a lie only removes a flag against the team). Nothing on a CPU run, and nothing when no session was seen."""
     if not str(device or "").startswith("cuda"):
         return []
     flags = []
@@ -181,8 +185,7 @@ def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) ->
             continue
         which = "ONNX Runtime" if len(sessions) == 1 else f"{len(off_gpu)} of {len(sessions)} ONNX Runtime sessions"
         ran_on = " > ".join(off_gpu[0]) + (" only" if len(off_gpu[0]) == 1 else "") if off_gpu[0] else "no provider"
-        flags.append(f"{name}: {which} ran on {ran_on} although the box times on {device}: install "
-                     "onnxruntime-gpu in setup.sh and ask for CUDAExecutionProvider")
+        flags.append(f"{name}: {which} ran on {ran_on} although the box times on {device}: {ONNX_GPU_ADVICE}")
     return flags
 
 

@@ -7,7 +7,8 @@ from harness.spec import load_spec
 CPU_ONLY = {"providers": ["CPUExecutionProvider"]}
 CUDA_FIRST = {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 TENSORRT_FIRST = {"providers": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
-ADVICE = "install onnxruntime-gpu in setup.sh and ask for CUDAExecutionProvider"
+ADVICE = ("ask for CUDAExecutionProvider first, with onnxruntime-gpu in the runner's environment "
+          "(Dockerfile.runner EXTRA_PIP; the harness's `gpu` extra on the local backend)")
 
 
 def tasks(**sessions):
