@@ -143,6 +143,8 @@ def test_params_reports_the_providers_of_the_teams_onnx_runtime_session(worker, 
     assert report["onnx_sessions"].count({"providers": ["CPUExecutionProvider"]}) == before + 1
     reference_side = ask(worker, op="params", scan_process=False)["report"]
     assert "onnx_sessions" not in reference_side          # not looked for where no team code runs
+    assert ask(worker, op="prepare", device="cpu")["ok"]  # drops the team's session: none outlives this test
+    assert session_providers()[0].count({"providers": ["CPUExecutionProvider"]}) == before
 
 
 def test_prepares_own_warm_up_session_is_gone_before_the_team_loads():
