@@ -25,10 +25,17 @@ def _count(value: Any, what: str, side: str) -> int:
     return value
 
 
+def _utf8(text: str) -> str:
+    """`text` cut to MAX_TEXT_CHARS, with what UTF-8 cannot encode (lone surrogates, which a JSON frame can
+    carry as \\ud800) escaped: result.json is written as UTF-8, and one such character in a flag would stop
+    it being written."""
+    return text[:MAX_TEXT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_TEXT_CHARS]
+
+
 def _texts(value: Any, what: str, side: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise WorkerFailed(f"{side} worker's parameter report has {what} that is not a list of strings", side)
-    kept = [item[:MAX_TEXT_CHARS] for item in value[:MAX_TEXTS]]
+    kept = [_utf8(item) for item in value[:MAX_TEXTS]]
     if len(value) > MAX_TEXTS:
         kept.append(f"... and {len(value) - MAX_TEXTS} more")
     return kept
@@ -89,7 +96,7 @@ def _scalars(value: Any, what: str, side: str) -> dict[str, Any]:
     for key, item in value.items():
         if not isinstance(key, str) or not (item is None or isinstance(item, (str, int, float, bool))):
             raise WorkerFailed(f"{side} worker's {what} has a field that is not a plain value", side)
-        kept[key[:MAX_TEXT_CHARS]] = item[:MAX_TEXT_CHARS] if isinstance(item, str) else item
+        kept[_utf8(key)] = _utf8(item) if isinstance(item, str) else item
     return kept
 
 
@@ -108,4 +115,4 @@ def baseline_note(reply: dict[str, Any], side: str) -> str:
     note = reply.get("baseline_note", "")
     if not isinstance(note, str):
         raise WorkerFailed(f"{side} worker's prepare reply has a baseline_note that is not a string", side)
-    return note[:MAX_TEXT_CHARS]
+    return _utf8(note)

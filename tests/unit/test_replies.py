@@ -116,3 +116,17 @@ def test_the_timing_record_takes_the_sessions_reported_after_the_passes():
     assert onnx_sessions({"onnx_sessions": cpu}, {"onnx_sessions": []}) == []        # dropped before the passes
     assert onnx_sessions({"onnx_sessions": cpu}, {}) == cpu
     assert onnx_sessions({}, {}) is None                                             # not reported at all
+
+
+def test_lone_surrogates_in_flags_notes_and_environment_are_escaped_so_result_json_can_be_written():
+    import json
+
+    surrogate = channel.decode(b'"\\ud800 hidden"')
+    report = replies.param_report({"report": {"counted": 1, "flags": [surrogate], "notes": ["ok", surrogate]}}, "team")
+    environment = replies.environment({"environment": {surrogate: surrogate, "device": "cpu"}}, "team")
+    note = replies.baseline_note({"baseline_note": surrogate}, "team")
+    assert report["flags"] == ["\\ud800 hidden"] and report["notes"] == ["ok", "\\ud800 hidden"]
+    assert environment == {"\\ud800 hidden": "\\ud800 hidden", "device": "cpu"} and note == "\\ud800 hidden"
+    json.dumps([report, environment, note], ensure_ascii=False).encode("utf-8")     # as result.json is written
+    cut = replies.param_report({"report": {"counted": 1, "flags": ["\udfff" * 10_000]}}, "team")["flags"][0]
+    assert len(cut) == replies.MAX_TEXT_CHARS and cut.startswith("\\udfff\\udfff")
