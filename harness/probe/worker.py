@@ -259,8 +259,9 @@ class Worker:
         from harness.probe.params import count_parameters
         scan = request.get("scan_process", True) is not False      # only an explicit False turns it off
         report = count_parameters(self.predictor, Path(self.team_dir), scan).to_dict()
-        if scan:       # the ONNX Runtime sessions' providers, the team's own word (harness.probe.onnx_sessions)
-            report["onnx_sessions"], notes = session_providers()
+        if scan:       # the ONNX Runtime sessions' providers, the team's own word (harness.probe.onnx_sessions);
+            # no second collection: the count's live-weight scan (live_weights.live_storages) has just made one
+            report["onnx_sessions"], notes = session_providers(collect=False)
             report["notes"].extend(notes)
         return {"report": report}
 
