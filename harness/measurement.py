@@ -215,7 +215,8 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
                        peak_unreadable=baseline.get("team_peak_unreadable"), baseline_note=baseline["team_note"],
-                       **unexplained_memory(counted, loaded["team_growth"], peaks["team"]), **loaded["team_children"])
+                       **unexplained_memory(counted, loaded["team_growth"], peaks["team"]), **loaded["team_children"],
+                       onnx_sessions=onnx_sessions(loaded["team_params"], team_params))
     ref_record.update(params=ref_params, precision=precision,
                       device_memory_bytes=worker_memory(ref_link, device),
                       memory_growth_bytes=loaded["reference_growth"], memory_peak_bytes=peaks["reference"],
@@ -306,6 +307,14 @@ def larger_count(after_load: dict[str, Any], after_passes: dict[str, Any]) -> di
                   hidden_where=list(dict.fromkeys([*after_load.get("hidden_where", []),
                                                    *after_passes.get("hidden_where", [])])))
     return report
+
+
+def onnx_sessions(after_load: dict[str, Any], after_passes: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The team's ONNX Runtime sessions and their providers (the team's own word, validated by replies), as
+    reported after the passes: the sessions that were timed, a lazy predictor's first-call ones included (a
+    session dropped before then did not run the passes). The after-load report's only when the later one
+    does not carry the field; None when neither does."""
+    return after_passes.get("onnx_sessions", after_load.get("onnx_sessions"))
 
 
 def worker_memory(link: WorkerLink, device: str) -> int | None:

@@ -186,6 +186,33 @@ def task_counts(tasks: dict[str, dict[str, Any]]) -> list[int]:
     return [int(info["params"]) for info in tasks.values() if info.get("params") is not None]
 
 
+# Providers that run an ONNX Runtime graph on an NVIDIA GPU: a session led by one of them is timed on the GPU.
+GPU_ONNX_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider")
+# The worker imports the runner environment's onnxruntime before any team code (probe.worker.PREIMPORTS): where
+# that environment has one, it runs the team's sessions, and an onnxruntime-gpu from a team's setup.sh is unused.
+ONNX_GPU_ADVICE = ("ask for CUDAExecutionProvider first, with onnxruntime-gpu in the runner's environment "
+                   "(Dockerfile.runner EXTRA_PIP; the harness's `gpu` extra on the local backend)")
+
+
+def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) -> list[str]:
+    """A team timed on a GPU whose ONNX Runtime sessions lead with no GPU provider (a CPU-only onnxruntime
+    wheel, a CUDA provider not asked for, or one that failed to load and fell back to the CPU): its time is a
+    CPU model's. From the sessions' providers the worker reported (timing.onnx_sessions, the team's own word:
+    a lie only removes a flag against the team). Nothing on a CPU run, and nothing when no session was seen."""
+    if not str(device or "").startswith("cuda"):
+        return []
+    flags = []
+    for name, info in tasks.items():
+        sessions = [s["providers"] for s in info.get("timing", {}).get("onnx_sessions") or []]
+        off_gpu = [providers for providers in sessions if providers[:1] not in [[p] for p in GPU_ONNX_PROVIDERS]]
+        if not off_gpu:
+            continue
+        which = "ONNX Runtime" if len(sessions) == 1 else f"{len(off_gpu)} of {len(sessions)} ONNX Runtime sessions"
+        ran_on = " > ".join(off_gpu[0]) + (" only" if len(off_gpu[0]) == 1 else "") if off_gpu[0] else "no provider"
+        flags.append(f"{name}: {which} ran on {ran_on} although the box times on {device}: {ONNX_GPU_ADVICE}")
+    return flags
+
+
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
                       ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Everything that makes a number less trustworthy, said on the row."""
@@ -215,6 +242,7 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
     flags += device_memory_flags(tasks, references or {})
     flags += drain_flags(tasks)
+    flags += onnx_provider_flags(tasks, team_env.get("device"))
     flags += memory_flags(tasks)
     if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
         flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
 from harness.timekeeper import WorkerFailed
 
 MAX_TEXTS = 64                 # flags, notes, sources ... kept per list
@@ -27,10 +28,17 @@ def _count(value: Any, what: str, side: str) -> int:
     return value
 
 
+def _utf8(text: str) -> str:
+    """`text` cut to MAX_TEXT_CHARS, with what UTF-8 cannot encode (lone surrogates, which a JSON frame can
+    carry as \\ud800) escaped: result.json is written as UTF-8, and one such character in a flag would stop
+    it being written."""
+    return text[:MAX_TEXT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_TEXT_CHARS]
+
+
 def _texts(value: Any, what: str, side: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise WorkerFailed(f"{side} worker's parameter report has {what} that is not a list of strings", side)
-    kept = [item[:MAX_TEXT_CHARS] for item in value[:MAX_TEXTS]]
+    kept = [_utf8(item) for item in value[:MAX_TEXTS]]
     if len(value) > MAX_TEXTS:
         kept.append(f"... and {len(value) - MAX_TEXTS} more")
     return kept
@@ -51,6 +59,36 @@ def param_report(reply: dict[str, Any], side: str) -> dict[str, Any]:
                            f"({checked['counted_device_params']:,}) than counted ({checked['counted']:,})", side)
     for key in REPORT_TEXTS:
         checked[key] = _texts(report.get(key, []), key, side)
+    if "onnx_sessions" in report:
+        checked["onnx_sessions"] = onnx_sessions(report["onnx_sessions"], side)
+    return checked
+
+
+def _provider_name(value: Any) -> bool:
+    """A short string that encodes as UTF-8 (a lone surrogate would stop result.json being written)."""
+    if not isinstance(value, str) or len(value) > MAX_PROVIDER_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def onnx_sessions(value: Any, side: str) -> list[dict[str, list[str]]]:
+    """The report's `onnx_sessions`: [{"providers": [name, ...]}, ...], at most MAX_SESSIONS sessions of at
+    most MAX_PROVIDERS short UTF-8 names (harness.probe.onnx_sessions bounds an honest worker's list the same
+    way, so anything else is that side's failure). The team's own word: used only for a flag against it."""
+    if not isinstance(value, list) or len(value) > MAX_SESSIONS:
+        raise WorkerFailed(f"{side} worker's onnx_sessions is not a list of at most {MAX_SESSIONS} sessions", side)
+    checked = []
+    for session in value:
+        providers = session.get("providers") if isinstance(session, dict) else None
+        if not isinstance(providers, list) or len(providers) > MAX_PROVIDERS or not all(
+                _provider_name(name) for name in providers):
+            raise WorkerFailed(f"{side} worker's onnx_sessions has a session whose providers are not a list of at "
+                               f"most {MAX_PROVIDERS} names of at most {MAX_PROVIDER_CHARS} characters", side)
+        checked.append({"providers": list(providers)})
     return checked
 
 
@@ -64,7 +102,7 @@ def _scalars(value: Any, what: str, side: str) -> dict[str, Any]:
     for key, item in value.items():
         if not isinstance(key, str) or not (item is None or isinstance(item, (str, int, float, bool))):
             raise WorkerFailed(f"{side} worker's {what} has a field that is not a plain value", side)
-        kept[key[:MAX_TEXT_CHARS]] = item[:MAX_TEXT_CHARS] if isinstance(item, str) else item
+        kept[_utf8(key)] = _utf8(item) if isinstance(item, str) else item
     return kept
 
 
@@ -83,4 +121,4 @@ def baseline_note(reply: dict[str, Any], side: str) -> str:
     note = reply.get("baseline_note", "")
     if not isinstance(note, str):
         raise WorkerFailed(f"{side} worker's prepare reply has a baseline_note that is not a string", side)
-    return note[:MAX_TEXT_CHARS]
+    return _utf8(note)

@@ -5,9 +5,10 @@ submission carries code and a config, not weight files. predict() tokenizes with
 (vocab.txt: the same 8,021-token vocabulary as ../roberta_tiny_team, made by its make_vocab.py), runs the
 ONNX model with onnxruntime and decodes with numpy: no torch at inference.
 
-Provider: CUDAExecutionProvider when the device is cuda and onnxruntime-gpu offers it, otherwise
+Provider: CUDAExecutionProvider first when the device is cuda and onnxruntime-gpu offers it, otherwise
 CPUExecutionProvider. The one in use is `Predictor.provider`, printed to stderr at load, so it lands in
-the run's log. parameter_sources() returns the ONNX file: the harness counts its initializers.
+the run's log, with a warning when the device is cuda and the session runs on the CPU all the same (the
+harness flags that row too, from the sessions' get_providers()). parameter_sources() returns the ONNX file: the harness counts its initializers.
 
 Parameters: the harness counts the ONNX initializers (identical tensors once, so a tied weight counts
 once) and gets the torch model's own count: 7,330,562 for the classification tasks (encoder with pooler
@@ -74,6 +75,10 @@ class Predictor:
         self.session = ort.InferenceSession(str(self.model_path), providers=choose_providers(device))
         self.provider = self.session.get_providers()[0]
         print(f"onnx-team: {task} on onnxruntime {ort.__version__} {self.provider}", file=sys.stderr)
+        if device.startswith("cuda") and self.provider != "CUDAExecutionProvider":
+            print(f"onnx-team: WARNING device {device} but ONNX Runtime runs on {self.provider} (available: "
+                  f"{', '.join(ort.get_available_providers())}): onnxruntime-gpu is missing or its CUDA "
+                  "libraries did not load", file=sys.stderr)
 
     def parameter_sources(self) -> list[Path]:
         return [self.model_path]

@@ -8,7 +8,8 @@ no timing and writes no files. It connects to the host's socket, says hello, the
                                                           memory cross-check, taken before any team code runs
   load {task, device, options, seed, precision, threads}  import module:Class, Predictor(task, device, **options)
   predict {batch}                                         -> {predictions}
-  params                                                  -> the parameter report (harness.probe.params)
+  params                                                  -> the parameter report (harness.probe.params), with
+                                                          the live ONNX Runtime sessions' providers
   precision                                               -> the matmul/cuDNN precision settings in force
   stop
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.probe import PRECISIONS, channel, onnx_warmup
+from harness.probe.onnx_sessions import session_providers
 from harness.slots import cpuset_text
 
 
@@ -285,7 +287,12 @@ class Worker:
             raise WorkerError("params before load")
         from harness.probe.params import count_parameters
         scan = request.get("scan_process", True) is not False      # only an explicit False turns it off
-        return {"report": count_parameters(self.predictor, Path(self.team_dir), scan).to_dict()}
+        report = count_parameters(self.predictor, Path(self.team_dir), scan).to_dict()
+        if scan:       # the ONNX Runtime sessions' providers, the team's own word (harness.probe.onnx_sessions);
+            # no second collection: the count's live-weight scan (live_weights.live_storages) has just made one
+            report["onnx_sessions"], notes = session_providers(collect=False)
+            report["notes"].extend(notes)
+        return {"report": report}
 
     def precision(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"precision": read_precision()}

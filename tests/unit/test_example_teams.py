@@ -227,6 +227,31 @@ def _positions(ids):
     return np.ascontiguousarray(np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape))
 
 
+@pytest.mark.parametrize("device, available, wanted", [
+    ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"],
+     [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+    ("cuda:1", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+     [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]),
+    ("cuda", ["AzureExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
+])
+def test_onnx_team_asks_for_cuda_first_on_a_gpu_when_onnxruntime_offers_it(device, available, wanted, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    module = import_predictor_module(BASELINES / "onnx_team")
+    monkeypatch.setattr(module.ort, "get_available_providers", lambda: available)
+    assert module.choose_providers(device) == wanted
+
+
+def test_onnx_team_says_when_a_cuda_device_runs_on_the_cpu_all_the_same(onnx_models, capsys):
+    # this onnxruntime (CPU) offers no CUDA provider: the session falls back, and the log says so
+    module = import_predictor_module(BASELINES / "onnx_team")
+    if "CUDAExecutionProvider" in module.ort.get_available_providers():
+        pytest.skip("this onnxruntime offers CUDA: no fallback to see")
+    predictor = module.Predictor("csl", "cuda", models_dir=onnx_models)
+    assert predictor.provider == "CPUExecutionProvider"
+    assert "WARNING device cuda but ONNX Runtime runs on CPUExecutionProvider" in capsys.readouterr().err
+
+
 def test_onnx_team_without_its_export_says_how_to_fix_it(tmp_path):
     pytest.importorskip("onnxruntime")
     module = import_predictor_module(BASELINES / "onnx_team")

@@ -48,7 +48,8 @@ def honest_reply(request, nonce):
     if op == "predict":
         return {"ok": True, "nonce": nonce, "predictions": [{"id": e["id"], "label": "0"} for e in request["batch"]]}
     if op == "params":
-        return {"ok": True, "nonce": nonce, "report": {"counted": 40, "flags": [], "counted_cpu_bytes": 160}}
+        return {"ok": True, "nonce": nonce, "report": {"counted": 40, "flags": [], "counted_cpu_bytes": 160,
+                                                       "onnx_sessions": [{"providers": ["CPUExecutionProvider"]}]}}
     return {"ok": True, "nonce": nonce, "environment": {"device": "cpu"}, "precision": {}}
 
 
@@ -141,3 +142,42 @@ def test_whatever_a_worker_sends_the_host_fails_that_side_or_carries_on(seed):
         assert failed is not None and failed.side == "team", (kind, op)
     elif failed is not None:  # well-formed JSON of the wrong shape: a failure if the host reads that field
         assert failed.side == "team", (kind, op, str(failed))
+
+
+def hostile_sessions(rng, depth=0):
+    """A value for onnx_sessions: near-valid shapes with one thing wrong, or random JSON."""
+    names = ["CPUExecutionProvider", "CUDAExecutionProvider", "", "\ud800", "\udfffCUDA", "é" * 100, "x" * 101,
+             1, None, True, 1.5, [], {}, ["CPUExecutionProvider"]]
+    kind = rng.randrange(5)
+    if kind == 0:
+        return random_value(rng)
+    if kind == 1:      # many sessions, some of them more than the host keeps
+        return [{"providers": [rng.choice(names[:6])]} for _ in range(rng.choice([0, 1, 32, 33, 10_000]))]
+    if kind == 2:      # long provider lists
+        return [{"providers": [rng.choice(names[:6]) for _ in range(rng.choice([0, 16, 17, 100_000]))]}]
+    if kind == 3:      # one odd name among good ones
+        return [{"providers": ["CPUExecutionProvider", rng.choice(names)]} for _ in range(rng.randrange(1, 4))]
+    return [rng.choice([{"providers": None}, {"provider": ["CPU"]}, "CPU", [], {"providers": random_value(rng)}])]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_hostile_onnx_sessions_fail_that_side_or_come_out_bounded_and_writable(seed):
+    from harness.pipeline import onnx_provider_flags
+    from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
+
+    rng = random.Random(seed)
+    frame = json.dumps({"ok": True, "report": {"counted": 1, "onnx_sessions": hostile_sessions(rng)}},
+                       allow_nan=True).encode()
+    reply = channel.decode(frame)                   # what the host reads off the socket
+    try:
+        sessions = replies.param_report(reply, "team")["onnx_sessions"]
+    except WorkerFailed as exc:
+        assert exc.side == "team"
+        return
+    assert isinstance(sessions, list) and len(sessions) <= MAX_SESSIONS
+    for session in sessions:
+        assert list(session) == ["providers"] and len(session["providers"]) <= MAX_PROVIDERS
+        assert all(isinstance(p, str) and len(p) <= MAX_PROVIDER_CHARS for p in session["providers"])
+    json.dumps(sessions, ensure_ascii=False).encode("utf-8")       # result.json is written this way
+    for flag in onnx_provider_flags({"csl": {"timing": {"onnx_sessions": sessions}}}, "cuda"):
+        flag.encode("utf-8")

@@ -4,7 +4,9 @@ TypeError in the host (issue 18: a parameter report with wrong types crashed mea
 import pytest
 
 from harness import replies
-from harness.measurement import larger_count
+from harness.measurement import larger_count, onnx_sessions
+from harness.probe import channel
+from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
 from harness.timekeeper import WorkerFailed
 
 GOOD = {"counted": 40, "predictor_visible": 40, "hidden_weights": 0, "flags": [], "hidden_where": [],
@@ -72,3 +74,61 @@ def test_a_baseline_note_is_cut_and_says_on_the_row_why_the_memory_reading_may_b
     assert len(note) == replies.MAX_TEXT_CHARS and replies.baseline_note({"ok": True}, "team") == ""
     flags = memory_flags({"csl": {"timing": {"baseline_note": note}}, "cmrc2018": {"timing": {"baseline_note": ""}}})
     assert flags == [f"csl: memory baseline: {note}"]
+
+
+SESSIONS = [{"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}, {"providers": []}]
+
+
+def test_onnx_sessions_pass_when_well_formed_and_are_absent_when_not_reported():
+    report = replies.param_report({"report": {**GOOD, "onnx_sessions": SESSIONS}}, "team")
+    assert report["onnx_sessions"] == SESSIONS
+    assert "onnx_sessions" not in replies.param_report({"report": GOOD}, "team")
+    extra = [{"providers": ["CPUExecutionProvider"], "pid": 7, "more": {"deep": 1}}]
+    assert replies.onnx_sessions(extra, "team") == [{"providers": ["CPUExecutionProvider"]}]   # extra keys dropped
+
+
+LONE_SURROGATE = channel.decode(b'"\\ud800CPUExecutionProvider"')     # what a JSON frame can carry
+
+
+@pytest.mark.parametrize("sessions", [
+    "CPUExecutionProvider", {"providers": ["CPUExecutionProvider"]}, None, 7,
+    [{"providers": ["CPUExecutionProvider"]}] * (MAX_SESSIONS + 1),
+    [["CPUExecutionProvider"]], ["CPUExecutionProvider"], [{}], [{"providers": None}],
+    [{"providers": "CPUExecutionProvider"}], [{"providers": [1]}], [{"providers": [None]}],
+    [{"providers": [["CPUExecutionProvider"]]}], [{"providers": [{"name": "CPU"}]}],
+    [{"providers": ["CPUExecutionProvider"] * (MAX_PROVIDERS + 1)}],
+    [{"providers": ["x" * (MAX_PROVIDER_CHARS + 1)]}], [{"providers": [LONE_SURROGATE]}],
+    [{"providers": ["CPUExecutionProvider"]}, {"providers": ["\udfff"]}],
+])
+def test_hostile_onnx_sessions_are_that_sides_failure(sessions):
+    with pytest.raises(WorkerFailed, match="onnx_sessions") as caught:
+        replies.param_report({"report": {**GOOD, "onnx_sessions": sessions}}, "team")
+    assert caught.value.side == "team"
+
+
+def test_the_limits_at_their_edge_pass():
+    sessions = [{"providers": ["é" * MAX_PROVIDER_CHARS] * MAX_PROVIDERS}] * MAX_SESSIONS
+    assert replies.onnx_sessions(sessions, "team") == sessions
+
+
+def test_the_timing_record_takes_the_sessions_reported_after_the_passes():
+    cpu, cuda = [{"providers": ["CPUExecutionProvider"]}], [{"providers": ["CUDAExecutionProvider"]}]
+    assert onnx_sessions({"onnx_sessions": cpu}, {"onnx_sessions": cuda}) == cuda
+    assert onnx_sessions({"onnx_sessions": []}, {"onnx_sessions": cuda}) == cuda     # a lazy team's
+    assert onnx_sessions({"onnx_sessions": cpu}, {"onnx_sessions": []}) == []        # dropped before the passes
+    assert onnx_sessions({"onnx_sessions": cpu}, {}) == cpu
+    assert onnx_sessions({}, {}) is None                                             # not reported at all
+
+
+def test_lone_surrogates_in_flags_notes_and_environment_are_escaped_so_result_json_can_be_written():
+    import json
+
+    surrogate = channel.decode(b'"\\ud800 hidden"')
+    report = replies.param_report({"report": {"counted": 1, "flags": [surrogate], "notes": ["ok", surrogate]}}, "team")
+    environment = replies.environment({"environment": {surrogate: surrogate, "device": "cpu"}}, "team")
+    note = replies.baseline_note({"baseline_note": surrogate}, "team")
+    assert report["flags"] == ["\\ud800 hidden"] and report["notes"] == ["ok", "\\ud800 hidden"]
+    assert environment == {"\\ud800 hidden": "\\ud800 hidden", "device": "cpu"} and note == "\\ud800 hidden"
+    json.dumps([report, environment, note], ensure_ascii=False).encode("utf-8")     # as result.json is written
+    cut = replies.param_report({"report": {"counted": 1, "flags": ["\udfff" * 10_000]}}, "team")["flags"][0]
+    assert len(cut) == replies.MAX_TEXT_CHARS and cut.startswith("\\udfff\\udfff")

@@ -105,3 +105,53 @@ def test_a_warm_up_that_cannot_run_is_a_note_for_the_row_not_a_failed_prepare(mo
     reply = worker.Worker().prepare({"device": "cpu"})
     assert "ONNX Runtime's first session could not run" in reply["baseline_note"]
     assert "opset 17 unsupported" in reply["baseline_note"]
+
+
+ONNX_TEAM = '''
+import onnxruntime
+from onnx import TensorProto, helper
+
+
+class Predictor:
+    """A session built from a Relu graph made here, on the CPU provider."""
+
+    def __init__(self, task, device):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        self.session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def predict(self, examples):
+        return [{"id": e["id"], "label": "0"} for e in examples]
+'''
+
+
+def test_params_reports_the_providers_of_the_teams_onnx_runtime_session(worker, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from harness.probe.onnx_sessions import session_providers
+
+    (tmp_path / "onnx_session_predictor.py").write_text(ONNX_TEAM, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "onnx_session_predictor", raising=False)
+    before = session_providers()[0].count({"providers": ["CPUExecutionProvider"]})
+    loaded = ask(worker, op="load", task="csl", device="cpu", options={}, seed=1, precision="free", threads=1,
+                 team_dir=str(tmp_path), predictor="onnx_session_predictor:Predictor")
+    assert loaded["ok"], loaded
+    report = ask(worker, op="params")["report"]
+    assert report["onnx_sessions"].count({"providers": ["CPUExecutionProvider"]}) == before + 1
+    reference_side = ask(worker, op="params", scan_process=False)["report"]
+    assert "onnx_sessions" not in reference_side          # not looked for where no team code runs
+    assert ask(worker, op="prepare", device="cpu")["ok"]  # drops the team's session: none outlives this test
+    assert session_providers()[0].count({"providers": ["CPUExecutionProvider"]}) == before
+
+
+def test_prepares_own_warm_up_session_is_gone_before_the_team_loads():
+    pytest.importorskip("onnxruntime")
+    from harness.probe import worker
+    from harness.probe.onnx_sessions import session_providers
+
+    before = session_providers()[0]
+    worker.Worker().prepare({"device": "cpu"})
+    assert session_providers()[0] == before
