@@ -274,6 +274,7 @@ class TaskTimes:
     interval: stats.Interval | None = None
     freezing: FreezeLedger = field(default_factory=FreezeLedger)
     first_sight_block: int = 0       # batches per turn in round 0 (first_sight_round)
+    phase_s: dict[str, float] = field(default_factory=dict)   # wall seconds: load, warmup, first_sight, rounds
 
 
 def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
@@ -442,10 +443,13 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
 
     sides = {"team": SideTimes(), "reference": SideTimes()}
     links = {"team": team, "reference": reference}
+    phase_s, phase_started = {}, time.monotonic()      # where the task's wall time went (the GPU day plans on it)
     for name in ("reference", "team"):
         sides[name].load_s, reply = links[name].call("load", **loads[name])
         links[name].environment = replies.environment(reply, name)
+    phase_s["load"], phase_started = time.monotonic() - phase_started, time.monotonic()
     after_load()
+    phase_s["after_load"], phase_started = time.monotonic() - phase_started, time.monotonic()
     batches = make_batches(examples, batch_size)
     warm_examples = warmup_examples(examples, plan.run_seed)
     warm = make_batches(warm_examples, batch_size)
@@ -461,9 +465,10 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
     except WorkerFailed as exc:
         raise named_for_people(exc, warm_examples, examples) from None
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
+    phase_s["warmup"], phase_started = time.monotonic() - phase_started, time.monotonic()
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")
-    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger)
+    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger, phase_s=phase_s)
     while True:
         order = list(range(len(frames)))
         rng.shuffle(order)
@@ -481,6 +486,7 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                 sides[name].rounds.append(first.seconds)
                 sides[name].predictions.append(first.predictions)
                 sides[name].twins_s = first.twins_s
+            phase_s["first_sight"], phase_started = time.monotonic() - phase_started, time.monotonic()
         for name in names if round_index > 0 else ():
             with timed_window_of(links[name], [team, reference], ledger):
                 seconds, passes = timed_window(links[name], task, batches, frames, order)
@@ -492,6 +498,7 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                                                 confidence=plan.confidence, seed=plan.run_seed)
         if (stats.verdict(times.interval, plan.min_speedup) != "borderline"
                 or len(times.orders) >= plan.max_rounds):
+            phase_s["rounds"] = time.monotonic() - phase_started      # the later rounds and their intervals
             return times
 
 
