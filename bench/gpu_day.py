@@ -8,52 +8,61 @@ python3; no Docker, no network), from a copy of the repository, in one command o
 The report lands in OUT/gpu_day.md (one readable report, every figure with its conditions) and
 OUT/gpu_day.json (the same data), and is printed. It plans within --budget-s (default 480 s) and never
 overruns it: each section says what it expects to cost, runs only if that fits in what is left (and is
-cut at what is left), and otherwise says "skipped: why". The sections, in the order they run (cheap and
-untimed ones first, so that a cut falls on the last repeat, never on the box or a team's first run):
-  1 box          harness doctor, the GPU (model, driver, CUDA, clocks) and the library versions; every
-                 team is built meanwhile (9: builds), once, into OUT/cache, which every later `harness run
+cut at what is left), and otherwise says "skipped: why"; the report's last line lists what did not run.
+The sections, in the order they run (what must fit first; the sections that only read the runs' records
+cost nothing):
+  1 box          harness doctor, the GPU (model, driver, CUDA, clocks), the library versions; meanwhile
+                 every team is built once (9 builds) into OUT/cache, which each later `harness run
                  --cache-dir OUT/cache` reuses (the local backend keys builds by content and environment)
-  2 reference    its precision verified fp32-strict; its time per task under fp32-strict and TF32
   6 channel      the channel's overhead per round trip against a bare call (bench/channel_overhead.py)
-  5 time split   host, model, end to end per task and side (bench/example_teams.py), model-only speedup
+  5 time split   host, model, end to end per task and side (bench/example_teams.py; the ONNX team's
+                 models from its build), the model-only speedup
   3 teams        every bundled team through the real pipeline (`harness run --backend local`): speedup,
-                 95% interval and half-width, verdict, parameters, flags, each run's phases
+                 95% interval and half-width, verdict, parameters, flags, the run's phases
   8 freezing     what freezing costs per window (section 3's records), and the reference beside
                  bench/teams/idle_saboteur_team (busy on the device whenever it is not inside predict())
   7 memory       resident growth, peak and device memory of each team and the reference (section 3)
-  4 repeats      demo_team and roberta_tiny_team twice more each: do the intervals overlap, the spread
+  4 repeats      demo_team and roberta_tiny_team twice more each (demo 2, roberta 2, demo 3, roberta 3)
+  2 reference    in what is left: fp32-strict verified, one batch per task under fp32-strict and TF32
+                 (every run verifies fp32-strict itself; the TF32 ratios were measured on 2026-12-04)
   10 phases      where each run's wall time went (result.json build_s, tasks.*.timing.phase_s)
   11 checks      drain waits, device memory against the counted bytes, ONNX providers, half-width
   12 A/A         `harness doctor --calibrate` where this checkout has it, else "skipped: not available"
 Nothing in this process imports torch or starts CUDA: a CUDA context held here made every `harness run` of
-the first H200 day refuse the GPU ("1 other process(es) hold GPU 0"). The reference's timing, the library
-versions and the builds run in child processes (bench/gpu_day_child.py, JSON on stdout); "auto" picks the
-device from NVML (harness.gpu).
+the first H200 day refuse the GPU ("1 other process(es) hold GPU 0"). The reference's timing and the builds
+run in child processes (bench/gpu_day_child.py, JSON on stdout), the library versions are read from package
+metadata, and "auto" picks the device from NVML (harness.gpu).
 
-The plan's basis: where a run's 102-118 s went on the H200 (2026-12-04, 256 examples a task, the GPU day
-spec with warmup_min_s = 4; from runs/*/result.json: demo, roberta, albert; demo's second run 94 s):
-  load          5-8 s    both sides' load calls; the reference loads BERT-base anew per task (1.0-1.8 s)
-  first calls   2 s      one warm-up batch each side, per task
-  warm-up      26-36 s   cmrc2018 alone 13-21 s (BERT-base's cmrc2018 pass 1.3-1.9 s; 6-9 windows a side
-                         to settle); the other three tasks 4-6 s each, at the 4 s floor
-  first sight  11-19 s   round 0: three or four calls per batch per side (twins, spare)
-  rounds       15-20 s   four more rounds (demo cluener2020: 18 rounds, borderline), windows >= 0.1 s
-  the rest     30-35 s   not in the timing record: CLI start, inputs, the cached build (6 s from start to
-                         "timing" in demo's second run), both fork servers importing torch and
-                         transformers, per task a fresh team worker forked, `prepare` (CUDA started) and
-                         two parameter scans; the idle saboteur's two tasks: 24.5 s, so about 15-20 s a
-                         run plus 3-5 s a task
-The build took nothing on that day (cached from its first attempt); fresh, the four teams' builds took
-5-18 s each (run 1: onnx_team exports four models). The other sections on the H200: box 13-20 s (it
-imported torch here), reference 17.5 s, time split 38 s (16 examples, 5 rounds), channel 4 s.
-So the settings of a full day: 32 examples a task (--max-examples), a spec copy OUT/gpu_day_spec.toml with
-warmup_min_s = 1 (settling still decides: six windows a side at least) and max_rounds = 8, the time split on
-8 examples and 3 rounds, builds beside the box section. Expected, per run: the rest ~31 s + load 6 + first
-calls 2 + warm-up ~7 + first sight ~2 + rounds ~4 = ~52 s (the saboteur's two tasks ~30 s); the plan
-(PLAN_S) adds up to about 470 s of the 475 s the budget leaves after its reserve: box and builds ~30 s,
-reference ~18, channel ~5, time split ~25, four teams ~190, saboteur ~30, four repeats ~190 (the last
-one, roberta_tiny_team's third run, is the first thing cut if the box is slower), A/A last (skipped when
-it does not fit). Each run's phases are printed (section 10), so the next day plans on measured figures.
+The plan's basis: where a run's 94-118 s went on the H200 on 2026-12-04 (256 examples a task, a spec
+copy with warmup_min_s = 4; runs/*/result.json of demo, roberta, albert and demo's second run; the
+record had no phase times yet, so the phases are rebuilt from the per-batch figures):
+  load           5-8 s   both sides' load calls; BERT-base is loaded anew per task (1.0-1.8 s)
+  first calls    2 s     one batch each side, per task
+  warm-up       26-36 s  cmrc2018 alone 13-21 s (BERT-base's cmrc2018 pass 1.3-1.9 s, 6-9 windows a side
+                         to settle); the three other tasks 4-6 s each, held by the 4 s floor
+  first sight   11-19 s  round 0: three or four calls per batch per side (twins, spare)
+  rounds        15-20 s  four later rounds of windows >= 0.1 s a side (demo's cluener2020: 18 rounds)
+  the rest      30-35 s  outside the timing record: the CLI's start, inputs, the cached build (6 s from
+                         start to "timing" in demo's second run), both fork servers importing torch and
+                         transformers, per task a fresh team worker forked and `prepare`d (CUDA started)
+                         and two parameter scans, freezing, checking every pass's predictions; the idle
+                         saboteur's two tasks left 24.5 s: about 18 s a run and 3 s a task. On this
+                         project's 2-core CPU box a run (16 examples) left 5 s outside its phases, and
+                         the two scans took 1.5-2 s a task (`after_load` + `audit`)
+The builds cost nothing that day (cached since run 1, where the four fresh builds and refusals took 5-18 s
+a team, onnx_team exporting four models). Other sections on the H200: box 13-20 s (it imported torch
+here), reference 17.5 s (in this process), time split 38 s (16 examples, 5 rounds, ONNX exported again),
+channel 4 s.
+A full day's settings therefore: 32 examples a task; a spec copy OUT/gpu_day_spec.toml with warmup_min_s
+= 1 (settling still decides, six windows a side at least) and max_rounds = 6 (a borderline task stops
+there); the time split on 8 examples and 3 rounds. Expected per run: the rest ~26 s (less checking at 32
+examples) + load 6 + first calls 2 + warm-up ~7 + first sight ~2.5 + rounds ~5 = ~50 s; the saboteur
+~32 s. The builds run all at once (a child each) beside the box section: the longest one, ~15 s, not
+their ~35 s sum. The plan (PLAN_S): box with the builds beside it ~16 s, channel ~5, time split ~20, four
+teams ~200, saboteur ~32, four repeats ~200: ~473 s of the 475 s left after the reserve. That is tight:
+a cut falls on the last repeat (roberta_tiny_team's third run) first, and the reference section (~18 s)
+and the A/A row (~60 s) run only if the runs come in faster than 50 s. Each run's measured phases
+(section 10) are the basis of the next day's plan.
 
 The CPU dry run keeps it from rotting: `python bench/gpu_day.py --device cpu --quick --out DIR` (under 3
 minutes on a 2-core box: the demo team only, two examples a task, the test suite's spec and fast fake
@@ -83,22 +92,22 @@ REPEATED = ("demo_team", "roberta_tiny_team")
 REPEAT_RUNS = 3                      # each repeated team's runs in all: its first and two repeats
 SABOTEUR = REPO / "bench" / "teams" / "idle_saboteur_team"
 FAKE_REFERENCE = REPO / "tests" / "fixtures" / "teams" / "fake_reference"
-RUN_ORDER = ("box", "reference", "channel", "time_split", "teams", "freezing", "memory", "repeats", "builds",
+RUN_ORDER = ("box", "channel", "time_split", "teams", "freezing", "memory", "repeats", "reference", "builds",
              "phases", "checks", "aa")
 # The dry run's time split costs more than a run on a 2-core CPU (about 2 minutes under load, bench/
 # example_teams.py builds BERT-base on the CPU): there the team and its repeat go first, the split last.
-QUICK_RUN_ORDER = ("box", "reference", "channel", "teams", "freezing", "memory", "repeats", "time_split", "builds",
+QUICK_RUN_ORDER = ("box", "channel", "teams", "freezing", "memory", "repeats", "reference", "time_split", "builds",
                    "phases", "checks", "aa")
 SECTIONS = ("box", "reference", "teams", "repeats", "time_split", "channel", "memory", "freezing", "builds",
             "phases", "checks", "aa")           # the report's order
 RESERVE_S = 5.0          # kept back for writing the report
 # Expected seconds of each item on the H200 with a full day's settings (the docstring's basis); a run's
 # estimate is replaced by the mean of the runs measured so far.
-PLAN_S = {"box": 13, "builds": 30, "reference": 18, "channel": 5, "time_split": 25, "run": 52,
-          "saboteur": 30, "aa": 60}
+PLAN_S = {"box": 13, "builds": 16, "reference": 18, "channel": 5, "time_split": 20, "run": 50,
+          "saboteur": 32, "aa": 60}
 QUICK_PLAN_S = {"box": 10, "builds": 10, "reference": 25, "channel": 20, "time_split": 40, "run": 40,
                 "saboteur": 30, "aa": 60}
-FULL_SETTINGS = {"max_examples": 32, "warmup_min_s": 1.0, "max_rounds": 8}
+FULL_SETTINGS = {"max_examples": 32, "timing": {"warmup_min_s": "1.0", "max_rounds": "6"}}
 
 
 class Skip(Exception):
@@ -145,15 +154,14 @@ def auto_device() -> str:
     return "cuda" if gpu_snapshot() else "cpu"
 
 
-def write_day_spec(source: Path, target: Path, warmup_min_s: float | None, max_rounds: int | None) -> Path:
-    """A copy of the spec with the day's warm-up floor and round cap ([timing] warmup_min_s, max_rounds)."""
+def write_day_spec(source: Path, target: Path, timing: dict[str, str]) -> Path:
+    """A copy of the spec with the day's [timing] settings (e.g. warmup_min_s, max_rounds), each replacing the
+    first `key = number` line of that name; a key the spec lacks is an error (the setting would be lost)."""
     text = source.read_text(encoding="utf-8")
-    for key, value in (("warmup_min_s", warmup_min_s), ("max_rounds", max_rounds)):
-        if value is None:
-            continue
-        text, found = re.subn(rf"(?m)^{key}\s*=\s*[0-9.]+", f"{key} = {value}", text, count=1)
+    for key, value in timing.items():
+        text, found = re.subn(rf"(?m)^{re.escape(key)}\s*=\s*[-+0-9.eE]+", f"{key} = {value}", text, count=1)
         if not found:
-            raise SystemExit(f"{source} has no {key} line to set")
+            raise SystemExit(f"{source} has no `{key} = number` line to set")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     return target
@@ -171,11 +179,11 @@ class Day:
                                                   "quick": args.quick, "data_dir": str(args.data_dir),
                                                   "reference": str(args.reference or "bundled BERT-base"),
                                                   "max_examples": args.max_examples, "spec": str(args.spec),
-                                                  "warmup_min_s": args.warmup_min_s, "max_rounds": args.max_rounds},
+                                                  "timing": args.timing},
                                      "plan_s": self.plan}
         self.runs: dict[str, list[dict[str, Any]]] = {}       # team -> pipeline runs (section 3, 4)
         self.walls: list[float] = []                          # every 4-task run's wall seconds so far
-        self.builder: subprocess.Popen | None = None          # the builds, beside the box section
+        self.builders: list[subprocess.Popen] = []            # the builds, beside the box section
         self.builds_started = 0.0
         self.lines: dict[str, list[str]] = {}                 # each section's report lines, by name
 
@@ -212,16 +220,24 @@ class Day:
         return self.out / "cache"
 
     def start_builds(self) -> None:
-        """Every team built once, in a child, while the box section (nothing timed) runs."""
+        """Every team built once, a child each, all at once, while the box section (nothing timed) runs: the
+        longest build (H200: 10-15 s, onnx_team's or albert's) instead of their sum beside the box's 13 s."""
         folders = [BASELINES / team for team in (TEAMS[:1] if self.args.quick else TEAMS)]
         if not self.args.quick:
             folders.append(SABOTEUR)
-        command = [sys.executable, str(CHILD), "build", "--cache-dir", str(self.cache_dir), "--work-dir",
-                   str(self.out / "builds"), *(["--spec", str(self.args.spec)] if self.args.spec else []),
-                   *map(str, folders)]
         self.builds_started = time.monotonic()
-        self.builder = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        for folder in folders:
+            command = [sys.executable, str(CHILD), "build", "--cache-dir", str(self.cache_dir), "--work-dir",
+                       str(self.out / "builds"), *(["--spec", str(self.args.spec)] if self.args.spec else []),
+                       str(folder)]
+            self.builders.append(subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE, text=True))
+
+    def stop_builds(self) -> None:
+        for builder in self.builders:
+            if builder.poll() is None:
+                builder.kill()
+                builder.communicate()
 
 
 # Keys read from each task's timing record; absent ones stay None (older or unmerged harness: "-").
@@ -318,21 +334,24 @@ def section_box(day: Day) -> tuple[Any, list[str]]:
 
 def section_builds(day: Day) -> tuple[Any, list[str]]:
     """The builds started beside the box section: waited for (cut at what is left of the budget)."""
-    if day.builder is None:
+    if not day.builders:
         raise Skip("not started")
-    try:
-        stdout, stderr = day.builder.communicate(timeout=max(1.0, day.budget.left()))
-    except subprocess.TimeoutExpired:
-        day.builder.kill()
-        day.builder.communicate()
-        raise Skip("the builds were cut at the end of the budget") from None
+    built: dict[str, Any] = {}
+    for builder in day.builders:
+        try:
+            stdout, stderr = builder.communicate(timeout=max(1.0, day.budget.left()))
+        except subprocess.TimeoutExpired:
+            day.stop_builds()
+            raise Skip("the builds were cut at the end of the budget") from None
+        try:
+            built.update(last_json(stdout))
+        except ValueError:
+            built[Path(builder.args[-1]).name] = {"ok": False, "error": "the build child failed: "
+                                                  + " ".join((stderr or stdout).split())[-300:]}
     seconds = time.monotonic() - day.builds_started
-    try:
-        built = last_json(stdout)
-    except ValueError:
-        raise Skip(f"the build child failed: {' '.join((stderr or stdout).split())[-300:]}") from None
-    lines = [f"Built once into {day.cache_dir} ({seconds:.0f} s in all, beside the box section); every `harness "
-             "run` below reuses the build (its build.log says `cached build`).", "",
+    lines = [f"Built once into {day.cache_dir}, all at once, beside the box section ({seconds:.0f} s until the last "
+             "was done); every `harness run` below reuses its build (its build.log says `cached build`; a team "
+             "whose build failed here builds again in its run).", "",
              "| team | ok | cached | seconds | error |", "|---|---|---|---|---|"]
     lines += [f"| {team} | {'yes' if b.get('ok') else 'NO'} | {'yes' if b.get('cached') else 'no'} | "
               f"{seconds_text(b.get('seconds'))} | {(b.get('error') or '')[:200]} |" for team, b in built.items()]
@@ -454,6 +473,9 @@ def section_time_split(day: Day) -> tuple[Any, list[str]]:
                "--rounds", "2" if day.args.quick else "3"]
     if day.args.quick:
         command += ["--teams", "demo_team"]
+    built = sorted(day.cache_dir.glob("local/onnx-team-*/team/models/cmrc2018.onnx"))
+    if built:                     # the ONNX team's build exported them already (section 9): not again
+        command += ["--onnx-models", str(built[0].parent)]
     done = day.budget.run(command, day.plan["time_split"], "the host/model/end-to-end split")
     if done.returncode != 0:
         raise Skip(f"bench/example_teams.py failed: {(done.stderr or done.stdout).strip()[-300:]}")
@@ -711,18 +733,20 @@ def run_section(day: Day, name: str) -> None:
 
 
 def plan_lines(day: Day) -> list[str]:
-    """What the day expects each item to cost (PLAN_S), and the total against the budget."""
+    """What the day expects each item to cost (PLAN_S), in the order it runs, and the total against the budget."""
     p = day.plan
     teams = 1 if day.args.quick else len(TEAMS)
-    repeats = (1 if day.args.quick else len(REPEATED) * (REPEAT_RUNS - 1))
-    items = {"box (builds beside it)": max(p["box"], p["builds"]), "reference": p["reference"],
-             "channel": p["channel"], "time split": p["time_split"], f"{teams} team run(s)": teams * p["run"],
-             "saboteur": 0 if day.args.quick else p["saboteur"], f"{repeats} repeat(s)": repeats * p["run"],
-             "A/A (if available)": p["aa"]}
-    total = sum(items.values()) - p["aa"]
+    repeats = 1 if day.args.quick else len(REPEATED) * (REPEAT_RUNS - 1)
+    items = {"box, builds beside it": max(p["box"], p["builds"]), "channel": p["channel"],
+             "time split": p["time_split"], f"{teams} team run(s)": teams * p["run"],
+             "saboteur": 0 if day.args.quick else p["saboteur"], f"{repeats} repeat(s)": repeats * p["run"]}
+    later = {"reference": p["reference"], "A/A (where available)": p["aa"]}
+    total = sum(items.values())
     day.data["plan_total_s"] = total
-    return [f"Plan (expected s): " + ", ".join(f"{k} {v:.0f}" for k, v in items.items())
-            + f"; without A/A {total:.0f} s of {day.args.budget_s - RESERVE_S:.0f} s.", ""]
+    return ["Plan (expected s, in the order run): " + ", ".join(f"{k} {v:.0f}" for k, v in items.items())
+            + f"; {total:.0f} s of the {day.args.budget_s - RESERVE_S:.0f} s left after the reserve; then, in what "
+            "is left: " + ", ".join(f"{k} {v:.0f}" for k, v in later.items()) + ". A run's estimate becomes the "
+            "mean of the runs measured so far.", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -735,11 +759,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-examples", type=int, help=f"examples per task (0: all; default "
                         f"{FULL_SETTINGS['max_examples']}, 2 with --quick)")
     parser.add_argument("--spec", type=Path, help="a spec other than specs/nlpcc2020.toml (copied into OUT with the "
-                        "day's warm-up floor and round cap)")
-    parser.add_argument("--warmup-min-s", type=float, help=f"the spec copy's [timing] warmup_min_s (default "
-                        f"{FULL_SETTINGS['warmup_min_s']:g}; --quick: the spec's own)")
-    parser.add_argument("--max-rounds", type=int, help=f"the spec copy's [timing] max_rounds (default "
-                        f"{FULL_SETTINGS['max_rounds']}; --quick: the spec's own)")
+                        "day's [timing] settings, --timing)")
+    parser.add_argument("--timing", action="append", default=[], metavar="KEY=NUMBER",
+                        help="a [timing] setting of the spec copy, again for more (default "
+                        + ", ".join(f"{k}={v}" for k, v in FULL_SETTINGS["timing"].items())
+                        + "; --quick: none, the spec's own); e.g. --timing warmup_min_s=4")
     parser.add_argument("--reference", type=Path, help="a reference folder other than the bundled BERT-base "
                         "(--quick: the test suite's fake reference)")
     parser.add_argument("--quick", action="store_true",
@@ -753,25 +777,28 @@ def main(argv: list[str] | None = None) -> int:
         args.reference = args.reference or FAKE_REFERENCE
     else:
         args.max_examples = FULL_SETTINGS["max_examples"] if args.max_examples is None else args.max_examples
-        args.warmup_min_s = FULL_SETTINGS["warmup_min_s"] if args.warmup_min_s is None else args.warmup_min_s
-        args.max_rounds = FULL_SETTINGS["max_rounds"] if args.max_rounds is None else args.max_rounds
+    timing = {} if args.quick else dict(FULL_SETTINGS["timing"])
+    for setting in args.timing:
+        key, _, value = setting.partition("=")
+        if not key or not re.fullmatch(r"[-+0-9.eE]+", value):
+            parser.error(f"--timing {setting!r}: expected KEY=NUMBER")
+        timing[key.strip()] = value
+    args.timing = timing
     args.data_dir = args.data_dir.resolve()
     args.out = args.out.resolve()
     args.spec = write_day_spec((args.spec or REPO / "specs" / "nlpcc2020.toml").resolve(),
-                               args.out / "gpu_day_spec.toml", args.warmup_min_s, args.max_rounds)
+                               args.out / "gpu_day_spec.toml", args.timing)
     day = Day(args)
     report = [f"# GPU day: {day.device} ({'quick dry run' if args.quick else 'full'}), "
               f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "",
               f"Budget {args.budget_s:.0f} s; data {args.data_dir}; examples per task "
-              f"{args.max_examples or 'all'}; spec {args.spec} (warmup_min_s {args.warmup_min_s}, max_rounds "
-              f"{args.max_rounds}; None: the source spec's own).", "", *plan_lines(day)]
+              f"{args.max_examples or 'all'}; spec {args.spec} (a copy; [timing] set: "
+              f"{', '.join(f'{k} = {v}' for k, v in args.timing.items()) or 'nothing'}).", "", *plan_lines(day)]
     try:
         for name in QUICK_RUN_ORDER if args.quick else RUN_ORDER:
             run_section(day, name)
     finally:
-        if day.builder is not None and day.builder.poll() is None:
-            day.builder.kill()
-            day.builder.communicate()
+        day.stop_builds()
     for name in SECTIONS:
         report += [f"## {TITLES[name]}", "", *day.lines[name], ""]
     skipped = [f"{TITLES[name]}: {day.data[name]['skipped']}" for name in SECTIONS if "skipped" in day.data[name]]

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +27,8 @@ DRAIN = {"checked": True, "why_not": "", "waits": 3, "wait_s": 0.5, "max_wait_s"
 DRIVER = r'''
 import json, subprocess, sys
 from pathlib import Path
+
+import pytest
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, str(Path(sys.argv[1]) / "bench"))
 import harness.gpu, harness.doctor
@@ -62,8 +66,8 @@ def fake_run(self, command, estimate_s, what):
 def fake_builds(self):
     built = json.dumps({"demo_team": {"ok": True, "cached": False, "error": "", "seconds": 1.5}})
     self.builds_started = 0.0
-    self.builder = subprocess.Popen([sys.executable, "-c", f"print({built!r})"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+    self.builders = [subprocess.Popen([sys.executable, "-c", f"print({built!r})", "demo_team"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
 
 gpu_day.Budget.run = fake_run
 gpu_day.Day.start_builds = fake_builds
@@ -112,7 +116,7 @@ def test_a_full_day_never_imports_torch_here_and_reports_every_runs_figures(tmp_
 
     # the spec copy carries the day's warm-up floor and round cap, the rest as the shipped spec
     day_spec, shipped = load_spec(out / "gpu_day_spec.toml"), load_spec(REPO / "specs" / "nlpcc2020.toml")
-    assert (day_spec.timing.warmup_min_s, day_spec.timing.max_rounds) == (1.0, 8)
+    assert (day_spec.timing.warmup_min_s, day_spec.timing.max_rounds) == (1.0, 6)
     assert day_spec.timing.rounds == shipped.timing.rounds and day_spec.task_names == shipped.task_names
     runs = [c for c in found["commands"] if "harness.cli" in c and "run" in c]
     assert all(c[c.index("--spec") + 1] == str(out / "gpu_day_spec.toml") for c in runs)
@@ -146,3 +150,19 @@ def test_a_full_day_never_imports_torch_here_and_reports_every_runs_figures(tmp_
         assert aa["data"]["calibration"]["speedup"] == 1.0 and "| 1.000x |" in report
     assert "skipped" not in data["repeats"] and "skipped" not in data["freezing"]
     assert data["freezing"]["data"]["beside_saboteur"]["csl"]["timed_pass_s"] == 0.1
+
+
+def test_the_day_spec_copy_sets_timing_keys_and_refuses_one_the_spec_lacks(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import gpu_day
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    source = tmp_path / "spec.toml"
+    source.write_text((REPO / "tests" / "fixtures" / "spec_small.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    copy = gpu_day.write_day_spec(source, tmp_path / "out" / "day.toml", {"warmup_min_s": "0.5", "rounds": "4"})
+    spec, original = load_spec(copy), load_spec(source)
+    assert (spec.timing.warmup_min_s, spec.timing.rounds) == (0.5, 4)
+    assert spec.timing.max_rounds == original.timing.max_rounds and spec.tasks == original.tasks
+    with pytest.raises(SystemExit, match="no `target_seconds = number` line"):
+        gpu_day.write_day_spec(source, tmp_path / "out" / "other.toml", {"target_seconds": "1"})
