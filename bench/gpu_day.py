@@ -47,8 +47,10 @@ record had no phase times yet, so the phases are rebuilt from the per-batch figu
                          transformers, per task a fresh team worker forked and `prepare`d (CUDA started)
                          and two parameter scans, freezing, checking every pass's predictions; the idle
                          saboteur's two tasks left 24.5 s: about 18 s a run and 3 s a task. On this
-                         project's 2-core CPU box a run (16 examples) left 5 s outside its phases, and
-                         the two scans took 1.5-2 s a task (`after_load` + `audit`)
+                         project's 2-core CPU box (phase_s, 2026-12-04) a demo run of 16 examples left
+                         5 s outside its phases; in the dry run (2 examples, load average 11) the two
+                         parameter scans took 3-4 s a task (`after_load` 1.7-2.2, `audit` 1.4-1.8) and
+                         13-18 s a run fell outside the phases
 The builds cost nothing that day (cached since run 1, where the four fresh builds and refusals took 5-18 s
 a team, onnx_team exporting four models). Other sections on the H200: box 13-20 s (it imported torch
 here), reference 17.5 s (in this process), time split 38 s (16 examples, 5 rounds, ONNX exported again),
