@@ -78,6 +78,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,7 @@ QUICK_RUN_ORDER = ("box", "channel", "teams", "freezing", "memory", "repeats", "
 SECTIONS = ("box", "reference", "teams", "repeats", "time_split", "channel", "memory", "freezing", "builds",
             "phases", "checks", "aa")           # the report's order
 RESERVE_S = 5.0          # kept back for writing the report
+INTERRUPT_GRACE_S = 10.0  # a cut command's time to stop its workers after SIGINT (within the 9 minutes)
 # Expected seconds of each item on the H200 with a full day's settings (the docstring's basis); a run's
 # estimate is replaced by the mean of the runs measured so far.
 PLAN_S = {"box": 13, "builds": 16, "reference": 18, "channel": 5, "time_split": 20, "run": 50,
@@ -127,14 +129,28 @@ class Budget:
         if seconds > self.left():
             raise Skip(f"{what} needs about {seconds:.0f} s, {max(0.0, self.left()):.0f} s of the budget left")
 
-    def run(self, command: list[str], estimate_s: float, what: str) -> subprocess.CompletedProcess:
-        """A command expected to take `estimate_s`, cut at what is left of the budget."""
+    def run(self, command: list[str], estimate_s: float, what: str, cap_s: float | None = None
+            ) -> subprocess.CompletedProcess:
+        """A command expected to take `estimate_s`, cut at what is left of the budget (or at `cap_s`).
+
+        A cut is an interrupt first (SIGINT: a `harness run` stops and closes its workers on the way out, so
+        none is left holding the GPU for the next run), a kill only INTERRUPT_GRACE_S later."""
         self.need(estimate_s, what)
+        limit = max(1.0, min(self.left(), cap_s) if cap_s else self.left())
+        process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
         try:
-            return subprocess.run(command, cwd=REPO, env=child_env(), capture_output=True, text=True,
-                                  timeout=max(1.0, self.left()))
+            stdout, stderr = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            raise Skip(f"{what} was cut at the end of the budget") from None
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+            where = f"after {limit:.0f} s, its cap" if cap_s and limit < self.left() else "at the end of the budget"
+            raise Skip(f"{what} was cut {where}") from None
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def child_env() -> dict[str, str]:
@@ -193,8 +209,8 @@ class Day:
         """A run's expected seconds: the mean of the runs so far (a little more), else the plan's."""
         return statistics.fmean(self.walls) * 1.05 if self.walls else self.plan["run"]
 
-    def harness_run(self, team: str, index: int, folder: Path | None = None, estimate_s: float | None = None
-                    ) -> dict[str, Any]:
+    def harness_run(self, team: str, index: int, folder: Path | None = None, estimate_s: float | None = None,
+                    cap_s: float | None = None) -> dict[str, Any]:
         """One team (a bundled one, or `folder`) through the real CLI on the local backend, summarized."""
         out = self.out / "runs" / f"{team}-{index}"
         command = [sys.executable, "-m", "harness.cli", "run", str(folder or BASELINES / team), "--backend", "local",
@@ -207,7 +223,7 @@ class Day:
         if self.args.reference:
             command += ["--reference", str(self.args.reference)]
         started = time.monotonic()
-        done = self.budget.run(command, estimate_s or self.run_estimate_s(), f"a run of {team}")
+        done = self.budget.run(command, estimate_s or self.run_estimate_s(), f"a run of {team}", cap_s)
         wall = time.monotonic() - started
         if folder is None:
             self.walls.append(wall)
@@ -547,7 +563,8 @@ def section_freezing(day: Day) -> tuple[Any, list[str]]:
         if day.args.quick:
             raise Skip("quick")
         estimate = day.run_estimate_s() * day.plan["saboteur"] / day.plan["run"]    # two tasks of four
-        run = day.harness_run("idle_saboteur_team", 1, SABOTEUR, estimate)
+        # capped: its drain waits (work it queued while frozen) must not eat the repeats' time
+        run = day.harness_run("idle_saboteur_team", 1, SABOTEUR, estimate, cap_s=2.5 * estimate)
         day.runs.setdefault("idle_saboteur_team", []).append(run)
         lines += ["", f"The reference beside bench/teams/idle_saboteur_team (keeps the {day.device} busy whenever it is "
                   "not inside predict(); frozen while the reference is timed, but work it already queued on a GPU "

@@ -43,7 +43,7 @@ harness.doctor.diagnose = lambda slots=1: [Finding("GPU (NVML)", True, "Fake H20
 RESULT = json.loads(sys.argv[3])
 commands = []
 
-def fake_run(self, command, estimate_s, what):
+def fake_run(self, command, estimate_s, what, cap_s=None):
     self.need(estimate_s, what)
     commands.append(command)
     stdout = ""
@@ -153,11 +153,7 @@ def test_a_full_day_never_imports_torch_here_and_reports_every_runs_figures(tmp_
 
 
 def test_the_day_spec_copy_sets_timing_keys_and_refuses_one_the_spec_lacks(tmp_path):
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import gpu_day
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    gpu_day = import_gpu_day()
     source = tmp_path / "spec.toml"
     source.write_text((REPO / "tests" / "fixtures" / "spec_small.toml").read_text(encoding="utf-8"), encoding="utf-8")
     copy = gpu_day.write_day_spec(source, tmp_path / "out" / "day.toml", {"warmup_min_s": "0.5", "rounds": "4"})
@@ -166,3 +162,32 @@ def test_the_day_spec_copy_sets_timing_keys_and_refuses_one_the_spec_lacks(tmp_p
     assert spec.timing.max_rounds == original.timing.max_rounds and spec.tasks == original.tasks
     with pytest.raises(SystemExit, match="no `target_seconds = number` line"):
         gpu_day.write_day_spec(source, tmp_path / "out" / "other.toml", {"target_seconds": "1"})
+
+
+def import_gpu_day():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import gpu_day
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return gpu_day
+
+
+def test_a_command_cut_at_its_cap_is_interrupted_first_so_that_it_can_stop_its_workers(tmp_path, monkeypatch):
+    gpu_day = import_gpu_day()
+    marker = tmp_path / "stopped"
+    child = ("import pathlib, signal, sys, time\n"
+             "signal.signal(signal.SIGINT, lambda *_: (pathlib.Path(sys.argv[1]).write_text('stopped'), sys.exit(3)))\n"
+             "time.sleep(120)\n")
+    budget = gpu_day.Budget(600)
+    with pytest.raises(gpu_day.Skip, match="a sleeper was cut after 5 s, its cap"):
+        budget.run([sys.executable, "-c", child, str(marker)], 1, "a sleeper", cap_s=5)
+    assert marker.read_text() == "stopped"          # SIGINT reached its handler: no kill came first
+    # one that ignores the interrupt is killed after the grace
+    monkeypatch.setattr(gpu_day, "INTERRUPT_GRACE_S", 0.5)
+    stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(120)\n"
+    with pytest.raises(gpu_day.Skip, match="cut after 2 s"):
+        budget.run([sys.executable, "-c", stubborn], 1, "a stubborn one", cap_s=2)
+    # and nothing starts that does not fit in what is left
+    with pytest.raises(gpu_day.Skip, match="needs about 900 s"):
+        budget.run([sys.executable, "-c", "pass"], 900, "too much")
