@@ -104,7 +104,7 @@ QUICK_RUN_ORDER = ("box", "channel", "teams", "freezing", "memory", "repeats", "
 SECTIONS = ("box", "reference", "teams", "repeats", "time_split", "channel", "memory", "freezing", "builds",
             "phases", "checks", "aa")           # the report's order
 RESERVE_S = 5.0          # kept back for writing the report
-INTERRUPT_GRACE_S = 10.0  # a cut command's time to stop its workers after SIGINT (within the 9 minutes)
+INTERRUPT_GRACE_S = 10.0  # a cut command's time to stop its workers after SIGINT (less at the budget's end)
 # Expected seconds of each item on the H200 with a full day's settings (the docstring's basis); a run's
 # estimate is replaced by the mean of the runs measured so far.
 PLAN_S = {"box": 13, "builds": 16, "reference": 18, "channel": 5, "time_split": 20, "run": 50,
@@ -143,8 +143,10 @@ class Budget:
             stdout, stderr = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGINT)
+            # at the budget's end the grace comes out of the reserve, a second of it kept for the report
+            grace = min(INTERRUPT_GRACE_S, max(0.5, self.left() + RESERVE_S - 1.0))
             try:
-                process.communicate(timeout=INTERRUPT_GRACE_S)
+                process.communicate(timeout=grace)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.communicate()

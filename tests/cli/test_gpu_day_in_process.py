@@ -191,3 +191,13 @@ def test_a_command_cut_at_its_cap_is_interrupted_first_so_that_it_can_stop_its_w
     # and nothing starts that does not fit in what is left
     with pytest.raises(gpu_day.Skip, match="needs about 900 s"):
         budget.run([sys.executable, "-c", "pass"], 900, "too much")
+
+
+def test_a_command_cut_at_the_budgets_end_is_stopped_within_the_budget(tmp_path):
+    gpu_day = import_gpu_day()
+    stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(120)\n"
+    budget = gpu_day.Budget(gpu_day.RESERVE_S + 2)     # 2 s to run in, the reserve for the report
+    with pytest.raises(gpu_day.Skip, match="a stubborn one was cut at the end of the budget"):
+        budget.run([sys.executable, "-c", stubborn], 1, "a stubborn one")
+    # interrupted at 2 s, killed when only a second of the reserve was left: never past the whole budget
+    assert budget.left() + gpu_day.RESERVE_S >= 0.5
