@@ -16,7 +16,7 @@ steps are rebuilt here from its own methods; the demo team is timed end to end o
     python bench/example_teams.py [--device cpu|cuda] [--data-dir baselines/sample_data]
                                   [--max-examples 16] [--rounds 5] [--teams roberta_tiny_team,...]
 Runs on a GPU box without Docker (local, --device cuda). The ONNX team's models are exported to a
-temporary folder first when baselines/onnx_team/models is missing.
+temporary folder first when baselines/onnx_team/models (or --onnx-models) is missing.
 """
 
 from __future__ import annotations
@@ -138,11 +138,14 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--teams", default=",".join(TEAMS))
+    parser.add_argument("--onnx-models", type=Path, default=BASELINES / "onnx_team" / "models",
+                        help="the ONNX team's exported models (e.g. its build's team/models); exported afresh "
+                        "to a temporary folder when cmrc2018.onnx is not there")
     args = parser.parse_args()
     teams = [t for t in args.teams.split(",") if t]
     spec = load_spec(args.spec)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    onnx_models = BASELINES / "onnx_team" / "models"
+    onnx_models = args.onnx_models
     if "onnx_team" in teams and not (onnx_models / "cmrc2018.onnx").is_file():
         onnx_models = Path(tempfile.mkdtemp(prefix="example-teams-onnx-"))
         export = import_team(BASELINES / "onnx_team", "export_onnx")

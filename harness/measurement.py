@@ -151,9 +151,13 @@ def measure_against_reference(backend: Backend, team: WorkerSpec, reference: Wor
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WorkerTimeout("team worker passed its deadline", "team")
+                spawning = time.monotonic()
                 with running_worker(backend, replace(team, timeout_s=remaining), log) as team_link:
+                    start_s = time.monotonic() - spawning     # the team's fresh worker forked and connected
                     carry_on = _measure_task(team_link, ref_link, name, team, reference, spec, inputs, plan,
                                              device, threads, box_snapshot, measured, predictions)
+                if "phase_s" in measured.tasks.get(name, {}):
+                    measured.tasks[name]["phase_s"]["start"] = start_s
                 measured.reference_environment = _environment(ref_link)
                 if not carry_on:
                     break
@@ -183,12 +187,15 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     precision: dict[str, Any] = {}
     loaded: dict[str, Any] = {}
     try:
+        preparing = time.monotonic()
         baseline = prepared_memory(team_link, ref_link, device)
+        prepare_s = time.monotonic() - preparing
         with host_gc_paused():      # no full collection of the host's heap inside a timed call
             times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
                                  box_snapshot, lambda: precision.update(
                                      check_reference_precision(ref_link, reference.precision)),
                                  lambda: loaded.update(read_after_load(team_link, ref_link, baseline)), DrainGuard())
+        auditing = time.monotonic()      # the checks after the rounds: peaks, caching audit, both counts
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there
@@ -196,6 +203,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
                                               per_link=({}, {"scan_process": False}))
         team_params = replies.param_report(team_reply, team_link.name)
         ref_params = replies.param_report(ref_reply, ref_link.name)
+        team_record["phase_s"] = {"prepare": prepare_s, **times.phase_s, "audit": time.monotonic() - auditing}
     except WorkerTimeout as exc:
         if exc.side == "reference":
             raise ReferenceFailed(str(exc)) from exc

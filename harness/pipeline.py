@@ -314,8 +314,10 @@ def load_team(team_dir: Path, config: RunConfig) -> tuple[TeamResult, Submission
 def build_team(result: TeamResult, submission: Submission, config: RunConfig) -> Built:
     """Build the team into a fresh output folder (nothing an earlier run left there is written through)."""
     work_dir = fresh_dir(config.out_dir / submission.team)
+    building = time.monotonic()
     try:
         built = config.backend.build(submission, work_dir)
+        result.build_s = round(time.monotonic() - building, 3)     # near 0 for a cached build
     except SubmissionError as exc:  # the folder changed under us, or cannot be read while copying
         result.status, result.error = "invalid_submission", str(exc)
         return Built(False, "", "", work_dir / "build.log", error=str(exc))

@@ -351,6 +351,8 @@ class TaskTimes:
     target_half_width: float = 0.0   # the target that applied (TimingPlan.target_for the device); 0: none
     timing_s: float = 0.0            # seconds of rounds, from round 0's start to the last round's end
     stopped_by: str = ""             # why rounds stopped (STOPPED_BY)
+    drain: DrainRecord = field(default_factory=lambda: DrainRecord(why_not="no drain guard", applicable=False))
+    phase_s: dict[str, float] = field(default_factory=dict)   # wall seconds: load, warmup, first_sight, rounds
 
     @property
     def half_width(self) -> float | None:
@@ -368,7 +370,6 @@ class TaskTimes:
         return {"half_width": self.half_width, "target_half_width": self.target_half_width,
                 "half_width_met": self.half_width_met, "timing_capped": self.stopped_by == "max_timing_s",
                 "timing_s": self.timing_s, "rounds_stopped_by": self.stopped_by}
-    drain: DrainRecord = field(default_factory=lambda: DrainRecord(why_not="no drain guard", applicable=False))
 
 
 def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
@@ -587,10 +588,13 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
 
     sides = {"team": SideTimes(), "reference": SideTimes()}
     links = {"team": team, "reference": reference}
+    phase_s, phase_started = {}, time.monotonic()      # where the task's wall time went (the GPU day plans on it)
     for name in ("reference", "team"):
         sides[name].load_s, reply = links[name].call("load", **loads[name])
         links[name].environment = replies.environment(reply, name)
+    phase_s["load"], phase_started = time.monotonic() - phase_started, time.monotonic()
     after_load()
+    phase_s["after_load"], phase_started = time.monotonic() - phase_started, time.monotonic()
     if drain is not None:
         drain.start(str(reference.environment.get("device") or ""), reference.host_pids)
     batches = make_batches(examples, batch_size)
@@ -608,10 +612,12 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
     except WorkerFailed as exc:
         raise named_for_people(exc, warm_examples, examples) from None
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
+    phase_s["warmup"], phase_started = time.monotonic() - phase_started, time.monotonic()
     frames = predict_frames(batches)
     rng = random.Random(f"{plan.run_seed}:{task}")
     times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger,
-                      target_half_width=plan.target_for(str(reference.environment.get("device") or "")))
+                      target_half_width=plan.target_for(str(reference.environment.get("device") or "")),
+                      phase_s=phase_s)
     started = round_ended = clock()
     if drain is not None:
         times.drain = drain.record
@@ -632,6 +638,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
                 sides[name].rounds.append(first.seconds)
                 sides[name].keep([first.predictions])
                 sides[name].twins_s = first.twins_s
+            phase_s["first_sight"], phase_started = time.monotonic() - phase_started, time.monotonic()
         for name in names if round_index > 0 else ():
             seconds, passes = guarded_window(
                 links[name], [team, reference], ledger, drain if name == "reference" else None,
@@ -647,6 +654,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
             times.stopped_by = rounds_stop(plan, times.target_half_width, len(times.orders), times.interval,
                                            times.timing_s, last_round_s)
         if times.stopped_by:
+            phase_s["rounds"] = time.monotonic() - phase_started      # the later rounds and their intervals
             return times
 
 

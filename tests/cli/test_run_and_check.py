@@ -47,6 +47,12 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert timing["frozen_windows"] >= 2 + 2 + 2 * len(timing["rounds_s"]) and not timing["freeze_unavailable"]
     assert "could not be frozen" not in row["flags"]
     assert len(record["reference"]["csl"]["rounds_s"]) == len(timing["rounds_s"])
+    # where the run's time went (the GPU day prints it): the build, and per task its phases, inside the run's wall
+    assert record["build_s"] >= 0
+    phases = [record["tasks"][task]["timing"]["phase_s"] for task in record["tasks"]]
+    assert all(set(p) == {"start", "prepare", "load", "after_load", "warmup", "first_sight", "rounds", "audit"}
+               and min(p.values()) >= 0 for p in phases)
+    assert record["build_s"] + sum(sum(p.values()) for p in phases) <= record["duration_s"]
 
 
 def test_check_fails_a_team_over_the_parameter_limit(invoke, run_args):

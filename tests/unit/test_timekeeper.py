@@ -97,6 +97,21 @@ def test_round_0_is_one_pass_and_later_rounds_are_windows_of_at_least_100_ms():
     assert times.team.differing_passes == 0
 
 
+def test_each_phase_of_a_task_is_recorded_within_its_wall_time():
+    team = link("team", lambda ids, seen: 0.002, [])
+    ref = link("reference", lambda ids, seen: 0.03, [])
+    started = time.monotonic()
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, plan(), LOADS, after_load=lambda: time.sleep(0.05))
+    wall = time.monotonic() - started
+    phases = times.phase_s
+    assert set(phases) == {"load", "after_load", "warmup", "first_sight", "rounds"}
+    assert phases["after_load"] >= 0.05 and 0 <= sum(phases.values()) <= wall
+    # two later rounds, each a window of at least MIN_WINDOW_S per side; round 0 holds each side's first sight
+    assert phases["rounds"] >= 2 * 2 * MIN_WINDOW_S
+    assert phases["first_sight"] >= sum(times.reference.rounds[0]) + sum(times.team.rounds[0])
+    assert phases["warmup"] >= sum(times.reference.warmup_windows_s)
+
+
 def test_warm_up_never_shows_a_timed_input_first():
     team_log = []
     team = link("team", lambda ids, seen: 0.001, team_log)
