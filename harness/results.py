@@ -91,6 +91,7 @@ class TeamResult:
     team_dir: str = ""                 # where the team was read from (the batch cache matches on it)
     settings_key: str = ""             # hash of what else decides the result (harness, spec, data, sample size)
     placement: dict[str, Any] = field(default_factory=dict)   # batch --engine ray: node, slot, attempts, faults
+    calibration: dict[str, Any] = field(default_factory=dict)  # batch: the A/A record of the box that timed it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
