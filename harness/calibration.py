@@ -89,7 +89,8 @@ def calibration_flag(record: dict[str, Any]) -> str | None:
     if record.get("verdict") not in FLAGGED_VERDICTS:
         return None
     if record["verdict"] == "failed":
-        return f"box not calibrated: the A/A run (BERT-base against itself) on {record['box']} failed: {record['why_not']}"
+        return (f"box not calibrated: the A/A run (BERT-base against itself) on {record['box']} failed: "
+                f"{record['why_not']}")
     return (f"box not proven fair: A/A (BERT-base against itself) on {record['box']} "
             f"{record['speedup']:.3f}x [{record['low']:.3f}, {record['high']:.3f}], {record['verdict']}: "
             f"{record['reason']}")

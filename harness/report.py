@@ -281,13 +281,15 @@ def _calibration(records: list[dict[str, Any]]) -> str:
         interval = (f"[{_fmt(r.get('low'), '{:.3f}')}, {_fmt(r.get('high'), '{:.3f}')}]"
                     if r.get("ran") else MISSING)
         half = _number(r.get("half_width"))
-        cells = [_text(r.get("box")), _text(r.get("verdict")), f'<td class="num">{_fmt(r.get("speedup"), "{:.3f}x")}</td>',
-                 f'<td class="num">{interval}</td>', f'<td class="num">{MISSING if half is None else f"{half:.1%}"}</td>',
-                 f'<td class="num">{_fmt(r.get("tolerance"), "{:.0%}")}</td>',
-                 f'<td class="num">{_fmt(r.get("rows_flagged"), "{:.0f}")} of {_fmt(r.get("rows_timed"), "{:.0f}")}</td>',
+        flagged = f'{_fmt(r.get("rows_flagged"), "{:.0f}")} of {_fmt(r.get("rows_timed"), "{:.0f}")}'
+        cells = [_text(r.get("box")), _text(r.get("verdict")),
+                 f'<td class="num">{_fmt(r.get("speedup"), "{:.3f}x")}</td>', f'<td class="num">{interval}</td>',
+                 f'<td class="num">{MISSING if half is None else f"{half:.1%}"}</td>',
+                 f'<td class="num">{_fmt(r.get("tolerance"), "{:.0%}")}</td>', f'<td class="num">{flagged}</td>',
                  _text(r.get("reason") or r.get("why_not"))]
         fair = r.get("verdict") == "fair"
-        rows.append(("compliant" if fair else "failed" if r.get("verdict") == "not_run" else "noncompliant", cells))
+        kind = "compliant" if fair else "failed" if r.get("verdict") == "not_run" else "noncompliant"
+        rows.append((kind, cells))
     headers = ["box", "verdict", "A/A speedup", "interval", "half-width", "tolerance", "rows flagged", "why"]
     return f"<p>{html.escape(intro)}</p>" + _table(headers, rows)
 
