@@ -38,7 +38,7 @@ from harness.measurement import Measured, ReferenceFailed, measure_against_refer
 from harness.pipeline import (HarnessError, PreparedData, RunConfig, prepare_inputs, refuse_busy_gpu,
                               reference_worker, timing_plan, worker_threads)
 from harness.results import TeamResult, write_result_json
-from harness.safe_files import write_new_text
+from harness.safe_files import fresh_dir, write_new_text
 
 TOLERANCE = 0.03                     # a fair box biases neither side by more than 3%
 CALIBRATION_DIR = "@calibration"     # OUT/@calibration: logs of the A/A run; "@" is in no team name
@@ -121,14 +121,16 @@ def run_calibration(config: RunConfig, prepared: PreparedData, ref_built: Built,
     work = work or config.out_dir / CALIBRATION_DIR
     reference = reference_worker(spec, ref_built)
     copy = replace(reference, name="team")    # the timekeeper's second side; harness code, not a team's
+    run_seed = secrets.randbits(32)
     extra: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "tasks": list(spec.task_names), "logs": str(work)}
+                             "tasks": list(spec.task_names), "logs": str(work), "run_seed": run_seed}
     try:
+        fresh_dir(work)                       # last night's logs go; nothing left there is written through
         busy = refuse_busy_gpu(config)
         with GpuMonitor() as gpu:
             measured, _ = measure_against_reference(
                 config.backend, copy, reference, spec, prepared.inputs, spec.task_names,
-                timing_plan(spec, secrets.randbits(32)), config.device, worker_threads(spec), work,
+                timing_plan(spec, run_seed), config.device, worker_threads(spec), work,
                 work / "predictions", round_snapshot)
         if measured.timed_out or measured.error:
             raise HarnessError(measured.timed_out or measured.error)
