@@ -7,6 +7,8 @@ run settings are unchanged since its last completed result is not run again: its
 summary says so, unless its build failed (the cause may be the box, a mirror or the runner image rather than
 the team, so a failed build is always tried again) or the batch is told to rebuild. The reference is timed
 only inside a team's measurement: a batch of failed builds times nothing. One team's failure is a row, never the end of the batch.
+After the teams, each box (or Ray slot) that timed any of them runs the A/A row (harness.calibration): the
+reference against a copy of itself, through the same protocol; a box not proven fair flags the rows it timed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import pandas as pd
 
 from harness import __version__
 from harness.backends.base import Built
+from harness.calibration import (apply_calibration, calibration_record, local_box, run_calibration,
+                                 write_calibration)
 from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_or_record,
                               prepare_inputs, reference_task, task_outcome)
 from harness.report import write_report
@@ -56,6 +60,14 @@ class Engine(Protocol):
     def measure_all(self, todo: list[tuple[TeamResult, Submission]], config: RunConfig, settings: str,
                     progress: BatchProgress) -> list[TeamResult]: ...
 
+    def box_of(self, result: TeamResult) -> str:
+        """The box or slot a measured team was timed on (the calibration section's `box`)."""
+        ...
+
+    def calibrate(self, boxes: list[str], config: RunConfig, progress: BatchProgress) -> list[dict[str, Any]]:
+        """The A/A record of each of `boxes`, each run where its teams were timed."""
+        ...
+
 
 class SilentProgress:
     def start(self, total: int) -> None:
@@ -80,6 +92,7 @@ class BatchSummary:
     gpu: str = ""
     harness_version: str = __version__
     out_dir: str = ""
+    calibration: list[dict[str, Any]] = field(default_factory=list)   # the A/A record of each box or slot
 
 
 @contextmanager
@@ -166,18 +179,20 @@ def leaderboard(results: list[TeamResult], config: RunConfig) -> pd.DataFrame:
 
 def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
               progress: BatchProgress = SilentProgress(), reuse_results: bool = True,
-              engine: Engine | None = None) -> BatchSummary:
-    """Run every team folder and write leaderboard.csv, report.html, summary.json and per-team records.
+              engine: Engine | None = None, calibrate: bool = True) -> BatchSummary:
+    """Run every team folder and write leaderboard.csv, report.html, summary.json, calibration.json and .csv
+    and per-team records.
 
     `reuse_results` False reruns every team even when its last result still holds (--rebuild). `engine`
     None: one team after the other on this box; a RayEngine sends each team to a box slot of a Ray cluster
-    (harness.ray_engine). Everything else (cache, lock, outputs) is the same either way."""
+    (harness.ray_engine). Everything else (cache, lock, outputs) is the same either way. `calibrate` False
+    skips the A/A row (--no-calibration): the calibration section then says it was not run."""
     summary = BatchSummary(started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            out_dir=str(config.out_dir))
     teams = team_folders(submissions_dir)
     summary.teams = len(teams)
     with box_lock(lock_dir):
-        results = _run_teams(teams, config, progress, summary, reuse_results, engine)
+        results = _run_teams(teams, config, progress, summary, reuse_results, engine, calibrate)
     summary.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     summary.counts = {status: int(n) for status, n in pd.Series([r.status for r in results]).value_counts().items()}
     summary.compliant = sum(1 for r in results if r.score is not None and r.score.compliant)
@@ -185,12 +200,15 @@ def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
     out = config.out_dir
     frame.to_csv(out / "leaderboard.csv", index=False)
     (out / "summary.json").write_text(json.dumps(vars(summary), indent=2, default=str), encoding="utf-8")
-    write_report(frame, config.spec, out / "report.html", summary=vars(summary))
+    write_calibration(out, summary.calibration)
+    write_report(frame, config.spec, out / "report.html",
+                 summary={k: v for k, v in vars(summary).items() if k != "calibration"},
+                 calibration=summary.calibration)
     return summary
 
 
 def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, summary: BatchSummary,
-               reuse_results: bool = True, engine: Engine | None = None) -> list[TeamResult]:
+               reuse_results: bool = True, engine: Engine | None = None, calibrate: bool = True) -> list[TeamResult]:
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     progress.start(len(teams))
@@ -220,16 +238,47 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
         summary.reference_runs += sum(1 for r in measured if r.reference)
         summary.gpu = summary.gpu or next((str(r.environment.get("device_name")) for r in measured
                                            if r.environment.get("device_name")), "")
-        results += measured
+        box_of = engine.box_of
+        run_aa = lambda boxes: engine.calibrate(boxes, config, progress)
     elif todo:
-        results += _measure_all(todo, config, prepared, progress, summary)
-    return results
+        ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
+        measured = _measure_all(todo, config, prepared, progress, summary, ref_built)
+        box = local_box()
+        box_of = lambda result: box
+        run_aa = lambda boxes: [_calibrate_here(config, prepared, ref_built, b, progress) for b in boxes]
+    else:
+        return results
+    summary.calibration = calibrate_boxes(measured, box_of, run_aa, config, calibrate)
+    return results + measured
+
+
+def timed_tonight(result: TeamResult) -> bool:
+    """Whether the team was timed against the reference in this batch (a failed build never was)."""
+    return bool(result.reference)
+
+
+def calibrate_boxes(measured: list[TeamResult], box_of, run_aa, config: RunConfig,
+                    calibrate: bool = True) -> list[dict[str, Any]]:
+    """The A/A record of every box that timed a team tonight (`run_aa(boxes)` runs them), applied to the rows
+    each box timed; with `calibrate` False, one record per box saying it was not run."""
+    timed = [r for r in measured if timed_tonight(r)]
+    boxes = list(dict.fromkeys(box_of(r) for r in timed))
+    if not boxes:
+        return []
+    records = run_aa(boxes) if calibrate else [calibration_record(box, why_not="--no-calibration") for box in boxes]
+    apply_calibration(timed, records, box_of, config.out_dir)
+    return records
+
+
+def _calibrate_here(config: RunConfig, prepared, ref_built: Built, box: str, progress: BatchProgress
+                    ) -> dict[str, Any]:
+    progress.stage(f"A/A: the reference against a copy of itself on {box}")
+    return run_calibration(config, prepared, ref_built, box)
 
 
 def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, prepared, progress: BatchProgress,
-                 summary: BatchSummary) -> list[TeamResult]:
+                 summary: BatchSummary, ref_built: Built) -> list[TeamResult]:
     """One team after the other, each against its own interleaved reference; the next build runs meanwhile."""
-    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
     done: list[TeamResult] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
         pending: Future[Built] = builder.submit(build_team, *todo[0], config)

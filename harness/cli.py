@@ -16,6 +16,7 @@ from harness import __version__
 from harness.backends import BACKENDS, DockerUnavailable, make_backend
 from harness.backends.docker import RUNNER_IMAGE, connect
 from harness.batch import box_lock, run_batch
+from harness.calibration import calibrate_box, calibration_line
 from harness.check import verdicts
 from harness.doctor import diagnose
 from harness.gpu import nvml_unavailable_reason
@@ -49,8 +50,9 @@ def spec_option(command):
                         help="competition spec (default: the bundled specs/nlpcc2020.toml)")(command)
 
 
-def run_options(default_backend: str):
-    """Options shared by `run` and `check`: where data comes from, where results go, how to run."""
+def run_options(default_backend: str, only: tuple[str, ...] | None = None):
+    """Options shared by `run`, `check` and `batch`: where data comes from, where results go, how to run.
+    `only` keeps the options of those parameter names (`doctor --calibrate` takes a few)."""
     options = [
         spec_option,
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=SAMPLE_DATA_DIR,
@@ -87,9 +89,16 @@ def run_options(default_backend: str):
 
     def decorate(command):
         for option in reversed(options):
+            if only is not None and _parameter_name(option) not in only:
+                continue
             command = option(command)
         return command
     return decorate
+
+
+def _parameter_name(option) -> str:
+    """The parameter name an option decorator adds (decorated onto a throwaway function to read it)."""
+    return option(lambda: None).__click_params__[0].name
 
 
 def load_spec_or_fail(spec_path: Path | None):
@@ -246,8 +255,12 @@ class RichBatchProgress:
 @click.option("--ray-slots", type=click.IntRange(min=1), default=1, show_default=True,
               help="box slots of the embedded cluster (no --ray-address): 1 is the whole box; N splits it into N "
                    "equal slots, a GPU and a disjoint CPU set each (see `harness doctor --slots N`)")
+@click.option("--calibration/--no-calibration", default=True, show_default=True,
+              help="after the teams, time the reference against a copy of itself on each box or slot that timed "
+                   "them (the A/A row, OUT/calibration.csv); a box not within 1.00 ± 3% flags the rows it timed")
 @with_harness_errors
-def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_slots=1, **options):
+def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_slots=1, calibration=True,
+          **options):
     """Run every team folder in SUBMISSIONS_DIR: the organizers' nightly job.
 
     Writes OUT/leaderboard.csv (compliant teams ranked by final score, then the others with the reason),
@@ -257,6 +270,9 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
     failed (the cause may be the box, not the team: they are built again); --rebuild reruns every team from
     a fresh build. An interrupted batch resumes where it stopped; a lock keeps a second batch off the box.
     One team's failure never stops the batch: the exit code says only whether the harness itself failed.
+    Each box (or Ray slot) that timed teams then times BERT-base against a copy of itself (the A/A row,
+    OUT/calibration.csv and .json, a section of the report): a box whose interval is not inside 1.00 ± 3%
+    flags every row it timed that night.
 
     \b
     Example:
@@ -281,7 +297,8 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
     with Progress(*columns, console=console) as progress:
         summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
                             progress=RichBatchProgress(progress), reuse_results=not options["rebuild"],
-                            engine=RayEngine(options, ray_address, ray_slots) if engine == "ray" else None)
+                            engine=RayEngine(options, ray_address, ray_slots) if engine == "ray" else None,
+                            calibrate=calibration)
     out = config.out_dir
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     click.echo(f"{count_of(summary.teams, 'team')} ({counts}; {len(summary.cached)} from cache, "
@@ -289,7 +306,11 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
                "reference")
     if summary.cached:
         click.echo(visible(f"unchanged since their last result, not rerun: {', '.join(summary.cached)}"))
-    click.echo(f"wrote {out / 'leaderboard.csv'}, {out / 'report.html'}, {out / 'summary.json'}")
+    for record in summary.calibration:
+        flagged = f"; {count_of(record['rows_flagged'], 'row')} flagged" if record.get("rows_flagged") else ""
+        click.echo(visible(calibration_line(record) + flagged))
+    click.echo(f"wrote {out / 'leaderboard.csv'}, {out / 'calibration.csv'}, {out / 'report.html'}, "
+               f"{out / 'summary.json'}")
     if collect:
         garbage_collect([submissions_dir], config.spec, options["cache_dir"], options["runner_image"],
                         config.backend.name)
@@ -341,11 +362,21 @@ def gc(folders, spec_path, backend, cache_dir, runner_image, dry_run):
     garbage_collect(list(folders), load_spec_or_fail(spec_path), cache_dir, runner_image, backend, dry_run)
 
 
+CALIBRATE_OPTIONS = ("spec_path", "data_dir", "out_dir", "backend", "max_examples", "device", "reference_dir",
+                     "runner_image", "allow_busy_gpu", "cache_dir")
+
+
 @main.command()
 @click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True,
               help="the box slots this node would offer to a Ray cluster (batch --engine ray): 1 is the whole "
                    "box; N splits it into N equal slots, a GPU and a disjoint CPU set each")
-def doctor(slots=1):
+@click.option("--calibrate", is_flag=True,
+              help="instead of the checks, time the reference against a copy of itself on this box (the A/A "
+                   "row a batch runs) and say whether the box is fair: exit 1 when it is not proven fair. The "
+                   "options below apply to it; its logs go to OUT/@calibration")
+@run_options(default_backend="auto", only=CALIBRATE_OPTIONS)
+@with_harness_errors
+def doctor(slots=1, calibrate=False, **options):
     """Say what this machine can do and, for each thing missing, what to do about it.
 
     Checks the Docker engine, the runner image, the NVIDIA container runtime, the GPUs through NVML
@@ -354,10 +385,24 @@ def doctor(slots=1):
     something the production path needs is missing.
 
     \b
+    With --calibrate it checks the box's fairness instead: BERT-base against a copy of itself through the
+    protocol a team goes through, the speedup's interval printed with the verdict (fair inside 1.00 ± 3%,
+    unfair wholly outside, undecided when it straddles a bound); exit 1 unless fair.
+
+    \b
     Example:
       harness doctor
       harness doctor --slots 8     # an 8-GPU box as eight slots of one GPU each
+      harness doctor --calibrate --backend local --device cuda --data-dir /srv/clue --max-examples 200
     """
+    if calibrate:
+        config = run_config(**{"timeout_s": None, **options})
+        with box_lock(options["cache_dir"]):   # never beside a batch: each would distort the other's timings
+            record = calibrate_box(config)
+        click.echo(visible(calibration_line(record)))
+        if record["verdict"] != "fair":
+            raise SystemExit(1)
+        return
     findings = diagnose(slots)
     console = Console()
     print_findings(console, findings)

@@ -349,6 +349,12 @@ def reference_options(spec: Spec) -> Callable[[str], dict[str, Any]]:
                          "doc_stride": spec.reference.doc_stride, "seed": spec.timing.seed}
 
 
+def reference_worker(spec: Spec, ref_built: Built) -> WorkerSpec:
+    """The BERT-base reference's side as a team's measurement starts it (the A/A row starts two of them)."""
+    return WorkerSpec("reference", ref_built, REFERENCE_PREDICTOR, spec.sandbox.timeout_s, reference_options(spec),
+                      spec.reference.precision)
+
+
 def worker_threads(spec: Spec) -> int:
     """The same torch thread count for both workers: the spec's, or the sandbox's CPUs on this box."""
     return spec.timing.threads or max(1, min(len(os.sched_getaffinity(0)), int(spec.sandbox.cpus)))

@@ -16,6 +16,11 @@ output folder (logs already tail-capped, predictions), bounded in number and siz
 with its own safe writers, stamps where the team was timed, and keeps the cache, the lock, the leaderboard,
 report.html and summary.json exactly as the local engine does (harness.batch).
 
+The A/A row (harness.calibration): after the teams, each slot that timed any of them runs the reference
+against a copy of itself as one more Ray task, pinned to that node (NodeAffinitySchedulingStrategy) and
+claiming that slot; its record comes back as data (its logs stay on the node). A slot it cannot claim, or a
+node that died meanwhile, is a failed calibration: the rows it timed say they were not calibrated.
+
 Faults: a team's own failure is a row the node returns, never a Ray error. A Ray system error (the node
 died, its worker process crashed, the object was lost) is a node fault: the leader submits the team again,
 up to NODE_ATTEMPTS in all, and the row says it was retried and why. The team's folder travels as an
@@ -154,6 +159,58 @@ def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leade
                 "node_out": str(team_out)}
 
 
+def run_calibration_on_node(options: dict[str, Any], box: str, slot_index: int) -> dict[str, Any]:
+    """On a node: claim slot `slot_index` (the one the teams were timed on), time the reference against a
+    copy of itself inside it, return the calibration record. Never raises: a failure is a failed record."""
+    from harness.calibration import calibration_record
+
+    where = {"node": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import ray
+
+        where["node_id"] = ray.get_runtime_context().get_node_id()
+        count = node_slot_count()
+    except Exception:
+        count = 1
+    try:
+        layout = slot_layout(count, node_cpus(), [g["index"] for g in node_gpus()])
+        if count == 1:
+            return calibrate_in_slot(options, box, layout[0], where)
+        with claim(count, claim_dir() / str(where.get("node_id", "node")), prefer=slot_index) as index:
+            if index != slot_index:
+                return calibration_record(box, why_not=f"slot {slot_index + 1}/{count} stayed busy; the A/A "
+                                          f"could only claim slot {index + 1}", failed=True, where=where)
+            _last_slot[count] = index
+            pin_process(layout[index])
+            return calibrate_in_slot(options, box, layout[index], where)
+    except SlotError as exc:
+        return calibration_record(box, why_not=f"box slot: {exc}", failed=True, where=where)
+
+
+def calibrate_in_slot(options: dict[str, Any], box: str, slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
+    from harness.calibration import calibration_record, run_calibration
+    from harness.cli import run_config
+    from harness.pipeline import prepare_inputs
+
+    with tempfile.TemporaryDirectory(prefix="harness-ray-aa-") as tmp:
+        try:
+            config = run_config(**{**options, "out_dir": Path(tmp), "slot": slot})
+            prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
+            ref_built = config.backend.build_reference(config.reference_dir, Path(tmp) / "reference")
+            record = run_calibration(config, prepared, ref_built, box)
+        except Exception as exc:
+            return calibration_record(box, why_not=f"{type(exc).__name__}: {exc}", failed=True, where=where)
+    record.update(where={**where, **slot_placement(slot)}, logs=f"on {where['node']} (not returned)")
+    return json.loads(json.dumps(record, default=str))
+
+
+def slot_box(placement: dict[str, Any]) -> str:
+    """The calibration section's name of the slot a team was timed on: host, Ray node id, slot when several."""
+    name = f"{placement.get('node')} node {str(placement.get('node_id', ''))[:8]}"
+    slots = int(placement.get("slots") or 1)
+    return name + (f" slot {int(placement.get('slot', 0)) + 1}/{slots}" if slots > 1 else "")
+
+
 def ray_token_available(environ: dict[str, str] | None = None, home: Path | None = None) -> bool:
     """Whether this machine holds a Ray authentication token: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
     names, or ~/.ray/auth_token (where Ray 2.5x's own ray.init and `ray start` put and look for it)."""
@@ -245,6 +302,41 @@ class RayEngine:
 
     def __init__(self, options: dict[str, Any], address: str | None = None, slots: int = 1):
         self.options, self.address, self.slots = options, address, slots
+        self._placements: dict[str, dict[str, Any]] = {}     # box name -> where its teams were timed
+
+    def box_of(self, result: TeamResult) -> str:
+        """The slot a team was timed on (its placement), named as in the calibration section."""
+        box = slot_box(result.placement)
+        self._placements.setdefault(box, result.placement)
+        return box
+
+    def calibrate(self, boxes: list[str], config, progress) -> list[dict[str, Any]]:
+        """An A/A run on each slot that timed teams, all at once (a slot each), pinned to the slot's node."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from harness.calibration import calibration_record
+
+        progress.stage(f"A/A: the reference against a copy of itself on {len(boxes)} slot(s)")
+        jobs, failed = {}, {}
+        for box in boxes:
+            place = self._placements[box]
+            if not place.get("node_id"):
+                failed[box] = calibration_record(box, why_not="the Ray node it was timed on is unknown", failed=True)
+                continue
+            strategy = NodeAffinitySchedulingStrategy(place["node_id"], soft=False)
+            remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0,
+                                scheduling_strategy=strategy)(run_calibration_on_node)
+            jobs[box] = remote.remote(self.options, box, int(place.get("slot") or 0))
+        records = list(failed.values())
+        for box, ref in jobs.items():
+            try:
+                reply = ray.get(ref)
+                records.append(reply if isinstance(reply, dict) and reply.get("box") == box else
+                               calibration_record(box, why_not="the node sent no calibration record", failed=True))
+            except Exception as exc:          # the node died or is gone: the slot's rows say it was not calibrated
+                records.append(calibration_record(box, why_not=" ".join(str(exc).split())[:300], failed=True))
+        return records
 
     def measure_all(self, todo: list[tuple[TeamResult, Submission]], config, settings: str,
                     progress) -> list[TeamResult]:

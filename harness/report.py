@@ -269,14 +269,41 @@ def chart_svg(frame: pd.DataFrame, spec: Spec) -> str:
     return f'<svg width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">{"".join(parts)}{_legend()}</svg>'
 
 
+def _calibration(records: list[dict[str, Any]]) -> str:
+    """The A/A rows: the reference against itself on each box or slot that timed teams, with the verdict."""
+    intro = ("Each box (or Ray slot) that timed teams also times BERT-base against a copy of itself, through the "
+             "same protocol. Expected: 1.00x. Fair when the interval lies inside 1.00 ± the tolerance; a box not "
+             "proven fair flags every row it timed.")
+    if not records:
+        return f"<p>{html.escape(intro)}</p><p>No team was timed in this batch: no A/A run.</p>"
+    rows = []
+    for r in records:
+        interval = (f"[{_fmt(r.get('low'), '{:.3f}')}, {_fmt(r.get('high'), '{:.3f}')}]"
+                    if r.get("ran") else MISSING)
+        half = _number(r.get("half_width"))
+        flagged = f'{_fmt(r.get("rows_flagged"), "{:.0f}")} of {_fmt(r.get("rows_timed"), "{:.0f}")}'
+        cells = [_text(r.get("box")), _text(r.get("verdict")),
+                 f'<td class="num">{_fmt(r.get("speedup"), "{:.3f}x")}</td>', f'<td class="num">{interval}</td>',
+                 f'<td class="num">{MISSING if half is None else f"{half:.1%}"}</td>',
+                 f'<td class="num">{_fmt(r.get("tolerance"), "{:.0%}")}</td>', f'<td class="num">{flagged}</td>',
+                 _text(r.get("reason") or r.get("why_not"))]
+        fair = r.get("verdict") == "fair"
+        kind = "compliant" if fair else "failed" if r.get("verdict") == "not_run" else "noncompliant"
+        rows.append((kind, cells))
+    headers = ["box", "verdict", "A/A speedup", "interval", "half-width", "tolerance", "rows flagged", "why"]
+    return f"<p>{html.escape(intro)}</p>" + _table(headers, rows)
+
+
 def write_report(frame: pd.DataFrame, spec: Spec, path: Path, title: str | None = None,
-                 summary: dict | None = None) -> Path:
-    """Write the batch's HTML report to `path`; `frame` is in leaderboard order with results.columns(spec)."""
+                 summary: dict | None = None, calibration: list[dict[str, Any]] | None = None) -> Path:
+    """Write the batch's HTML report to `path`; `frame` is in leaderboard order with results.columns(spec).
+    `calibration`: the batch's A/A records (None: not a batch, no section)."""
     title = title or f"{spec.title}: results"
     limits = (f"Compliant: fewer than {spec.limits.max_params:,} parameters and at least "
               f"{spec.limits.min_speedup:g}x faster than BERT-base. Ranks count compliant teams only.")
     body = [f"<h1>{html.escape(title)}</h1>", _summary_table(summary) if summary else "",
             f"<h2>Leaderboard</h2><p>{html.escape(limits)}</p>", _leaderboard(frame),
+            *(["<h2>Calibration: A/A</h2>", _calibration(calibration)] if calibration is not None else []),
             "<h2>Per-task scores</h2>", _task_scores(frame, spec),
             "<h2>Parameters against speedup</h2>", chart_svg(frame, spec)]
     page = (f'<!DOCTYPE html>\n<html lang="zh-Hans"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

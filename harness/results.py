@@ -94,6 +94,7 @@ class TeamResult:
     settings_key: str = ""             # hash of what else decides the result (harness, spec, data, sample size)
     placement: dict[str, Any] = field(default_factory=dict)   # batch --engine ray: node, slot, attempts, faults
     build_s: float | None = None       # wall seconds of the build (near 0 when cached); None: not built
+    calibration: dict[str, Any] = field(default_factory=dict)  # batch: the A/A record of the box that timed it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,7 +24,7 @@ def submissions(tmp_path):
 
 
 def test_batch_ranks_four_teams_then_serves_the_rerun_from_cache(invoke, run_args, tmp_path, submissions):
-    first = invoke("batch", submissions, *run_args)
+    first = invoke("batch", submissions, *run_args, "--no-calibration")
     assert first.exit_code == 0, first.output
     board = pd.read_csv(tmp_path / "out" / "leaderboard.csv", keep_default_na=False)
     rows = {r["team"]: r for _, r in board.iterrows()}
@@ -47,7 +47,7 @@ def test_batch_ranks_four_teams_then_serves_the_rerun_from_cache(invoke, run_arg
     # one reference worker per measured team (the broken team's worker never connects, its reference still ran)
     assert summary["reference_runs"] == 4 and summary["cached"] == []
 
-    second = invoke("batch", submissions, *run_args)
+    second = invoke("batch", submissions, *run_args, "--no-calibration")
     assert second.exit_code == 0, second.output
     assert "4 from cache" in second.output and "not rerun: " in second.output
     again = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -58,10 +58,10 @@ def test_batch_ranks_four_teams_then_serves_the_rerun_from_cache(invoke, run_arg
 def test_a_changed_team_is_rerun_and_the_others_are_not(invoke, run_args, tmp_path, submissions):
     for team in ("big_team", "slow_team", "missing_class_team"):
         shutil.rmtree(submissions / team)
-    assert invoke("batch", submissions, *run_args).exit_code == 0
+    assert invoke("batch", submissions, *run_args, "--no-calibration").exit_code == 0
     (submissions / "demo_team" / "notes.txt").write_text("changed")
     shutil.copytree(TEAMS / "big_team", submissions / "big_team")
-    result = invoke("batch", submissions, *run_args)
+    result = invoke("batch", submissions, *run_args, "--no-calibration")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["cached"] == [] and summary["reference_runs"] == 2
@@ -69,12 +69,12 @@ def test_a_changed_team_is_rerun_and_the_others_are_not(invoke, run_args, tmp_pa
 
 def test_a_second_batch_on_the_box_is_refused_naming_the_holder(invoke, run_args, tmp_path, submissions):
     with box_lock(tmp_path / "cache"):
-        result = invoke("batch", submissions, *run_args)
+        result = invoke("batch", submissions, *run_args, "--no-calibration")
     assert result.exit_code == 1
     assert "another batch holds this box (pid" in result.output
 
 
 def test_not_a_folder_of_teams_is_one_line(invoke, run_args, tmp_path):
     (tmp_path / "empty").mkdir()
-    result = invoke("batch", tmp_path / "empty", *run_args)
+    result = invoke("batch", tmp_path / "empty", *run_args, "--no-calibration")
     assert result.exit_code == 1 and "holds no team folders" in result.output

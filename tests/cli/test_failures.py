@@ -60,15 +60,16 @@ def failing_builds(tmp_path):
 
 def test_a_batch_of_failed_builds_times_no_reference_and_retries_them(invoke, run_args, tmp_path, no_nvml,
                                                                       failing_builds):
-    first = invoke("batch", failing_builds, *run_args)
+    first = invoke("batch", failing_builds, *run_args)        # calibration on: no team timed, so no A/A run
     assert first.exit_code == 0, first.output
     assert "pip install 'lightlm-harness[gpu]'" in first.output
     assert "0 teams timed against the reference" in first.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["counts"] == {"build_failed": 2} and summary["reference_runs"] == 0
     assert not (tmp_path / "out" / "reference").exists()
+    assert summary["calibration"] == [] and not (tmp_path / "out" / "@calibration").exists()
 
-    second = invoke("batch", failing_builds, *run_args)              # the box may have been the cause
+    second = invoke("batch", failing_builds, *run_args, "--no-calibration")     # the box may have been the cause
     assert second.exit_code == 0, second.output
     assert "0 from cache" in second.output
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["cached"] == []
@@ -80,14 +81,14 @@ def test_rebuild_runs_the_setup_script_again_and_reruns_the_batch(invoke, run_ar
     submissions = tmp_path / "submissions"
     shutil.copytree(TEAMS / "ok_team", submissions / "ok_team")
     build_log = tmp_path / "out" / "ok_team" / "build.log"
-    assert invoke("batch", submissions, *run_args).exit_code == 0
+    assert invoke("batch", submissions, *run_args, "--no-calibration").exit_code == 0
     assert "setup ok" in build_log.read_text()
 
     cached = invoke("run", submissions / "ok_team", *run_args)
     assert cached.exit_code == 0, cached.output
     assert "cached build" in build_log.read_text()
 
-    again = invoke("batch", submissions, *run_args, "--rebuild")
+    again = invoke("batch", submissions, *run_args, "--no-calibration", "--rebuild")
     assert again.exit_code == 0, again.output
     assert "0 from cache" in again.output and "1 team timed against the reference" in again.output
     assert "setup ok" in build_log.read_text()
@@ -96,7 +97,7 @@ def test_rebuild_runs_the_setup_script_again_and_reruns_the_batch(invoke, run_ar
 def test_report_shows_a_failed_probes_error_beside_its_reason(invoke, run_args, tmp_path):
     submissions = tmp_path / "submissions"
     shutil.copytree(TEAMS / "missing_class_team", submissions / "missing_class_team")
-    result = invoke("batch", submissions, *run_args, "--max-examples", "1")
+    result = invoke("batch", submissions, *run_args, "--no-calibration", "--max-examples", "1")
     assert result.exit_code == 0, result.output
     row = pd.read_csv(tmp_path / "out" / "leaderboard.csv", keep_default_na=False).iloc[0]
     assert row["status"] == "probe_failed" and "no parameter count" in row["reason"] and row["error"]

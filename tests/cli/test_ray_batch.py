@@ -49,7 +49,8 @@ def board(out):
 def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine_does(invoke, run_args, tmp_path,
                                                                                        four_teams, cluster):
     # two teams at once on a 2-core box beside the other test worker: each gets 300 s, not run_args' 60
-    local = invoke("batch", four_teams, *run_args, "--out", tmp_path / "local", "--timeout", "300")
+    local = invoke("batch", four_teams, *run_args, "--out", tmp_path / "local", "--timeout", "300",
+                   "--no-calibration")
     assert local.exit_code == 0, local.output
     spread = invoke("batch", four_teams, *run_args, "--out", tmp_path / "ray", "--cache-dir", tmp_path / "ray-cache",
                     "--timeout", "300", "--engine", "ray", "--ray-address", cluster.address)
@@ -79,13 +80,30 @@ def test_a_ray_batch_gives_each_team_one_row_from_both_nodes_as_the_local_engine
     assert logs and all(p.startswith(str(tmp_path / "ray" / "ok_team")) and Path(p).is_file() for p in logs.values())
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text(encoding="utf-8"))
     assert summary["teams"] == 4 and summary["cached"] == []
+    # the A/A row: one per slot that timed teams (a failed build or a missing predictor class is not timed), run
+    # on that slot's node; each timed row carries its slot's record, flagged when the slot is not proven fair
+    calibration = {r["box"]: r for r in summary["calibration"]}
+    timed = {team: r for team, r in records.items() if r["reference"]}
+    assert {"ok_team", "big_team"} <= set(timed) and "setup_fails_team" not in timed
+    assert sorted(calibration) == sorted({r["calibration"]["box"] for r in timed.values()})
+    assert all(not r["calibration"] for team, r in records.items() if team not in timed)
+    for team, record in timed.items():
+        aa = calibration[record["calibration"]["box"]]
+        assert aa["where"]["node_id"] == record["placement"]["node_id"], (aa, record["placement"])
+        assert aa["verdict"] in ("fair", "undecided", "unfair") and aa["low"] <= aa["speedup"] <= aa["high"], aa
+        assert any("box not proven fair" in f for f in record["flags"]) == (aa["verdict"] != "fair")
+    assert sum(r["rows_timed"] for r in calibration.values()) == len(timed)
+    assert all(box in (tmp_path / "ray" / "report.html").read_text(encoding="utf-8") for box in calibration)
+    local_summary = json.loads((tmp_path / "local" / "summary.json").read_text(encoding="utf-8"))
+    assert [r["verdict"] for r in local_summary["calibration"]] == ["not_run"]        # --no-calibration, said
 
     again = invoke("batch", four_teams, *run_args, "--out", tmp_path / "ray", "--cache-dir", tmp_path / "ray-cache",
                    "--timeout", "300", "--engine", "ray", "--ray-address", cluster.address)
     assert again.exit_code == 0, again.output
     # a failed build is always tried again (the box may be the cause); the other three come from the cache
-    assert sorted(json.loads((tmp_path / "ray" / "summary.json").read_text())["cached"]) == sorted(
-        set(FOUR_TEAMS) - {"setup_fails_team"})
+    rerun = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert sorted(rerun["cached"]) == sorted(set(FOUR_TEAMS) - {"setup_fails_team"})
+    assert rerun["calibration"] == []          # nothing was timed tonight: no A/A
 
 
 def test_a_node_removed_while_its_team_runs_has_that_team_retried_on_the_other(invoke, run_args, tmp_path):
@@ -108,7 +126,7 @@ def test_a_node_removed_while_its_team_runs_has_that_team_retried_on_the_other(i
 
     def batch():
         outcome["result"] = invoke("batch", folder, *run_args, "--out", tmp_path / "ray", "--timeout", "300",
-                                   "--engine", "ray", "--ray-address", made.address)
+                                   "--engine", "ray", "--ray-address", made.address, "--no-calibration")
 
     try:
         started = time.time()
@@ -181,6 +199,11 @@ def test_a_node_with_two_slots_times_two_teams_at_once_each_on_its_own_cpu(invok
         assert record["environment"]["torch_threads"] == 1                          # threads sized to the slot
         assert rows[team]["timed_on"] == f"{placement['node']} slot {placement['slot'] + 1}/2 (CPUs " \
                                          f"{placement['cpu_set']})"
+        # the A/A of the team's slot ran in that very slot (claimed and pinned there)
+        assert record["calibration"]["box"].endswith(f"slot {placement['slot'] + 1}/2")
+        assert record["calibration"]["where"]["cpu_set"] == placement["cpu_set"], record["calibration"]
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text(encoding="utf-8"))
+    assert len(summary["calibration"]) == 2
 
 
 def test_a_leader_killed_mid_batch_resumes_from_the_cache_with_no_row_lost_or_twice(invoke, run_args, tmp_path):
@@ -198,7 +221,7 @@ def test_a_leader_killed_mid_batch_resumes_from_the_cache_with_no_row_lost_or_tw
     for team in teams:
         shutil.copytree(TEAMS / team, folder / team)
     out = tmp_path / "ray"
-    args = ["batch", folder, *run_args, "--out", out, "--timeout", "300", "--engine", "ray"]
+    args = ["batch", folder, *run_args, "--out", out, "--timeout", "300", "--engine", "ray", "--no-calibration"]
     leader = subprocess.Popen([sys.executable, "-m", "harness.cli", *map(str, args)], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -140,3 +140,32 @@ def test_the_host_that_timed_each_team_is_shown_only_when_a_batch_used_several(t
     page = write_report(frame, SPEC, tmp_path / "ray.html").read_text(encoding="utf-8")
     assert "<th>timed on</th>" in page and "gpu-box-1" in page and "gpu-box-2" in page
     assert "<b>box</b>" not in page and "&lt;b&gt;box&lt;/b&gt;" in page
+
+
+def test_the_calibration_section_shows_each_boxs_a_a_figures_and_verdict(tmp_path):
+    from harness.calibration import apply_calibration, calibration_record
+    from harness.results import TeamResult
+    from harness.stats import Interval
+
+    records = [calibration_record("box-fair", Interval(1.004, 0.991, 1.017, 0.95)),
+               calibration_record(HOSTILE, Interval(1.062, 1.041, 1.083, 0.95))]
+    timed = [TeamResult(team=t, status="ok", backend="local", spec_name="s", spec_sha256="x") for t in ("a", "b")]
+    for result in timed:
+        (tmp_path / result.team).mkdir()
+    apply_calibration(timed, records, lambda r: {"a": "box-fair", "b": HOSTILE}[r.team], tmp_path)
+    page = write_report(leaderboard_frame(), SPEC, tmp_path / "report.html",
+                        calibration=records).read_text(encoding="utf-8")
+    section = page[page.index("<h2>Calibration: A/A</h2>"):page.index("<h2>Per-task scores</h2>")]
+    fair_row = section[section.index("box-fair"):].split("</tr>")[0]
+    assert "fair" in fair_row and "1.004x" in fair_row and "[0.991, 1.017]" in fair_row and "1.3%" in fair_row
+    assert "0 of 1" in fair_row and "3%" in fair_row
+    unfair_row = section[section.index("&lt;script&gt;"):].split("</tr>")[0]
+    assert "unfair" in unfair_row and "1.062x" in unfair_row and "[1.041, 1.083]" in unfair_row
+    assert "1 of 1" in unfair_row and "favours the second worker" in unfair_row
+    assert "<script" not in page
+
+
+def test_a_batch_without_a_timed_team_says_no_a_a_ran_and_run_reports_have_no_section(tmp_path, page):
+    empty = write_report(leaderboard_frame(), SPEC, tmp_path / "r.html", calibration=[]).read_text(encoding="utf-8")
+    assert "No team was timed in this batch: no A/A run." in empty
+    assert "Calibration" not in page
