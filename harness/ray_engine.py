@@ -106,19 +106,26 @@ def slot_placement(slot: Slot) -> dict[str, Any]:
 _last_slot: dict[int, int] = {}      # slot count -> the slot this worker process held last (its pinning)
 
 
+def node_where() -> tuple[dict[str, Any], int]:
+    """On a node: where this task runs (host, pid, Ray's node id) and how many box slots the node offers (1
+    where Ray cannot say)."""
+    where: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import ray
+
+        where["node_id"] = ray.get_runtime_context().get_node_id()
+        return where, node_slot_count()
+    except Exception:
+        return where, 1
+
+
 def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
                 settings: str) -> dict[str, Any]:
     """On a node: claim a box slot, unpack the team, run it end to end inside the slot into a scratch output
     folder, return its record and files as data. Never raises for the team's sake: whatever goes wrong is a
     row."""
-    where: dict[str, Any] = {"node": socket.gethostname(), "pid": os.getpid(), "node_started": time.time()}
-    try:
-        import ray
-
-        where["node_id"] = ray.get_runtime_context().get_node_id()
-        count = node_slot_count()
-    except Exception:
-        count = 1
+    where, count = node_where()
+    where["node_started"] = time.time()
     try:
         layout = slot_layout(count, node_cpus(), [g["index"] for g in node_gpus()])
         if count == 1:             # the whole box: Ray runs one team at a time on it, nothing to claim or pin
@@ -164,14 +171,7 @@ def run_calibration_on_node(options: dict[str, Any], box: str, slot_index: int) 
     copy of itself inside it, return the calibration record. Never raises: a failure is a failed record."""
     from harness.calibration import calibration_record
 
-    where = {"node": socket.gethostname(), "pid": os.getpid()}
-    try:
-        import ray
-
-        where["node_id"] = ray.get_runtime_context().get_node_id()
-        count = node_slot_count()
-    except Exception:
-        count = 1
+    where, count = node_where()
     try:
         layout = slot_layout(count, node_cpus(), [g["index"] for g in node_gpus()])
         if count == 1:
