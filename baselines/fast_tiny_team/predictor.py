@@ -6,7 +6,7 @@ What it does, each technique switchable off for bench/example_teams.py (`--ablat
   laid out, windowed and decoded with numpy (task_inputs.py); no per-example Python beyond reading fields
   and writing predictions.
 - static shapes (`static_shapes`, default on a GPU only): rows padded to a bucket, a power of two of rows
-  (1..16, CMRC windows 1..64) times a power of two of tokens (32..the task's length), so each call hits
+  (1..16, CMRC windows 1..32) times a power of two of tokens (32..the task's length), so each call hits
   one of a few shapes known at load. On CPU padding only adds work, so it is off there.
 - half precision (`half`, GPU only): the model in fp16; CMRC's span scores in fp32.
 - CUDA graphs (`cuda_graphs`, GPU only, needs static shapes): the whole device side (model, argmax or best
@@ -46,7 +46,7 @@ from task_inputs import (MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, NER_LABELS, PAD, 
 
 HERE = Path(__file__).resolve().parent
 MAX_SEQ_LENGTH = {"cluewsc2020": 128, "csl": 256, "cluener2020": 64, "cmrc2018": 512}
-MAX_ROWS = {"cluewsc2020": 16, "csl": 16, "cluener2020": 16, "cmrc2018": 64}   # CMRC rows are windows
+MAX_ROWS = {"cluewsc2020": 16, "csl": 16, "cluener2020": 16, "cmrc2018": 32}   # CMRC rows are windows
 MIN_WIDTH = 32
 LABELS = {"cluewsc2020": ("false", "true"), "csl": ("0", "1")}
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")                          # torch >= 2.0
@@ -210,7 +210,7 @@ class Predictor:
         widths = sorted({bucket(w, MIN_WIDTH, self.width) for w in (MIN_WIDTH << i for i in range(8))})
         return sorted(((r, w) for r in rows for w in widths), key=lambda s: -s[0] * s[1])
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _capture(self) -> None:
         """One CUDA graph per bucket, largest first, all in one memory pool (they never run concurrently).
         Each is warmed up on a side stream first, as torch.cuda.graph requires."""
@@ -230,7 +230,7 @@ class Predictor:
             self.graphs[(rows, width)] = (graph, static_in, static_out)
         torch.cuda.synchronize()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         shape = tuple(inputs.shape[1:])
         if self.pinned:

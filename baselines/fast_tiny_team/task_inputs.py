@@ -28,7 +28,8 @@ MAX_QUESTION_CHARS = 64     # cmrc2018: longer questions are clipped (CLUE's bas
 
 
 class CharTable:
-    """Code point -> token id for all of Unicode (an int32 array of 0x110000 entries, built once at load)."""
+    """Code point -> token id: an int32 array over the Basic Multilingual Plane (65,536 entries, built once
+    at load), and the few vocabulary characters beyond it (emoji) in a sorted pair of small arrays."""
 
     def __init__(self, vocab_path: Path):
         tokens = vocab_path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
@@ -37,8 +38,13 @@ class CharTable:
             upper = token.upper()
             if len(upper) == 1 and upper not in self.ids:
                 self.ids[upper] = i
-        self.table = np.full(0x110000, UNK, dtype=np.int32)
-        self.table[np.fromiter(map(ord, self.ids), np.int64)] = np.fromiter(self.ids.values(), np.int64)
+        codes = np.fromiter(map(ord, self.ids), np.int64)
+        ids = np.fromiter(self.ids.values(), np.int64)
+        plane = codes < 0xFFFF                            # U+FFFF is no character: the UNK slot for the rest
+        self.table = np.full(0x10000, UNK, dtype=np.int32)
+        self.table[codes[plane]] = ids[plane]
+        order = np.argsort(codes[~plane])
+        self.astral_codes, self.astral_ids = codes[~plane][order], ids[~plane][order]
         self.size = len(tokens)
 
     def lookup(self, texts: list[str], vectorized: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,7 +53,11 @@ class CharTable:
         starts = np.cumsum(lengths) - lengths
         if vectorized:
             codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-            flat = self.table[codes].astype(np.int64)
+            flat = self.table[np.minimum(codes, 0xFFFF)].astype(np.int64)
+            astral = np.flatnonzero(codes > 0xFFFF)
+            if len(astral) and len(self.astral_codes):
+                at = np.minimum(np.searchsorted(self.astral_codes, codes[astral]), len(self.astral_codes) - 1)
+                flat[astral] = np.where(self.astral_codes[at] == codes[astral], self.astral_ids[at], UNK)
         else:
             flat = np.array([self.ids.get(c, UNK) for text in texts for c in text], dtype=np.int64)
         return np.append(flat, PAD), starts, lengths       # one PAD so that an empty batch can be indexed
