@@ -154,6 +154,22 @@ def measure_task(task: str, predictors: dict, batches: list, rounds: int, sync) 
     return table
 
 
+def host_steps_ms(predictors: dict, batch: list, sync, repeats: int = 50) -> dict[str, tuple[float, float]]:
+    """{name: (encode ms, decode ms)} on one batch, the minimum of `repeats` calls each: the host side alone,
+    robust to a busy box (a minimum is what the code costs when nothing else runs). Only for predictors with
+    encode / forward / decode."""
+    out = {}
+    for name, (predictor, steps) in predictors.items():
+        if steps is None or not hasattr(steps, "decode"):
+            continue
+        with torch.inference_mode():
+            forwarded = steps.forward(steps.encode(batch))
+            encode = min(timed(lambda: steps.encode(batch), sync) for _ in range(repeats))
+            decode = min(timed(lambda: steps.decode(batch, forwarded), sync) for _ in range(repeats))
+        out[name] = (1000 * encode, 1000 * decode)
+    return out
+
+
 def per_batch_ms(rounds_table: list[list[float]]) -> str:
     if not rounds_table:
         return "-"
@@ -196,6 +212,7 @@ def main() -> None:
         batches = [examples[i:i + spec_task.batch_size] for i in range(0, len(examples), spec_task.batch_size)]
         predictors = load_predictors(spec_task.name, args.device, teams, onnx_models, spec_task, variants)
         table = measure_task(spec_task.name, predictors, batches, args.rounds, sync)
+        host_steps = host_steps_ms(predictors, batches[0], sync) if args.ablate else {}
         del predictors
         gc.collect()
         print(f"\n{spec_task.name}: {len(examples)} examples, {len(batches)} batch(es) of <= {spec_task.batch_size},"
@@ -206,6 +223,10 @@ def main() -> None:
             print(f"  {name:18}{columns}" if len(name) <= 18 else f"  {name}\n  {'':18}{columns}")
             e2e[name].append(t["e2e"])
             model[name].append(t["model"])
+        if host_steps:
+            print(f"  host steps alone on the first batch, min of 50 calls (ms): encode / decode")
+            for name, (encode, decode) in host_steps.items():
+                print(f"  {name:32} {encode:8.3f} / {decode:8.3f}")
     print("\nspeedup against the reference, all tasks (T summed over tasks as the formula does):")
     for name in [*teams, *variants]:
         interval = speedup_interval(e2e[name], e2e["reference"])

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,15 @@ class Predictor:
         if self.half:
             self.model.half()
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self.graph_error = ""
         if gpu and cuda_graphs and self.static_shapes:
-            self._capture()
+            try:
+                self._capture()
+            except RuntimeError as exc:        # a torch that cannot capture: eager, and said so
+                self.graphs.clear()
+                self.graph_error = f"{type(exc).__name__}: {exc}"
+                print(f"fast-tiny-team: CUDA graphs not captured, running eager ({self.graph_error})",
+                      file=sys.stderr)
         if self.pinned:                 # page-locked int64 staging, sized for the largest bucket
             self.host_in = torch.empty(2 * self.max_rows * self.width, dtype=torch.int64).pin_memory()
             self.host_out = torch.empty(4 * self.max_rows * self.width, dtype=torch.int64).pin_memory()
