@@ -224,7 +224,7 @@ def main() -> None:
             e2e[name].append(t["e2e"])
             model[name].append(t["model"])
         if host_steps:
-            print(f"  host steps alone on the first batch, min of 50 calls (ms): encode / decode")
+            print("  host steps alone on the first batch, min of 50 calls (ms): encode / decode")
             for name, (encode, decode) in host_steps.items():
                 print(f"  {name:32} {encode:8.3f} / {decode:8.3f}")
     print("\nspeedup against the reference, all tasks (T summed over tasks as the formula does):")

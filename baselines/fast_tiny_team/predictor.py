@@ -10,7 +10,7 @@ What it does, each technique switchable off for bench/example_teams.py (`--ablat
   one of a few shapes known at load. On CPU padding only adds work, so it is off there.
 - half precision (`half`, GPU only): the model in fp16; CMRC's span scores in fp32.
 - CUDA graphs (`cuda_graphs`, GPU only, needs static shapes): the whole device side (model, argmax or best
-  span search, sort) captured once per bucket at load and replayed per call: one launch instead of ~150.
+  span search, sort) captured once per bucket at load and replayed per call: one launch instead of ~100.
 - pinned memory (`pinned`, GPU only): inputs written into page-locked host memory and copied
   asynchronously, results copied back into page-locked memory; one synchronize per call.
 Nothing is cached across calls: the buffers that stay (int64 inputs/outputs, the captured graphs) are
