@@ -17,7 +17,8 @@ BASELINES = FIXTURES.parents[1] / "baselines"
 # (team folder, team name, largest per-task parameter count: a sequence-classification task's model)
 EXAMPLE_TEAMS = [("roberta_tiny_team", "roberta-tiny-team", 7_450_562),
                  ("albert_tiny_team", "albert-tiny-team", 4_081_146),
-                 ("onnx_team", "onnx-team", 7_330_562)]
+                 ("onnx_team", "onnx-team", 7_330_562),
+                 ("fast_tiny_team", "fast-tiny-team", 7_445_570)]
 
 
 @pytest.mark.parametrize("folder, team, params", EXAMPLE_TEAMS)

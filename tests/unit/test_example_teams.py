@@ -15,6 +15,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -68,6 +69,10 @@ ALBERT_EMBEDDINGS = 21128 * 128 + 512 * 128 + 2 * 128 + layer_norm(128)         
 ALBERT_ENCODER = ALBERT_EMBEDDINGS + linear(128, 312) + transformer_layer(312, 1248) + POOLER_312
 # TinyBERT-4 size (the ONNX team): RoBERTa-tiny's embeddings, 4 layers of 312 / 1,200.
 TINYBERT_ENCODER = ROBERTA_EMBEDDINGS + 4 * transformer_layer(312, 1200) + POOLER_312
+# The fast team: 8,004 characters x 312, 512 positions, 3 segments, LayerNorm; RoBERTa-tiny's 4 layers (Q, K
+# and V fused in one 312 -> 936 projection: the same 3 x (312 x 312 + 312)); no pooler but for classification.
+FAST_EMBEDDINGS = 8004 * 312 + 512 * 312 + 3 * 312 + layer_norm(312)                # 2,658,552
+FAST_ENCODER = FAST_EMBEDDINGS + 4 * ROBERTA_LAYER + POOLER_312                    # with the pooler
 
 
 def with_head(encoder: int, task: str) -> int:
@@ -78,18 +83,19 @@ def test_hand_figures_are_the_published_ones():
     assert ROBERTA_ENCODER == 7_449_936          # the figure in the issue, transformers' own count
     assert ALBERT_ENCODER == 4_080_520
     assert TINYBERT_ENCODER == 7_329_936
+    assert FAST_ENCODER == 7_444_944 and with_head(FAST_ENCODER, "csl") == 7_445_570
 
 
 # --- loading a team as the probe does ---------------------------------------------------------------------
 
-def import_predictor_module(team_dir: Path):
+def import_predictor_module(team_dir: Path, module: str = "predictor"):
     """The team's predictor module with the team folder on sys.path, and none of its modules left behind:
     every team has its own `predictor` and `task_inputs`."""
     for name in ("predictor", "task_inputs", "export_onnx"):
         sys.modules.pop(name, None)
     sys.path.insert(0, str(team_dir))
     try:
-        return importlib.import_module("predictor")
+        return importlib.import_module(module)
     finally:
         sys.path.remove(str(team_dir))
         for name in ("predictor", "task_inputs", "export_onnx"):
@@ -259,10 +265,125 @@ def test_onnx_team_without_its_export_says_how_to_fix_it(tmp_path):
         module.Predictor("csl", "cpu", models_dir=tmp_path)
 
 
-@pytest.mark.parametrize("team", ["roberta_tiny_team", "albert_tiny_team", "onnx_team"])
+@pytest.mark.parametrize("team", ["roberta_tiny_team", "albert_tiny_team", "onnx_team", "fast_tiny_team"])
 def test_team_folders_are_complete(team):
     folder = BASELINES / team
     for name in ("harness.toml", "setup.sh", "predictor.py", "task_inputs.py", "config.json", "vocab.txt"):
         assert (folder / name).is_file(), name
     assert (folder / "setup.sh").stat().st_mode & 0o111
     assert 'tasks = ["cluewsc2020", "csl", "cluener2020", "cmrc2018"]' in (folder / "harness.toml").read_text()
+
+
+# --- the fast team ----------------------------------------------------------------------------------------
+
+FAST = BASELINES / "fast_tiny_team"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_fast_tiny_team_counts_predicts_and_caches_nothing(task):
+    module = import_predictor_module(FAST)
+    predictor = module.Predictor(task, "cpu")
+    assert count_alone(predictor) == with_head(FAST_ENCODER, task) \
+        == sum(p.numel() for p in predictor.model.parameters())
+    spec = get_task(task)
+    examples = spec.strip_labels(spec.read_gold(DATA / GOLD_FILES[task]))
+    first, rest = examples[:MAX_EXAMPLES], examples[MAX_EXAMPLES:] or examples[:1]
+    answer = predictor.predict(first)
+    assert_valid(task, first, answer)
+    # a call's output depends only on its input: the same again, after another input, and from a fresh
+    # predictor that never saw anything (nothing kept from one call to the next can change an answer)
+    assert predictor.predict(first) == answer
+    predictor.predict(rest)
+    assert predictor.predict(first) == answer
+    del predictor
+    gc.collect()
+    assert module.Predictor(task, "cpu").predict(first) == answer
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_fast_tiny_team_ablations_answer_the_same(task):
+    """The variants bench/example_teams.py --ablate times compute the same answers: per-example Python
+    instead of numpy, and rows padded to static buckets instead of the batch's longest."""
+    module = import_predictor_module(FAST)
+    examples = fixture_inputs(task)
+    shipped = module.Predictor(task, "cpu").predict(examples)
+    assert module.Predictor(task, "cpu", vectorized=False).predict(examples) == shipped
+    assert module.Predictor(task, "cpu", static_shapes=True).predict(examples) == shipped
+
+
+def test_fast_tiny_team_splits_long_cmrc_batches_and_answers_every_example():
+    module = import_predictor_module(FAST)
+    predictor = module.Predictor("cmrc2018", "cpu")
+    examples = [{"id": str(i), "question": "哪里？", "context": "北京是首都。" * (300 + 50 * i)} for i in range(4)]
+    chunks = predictor.encode(examples)
+    # 1,800, 2,100, 2,400 and 2,700 characters; a 3-character question leaves room for 506, every 378:
+    # 1 + ceil((n - 506) / 378) = 5, 6, 7, 7 windows, 25 in all: one chunk (at most 32 windows)
+    assert [c["example"].tolist() for c in chunks] == [[0] * 5 + [1] * 6 + [2] * 7 + [3] * 7]
+    predictor.max_rows = 8                  # force the split: at most 8 windows a chunk
+    chunks = predictor.encode(examples)
+    assert [c["n"] for c in chunks] == [1, 1, 1, 1] and max(len(c["example"]) for c in chunks) <= 8
+    answers = predictor.predict(examples)
+    assert [a["id"] for a in answers] == ["0", "1", "2", "3"]
+    assert all(a["answer"] in e["context"] and 0 < len(a["answer"]) <= 30 for a, e in zip(answers, examples))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("task", TASKS)
+def test_fast_tiny_team_graphs_answer_as_eager_on_a_gpu(task):
+    module = import_predictor_module(FAST)
+    examples = fixture_inputs(task)
+    graphed = module.Predictor(task, "cuda")
+    assert graphed.graphs and not graphed.graph_error and graphed.half and graphed.pinned
+    answer = graphed.predict(examples)
+    assert_valid(task, examples, answer)
+    assert graphed.predict(examples) == answer
+    assert module.Predictor(task, "cuda", cuda_graphs=False).predict(examples) == answer
+
+
+def test_fast_tiny_team_host_helpers_by_hand():
+    inputs = import_predictor_module(FAST, "task_inputs")
+    # windows: question 4 characters, context 1,000, 512 tokens: room 505, overlap 128, step 377
+    example, first, length = inputs.cmrc_windows(np.array([4, 4]), np.array([1000, 10]), 512, 128)
+    assert example.tolist() == [0, 0, 0, 1] and first.tolist() == [0, 377, 754, 0]
+    assert length.tolist() == [505, 505, 246, 10]
+    # [CLS] a b [SEP] c [SEP] and a bucket row of [CLS] alone; segments 0 then 1
+    flat = np.array([10, 11, 12, 0])
+    ids, segments = inputs.layout([(flat, np.array([0]), np.array([2])), (flat, np.array([2]), np.array([1]))],
+                                  8, 2)
+    assert ids.tolist() == [[2, 10, 11, 3, 12, 3, 0, 0], [2, 0, 0, 0, 0, 0, 0, 0]]
+    assert segments.tolist() == [[0, 0, 0, 0, 1, 1, 0, 0], [0] * 8]
+    # longest-first: 10 + 1,000 in 253 keeps the short one whole; 200 + 200 splits 126 / 127
+    kept = inputs.pair_lengths(np.array([10, 200]), np.array([1000, 200]), 253)
+    assert [k.tolist() for k in kept] == [[10, 126], [243, 127]]
+    # characters: upper case reads as lower case, whitespace and unknown characters as [UNK]
+    table = inputs.CharTable(FAST / "vocab.txt")
+    flat, starts, lengths = table.lookup(["Ab", "", " 的", "🔥😀\uffff"])
+    assert flat[:-1].tolist() == [table.ids["a"], table.ids["b"], 1, table.ids["的"], table.ids["🔥"], 1, 1]
+    assert starts.tolist() == [0, 2, 2, 4] and lengths.tolist() == [2, 0, 2, 3]
+    assert table.lookup(["Ab", "", " 的", "🔥😀\uffff"], vectorized=False)[0].tolist() == flat.tolist()
+
+
+def test_fast_tiny_team_bio_decoding_matches_clues_rule():
+    inputs = import_predictor_module(FAST, "task_inputs")
+    label = {name: i for i, name in enumerate(inputs.NER_LABELS)}
+    # 张三在北京工作: B-name I-name O B-address I-address I-name(stray: ends the address) O
+    row = [label[x] for x in ("B-name", "I-name", "O", "B-address", "I-address", "I-name", "O")]
+    found = inputs.entity_dicts(["张三在北京工作"], *inputs.bio_entities(np.array([row]), np.array([7])))
+    assert found == [{"name": {"张三": [[0, 1]]}, "address": {"北京": [[3, 4]]}}]
+    rng = np.random.default_rng(0)
+    for _ in range(200):                      # the vectorized decoder against the per-text one
+        texts = ["".join(chr(0x4E00 + c) for c in rng.integers(0, 20, rng.integers(0, 9))) for _ in range(3)]
+        labels = rng.choice([0, 1, 2, 2, 3, 4, 4], size=(3, 6))
+        lengths = np.minimum([len(t) for t in texts], 6)
+        want = [inputs.decode_bio(t, [inputs.NER_LABELS[c] for c in row[:n]] + ["O"] * (len(t) - n))
+                for t, row, n in zip(texts, labels.tolist(), lengths)]
+        assert inputs.entity_dicts(texts, *inputs.bio_entities(labels, lengths)) == want
+
+
+def test_fast_tiny_team_vocabulary_is_roberta_tiny_characters_and_reproducible():
+    make_vocab = import_predictor_module(FAST, "make_vocab")
+    sys.modules.pop("make_vocab", None)
+    tokens = make_vocab.character_vocabulary(make_vocab.read_tokens(make_vocab.SOURCE))
+    assert tokens == make_vocab.read_tokens(FAST / "vocab.txt")
+    assert len(tokens) == len(set(tokens)) == 8004 and tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert all(len(t) == 1 and not t.isspace() for t in tokens[5:])
