@@ -122,15 +122,16 @@ def test_a_full_day_never_imports_torch_here_and_reports_every_runs_figures(tmp_
     assert all(c[c.index("--spec") + 1] == str(out / "gpu_day_spec.toml") for c in runs)
     assert all(c[c.index("--max-examples") + 1] == "32" for c in runs)
     assert all(c[c.index("--cache-dir") + 1] == str(out / "cache") for c in runs)
-    # four teams, the saboteur, two more runs each of demo and roberta: every run of the plan
+    # five teams, the saboteur, two more runs each of demo and roberta: every run of the plan
     teams = [Path(c[c.index("run") + 1]).name for c in runs]
-    assert teams == ["demo_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team", "idle_saboteur_team",
+    assert teams == ["demo_team", "fast_tiny_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team",
+                     "idle_saboteur_team",
                      "demo_team", "roberta_tiny_team", "demo_team", "roberta_tiny_team"]
 
     # phases: four tasks summed, build 0.5 s; the team table's cell build/load/warm-up/first sight/rounds/audit
     assert "| 0/4/8/2/12/1 |" in report
     phases = data["phases"]["data"]
-    assert len(phases) == 9 and phases[0]["phase_s"]["warmup"] == 8.0 and phases[0]["build_s"] == 0.5
+    assert len(phases) == 10 and phases[0]["phase_s"]["warmup"] == 8.0 and phases[0]["build_s"] == 0.5
     row = next(line for line in section(report, "## 10.") if line.startswith("| demo_team | 1 | "))
     assert "| 0.5 | 1.0 | 2.0 | 4.0 | 1.0 | 8.0 | 2.0 | 12.0 | 1.0 |" in row
 
