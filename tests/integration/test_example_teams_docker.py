@@ -1,4 +1,4 @@
-"""The three example finalists under baselines/ on the Docker backend, in one test (each build costs
+"""The four example finalists under baselines/ on the Docker backend, in one test (each build costs
 minutes here): the runner image (torch 1.13, transformers 4.40, onnxruntime 1.18) builds them offline,
 the ONNX team exports its models inside the image at build time, and every row is ok, under the
 parameter limit, with the hand-worked counts of tests/unit/test_example_teams.py, and faster than the real
@@ -21,7 +21,8 @@ FIXTURES = REPO / "tests" / "fixtures"
 # (team folder, team name, largest per-task parameter count)
 EXAMPLE_TEAMS = [("roberta_tiny_team", "roberta-tiny-team", 7_450_562),
                  ("albert_tiny_team", "albert-tiny-team", 4_081_146),
-                 ("onnx_team", "onnx-team", 7_330_562)]
+                 ("onnx_team", "onnx-team", 7_330_562),
+                 ("fast_tiny_team", "fast-tiny-team", 7_445_570)]
 TASKS = ("cluewsc2020", "csl", "cluener2020", "cmrc2018")
 
 
