@@ -288,10 +288,12 @@ class Worker:
         from harness.probe.params import count_parameters
         scan = request.get("scan_process", True) is not False      # only an explicit False turns it off
         report = count_parameters(self.predictor, Path(self.team_dir), scan).to_dict()
-        if scan:       # the ONNX Runtime sessions' providers, the team's own word (harness.probe.onnx_sessions);
-            # no second collection: the count's live-weight scan (live_weights.live_storages) has just made one
+        if scan and isinstance(report, dict):      # the ONNX Runtime sessions' providers, the team's own word
+            # (harness.probe.onnx_sessions); no second collection: the count's live-weight scan has just made
+            # one. The report came through code the team can replace: whatever shape it has, the host judges it
             report["onnx_sessions"], notes = session_providers(collect=False)
-            report["notes"].extend(notes)
+            if notes and isinstance(report.setdefault("notes", []), list):
+                report["notes"].extend(notes)
         return {"report": report}
 
     def precision(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -142,6 +142,8 @@ def test_links_and_fifos_left_in_the_output_folder_are_never_written_through(tmp
 @pytest.mark.parametrize("predictor, reason", [
     ("predictor:DeepReply", "nests deeper"),
     ("predictor:BadCount", "counted = '258', not a count"),
+    ("predictor:HugeCount", "beyond 9223372036854775807"),       # refused as the frame is decoded
+    ("predictor:SurrogateAnswer", "lone surrogate"),
 ])
 def test_malformed_replies_from_team_code_are_that_teams_row_never_a_traceback(tmp_path, predictor, reason):
     team = tmp_path / "malformed_reply_team"
