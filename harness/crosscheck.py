@@ -11,9 +11,10 @@ shares that process, so the host checks it against figures the team cannot bend 
   more for ONNX Runtime) or PEAK_SLACK_BYTES (what honest loads take beside their weights, measured by
   bench/memory_growth.py) flag the row ``weights_unaccounted``, whatever the count says; the unexplained
   bytes are in result.json.
-- the files the build added that count as weights: a weight-like suffix, or any large file that is not
-  an ELF binary (counts_as_weights); flagged when they imply, at 4 bytes a parameter (the lenient reading),
-  more than the limit and more than twice the count;
+- the files the build added that count as weights: every data file, whatever its size or first bytes, code
+  being only what the worker maps executable (harness.data_files; counts_as_weights, the older rule by
+  suffix and size, stays for the probe's model_file_bytes report); flagged when they imply, at 4 bytes a
+  parameter (the lenient reading), more than the limit and more than twice the count;
 - the device memory the worker holds, read per process from NVML on a GPU (harness.gpu.process_memory_bytes,
   compared with BERT-base's in pipeline.device_memory_flags).
 """

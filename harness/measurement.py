@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from harness import replies, stats
 from harness.backends.base import Backend, Built, log_tail
 from harness.crosscheck import child_resident, peak_bytes, reset_peaks, resident_bytes, unexplained_memory
+from harness.data_files import executable_mappings, merge_code_maps
 from harness.gpu import process_memory_bytes
 from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
@@ -50,6 +51,7 @@ class Measured:
     reference_environment: dict[str, Any] = field(default_factory=dict)
     timed_out: str = ""
     error: str = ""
+    code_maps: dict | None = None    # files the team's workers mapped executable after load (None: unread)
 
 
 class ReferenceFailed(RuntimeError):
@@ -207,6 +209,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
             measured.error = f"the team's worker died during {name}: {exc}"
             return False
         return True
+    measured.code_maps = merge_code_maps(measured.code_maps, loaded.get("team_code"))
     counted = larger_count(loaded["team_params"], team_params)
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
@@ -252,6 +255,7 @@ def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str,
         now, before = resident_bytes(link.host_pid), baseline.get(name)
         found[f"{name}_growth"] = now - before if now is not None and before is not None else None
     found["team_children"] = child_resident(team.host_pid) or {}
+    found["team_code"] = executable_mappings(team.host_pid)   # code vs data for the weight-file check
     _, reply = team.call("params")
     found["team_params"] = replies.param_report(reply, team.name)
     return found
