@@ -26,7 +26,7 @@ from harness.crosscheck import ELF_MAGIC, _ChunkStream, _tree
 #   and so is everything of a loaded library outside its executable segment (its read-only data included).
 #   At most MAX_CODE_BYTES_PER_FILE of one file is code: more than any library a pip install brings to a
 #   team's CPU venv (onnxruntime's Python module: 27 MiB executable of its 34 MiB).
-# - small text: a file of at most SMALL_TEXT_BYTES that is UTF-8 text without NUL bytes (a vocabulary, a
+# - small text: a file of at most SMALL_TEXT_BYTES that is UTF-8 text without control bytes (a vocabulary, a
 #   config, Python source, a script): data, but not parameters (the rules count embeddings, not the strings
 #   of a vocabulary). Together they are let off up to TEXT_ALLOWANCE_BYTES only (the bundled teams ship
 #   0.1-0.3 MiB of them), so weights written out as text in many small files still count beyond it.
@@ -131,9 +131,13 @@ def code_bytes(size: int, head: bytes, mapped: list[tuple[int, int]] | None) -> 
     return min(covered, size, MAX_CODE_BYTES_PER_FILE)
 
 
+_CONTROL_BYTES = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"   # not in text files
+
+
 def is_small_text(size: int, content: bytes) -> bool:
-    """A file of at most SMALL_TEXT_BYTES that is UTF-8 text without NUL bytes (`content`: all of it)."""
-    if size > SMALL_TEXT_BYTES or len(content) != size or b"\0" in content:
+    """A file of at most SMALL_TEXT_BYTES that is UTF-8 text: no NUL or other control bytes but tab, newline,
+    form feed and carriage return (`content`: all of it)."""
+    if size > SMALL_TEXT_BYTES or len(content) != size or len(content.translate(None, _CONTROL_BYTES)) != size:
         return False
     try:
         content.decode("utf-8")
