@@ -127,3 +127,26 @@ def test_weightscan_an_image_build_counts_every_data_file_and_not_the_runners_ow
         found[team] = backend.weight_file_bytes(built)
     assert found["small_files_team"] >= 2048 * 32 * 1024
     assert found["sleep_team"] < 2**20, found
+
+
+def test_weightscan_weights_behind_elf_magic_are_flagged_end_to_end(runner_image, tmp_path):
+    """`harness run` on Docker: the worker maps libweights.so (64 MiB behind four bytes of ELF magic) with
+    execute permission; the host reads the container's maps after load, finds no declared executable segment,
+    and counts the file: the row is flagged though the count inside the worker is 40."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    teams = FIXTURES / "teams"
+    args = ["run", str(teams / "elf_magic_team"), "--spec", str(FIXTURES / "spec_docker.toml"), "--data-dir",
+            str(FIXTURES / "data"), "--runner-image", runner_image, "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--reference", str(teams / "fake_reference"),
+            "--max-examples", "2"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False)
+    row = frame[frame["team"] == "elf_magic_team"].iloc[0]
+    assert row["params"] == 40, (row["status"], row["error"])
+    assert "weights_unaccounted: the files the build added that count as weights" in row["flags"], row["flags"]
+    assert "memory maps could not be read" not in row["flags"]
