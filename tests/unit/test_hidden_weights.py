@@ -186,3 +186,32 @@ def test_small_raw_buffers_count_only_together_beyond_their_allowance():
         assert run.returncode == 0, run.stderr[-2000:]
         found.append(json.loads(run.stdout.strip().splitlines()[-1]))
     assert found[0] < 1_000 and found[1] >= many * 30_000
+
+
+def test_raw_buffer_memory_is_read_without_calling_team_code():
+    import array
+    import mmap
+
+    from harness.probe.raw_buffers import UnreadableBuffer, raw_buffer_span
+
+    data = bytes(range(256)) * 16
+    device, address, nbytes, itemsize = raw_buffer_span(data)
+    assert (device, nbytes, itemsize) == ("cpu", 4096, 1)
+    assert ctypes_read(address, 4) == data[:4]                  # the bytes object's own memory
+    assert raw_buffer_span(array.array("d", [1.0] * 10))[2:] == (80, 8)   # the typecode's element size
+
+    class Sneaky(bytes):                                        # a __buffer__ of the team's (Python 3.12+)
+        def __buffer__(self, flags):
+            return memoryview(b"")
+
+    with pytest.raises(UnreadableBuffer):
+        raw_buffer_span(Sneaky(b"x" * 100))
+    closed = mmap.mmap(-1, 4096)
+    closed.close()
+    assert raw_buffer_span(closed)[2] == 0                      # a closed map spans nothing
+
+
+def ctypes_read(address, n):
+    import ctypes
+
+    return ctypes.string_at(address, n)
