@@ -154,7 +154,8 @@ def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int
     Tensors are tracked by the collector and found among its objects. numpy arrays, raw byte buffers (bytes,
     bytearray, array.array, mmap, bare torch storages) and TorchScript modules' C++ objects are not: they are
     found among the referents of every tracked object and, through containers the collector stopped tracking
-    (a tuple or dict whose items are all untracked, such as a tuple of arrays), at any depth. A TorchScript
+    (a tuple or dict whose items are all untracked, such as a tuple of arrays) and the constants of code
+    objects (a bytes literal in a function), at any depth. A TorchScript
     module's tensors live in C++ and are asked of it (raw_buffers.script_module_tensors). A process that
     imported transformers holds a few hundred thousand objects, so the scan works on types, not objects
     (``type()`` cannot be lied to, where ``isinstance`` runs torch's metaclass hook for every object), and
@@ -193,6 +194,9 @@ def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int
                     if not gc.is_tracked(referent) and id(referent) not in seen:
                         seen.add(id(referent))
                         deeper.append(referent)
+                elif kind == "code" and id(referent) not in seen:     # constants: a bytes literal, say
+                    seen.add(id(referent))
+                    deeper.append(types.CodeType.co_consts.__get__(referent))
                 elif kind in ("array", "raw", "script"):
                     leaves = True
             if leaves:
@@ -233,6 +237,8 @@ class _TypeKinds:
             return "script"
         if cls in _CONTAINERS or issubclass(cls, (tuple, dict)):
             return "container"
+        if cls is types.CodeType:
+            return "code"
         return ""
 
 

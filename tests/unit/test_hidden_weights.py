@@ -215,3 +215,21 @@ def ctypes_read(address, n):
     import ctypes
 
     return ctypes.string_at(address, n)
+
+
+def test_a_bytes_literal_compiled_into_a_function_is_found():
+    """Weights written into the source as a bytes literal live in a code object's constants, which the
+    collector does not track: the scan reads them there (2 MiB: over the 1 MiB a raw buffer counts from)."""
+    script = textwrap.dedent("""
+        import json
+        from harness.probe.live_weights import hidden_weights
+        namespace = {}
+        exec(compile("def weights():\\n    return " + repr(bytes(range(256)) * 8192), "team.py", "exec"), namespace)
+        keep = namespace["weights"]
+        del namespace
+        print(json.dumps(hidden_weights([]).elements))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) >= 256 * 8192
