@@ -27,9 +27,10 @@ shares that process, so the host checks it against figures the team cannot bend 
   copy was freed: up to 12M more at the 12M limit); on the device, the allowance: 20 MiB (5.2M fp32, 10.5M
   fp16 parameters) plus the reference's overhead at load R, another R/4 fp32 parameters (R unmeasured yet on
   a GPU: bench/memory_growth.py --device cuda prints it).
-- the files the build added that count as weights: a weight-like suffix, or any large file that is not
-  an ELF binary (counts_as_weights); flagged when they imply, at 4 bytes a parameter (the lenient reading),
-  more than the limit and more than twice the count.
+- the files the build added that count as weights: every data file, whatever its size or first bytes, code
+  being only what the worker maps executable (harness.data_files; counts_as_weights, the older rule by
+  suffix and size, stays for the probe's model_file_bytes report); flagged when they imply, at 4 bytes a
+  parameter (the lenient reading), more than the limit and more than twice the count.
 """
 
 from __future__ import annotations

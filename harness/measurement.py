@@ -23,6 +23,7 @@ from harness.crosscheck import (child_resident, device_overhead, peak_bytes, res
                                 tree_pids, unexplained_device, unexplained_memory)
 from harness.gpu import device_memory_reading, process_memory_bytes
 from harness.device_activity import DrainGuard
+from harness.data_files import executable_mappings, merge_code_maps
 from harness.probe import STRICT_FP32, channel
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
@@ -52,6 +53,7 @@ class Measured:
     reference_environment: dict[str, Any] = field(default_factory=dict)
     timed_out: str = ""
     error: str = ""
+    code_maps: dict | None = None    # files the team's workers mapped executable after load (None: unread)
 
 
 class ReferenceFailed(RuntimeError):
@@ -219,6 +221,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
             measured.error = f"the team's worker died during {name}: {exc}"
             return False
         return True
+    measured.code_maps = merge_code_maps(measured.code_maps, loaded.get("team_code"))
     counted = larger_count(loaded["team_params"], team_params)
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
@@ -302,6 +305,7 @@ def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str,
     found["team_children"] = child_resident(team.host_pid) or {}
     if "team_device" in baseline:
         found.update(device_readings(team, reference))
+    found["team_code"] = executable_mappings(team.host_pid)   # code vs data for the weight-file check
     _, reply = team.call("params")
     found["team_params"] = replies.param_report(reply, team.name)
     return found

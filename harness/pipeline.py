@@ -20,6 +20,7 @@ from harness import __version__
 from harness.backends.base import Backend, Built
 from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
 from harness.device_activity import drain_flags
+from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
@@ -168,17 +169,21 @@ def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
     return flags
 
 
-def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: int) -> list[str]:
+def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: int,
+                      code: dict | None = None) -> list[str]:
     """weights_unaccounted when the weight files of the built environment imply far more than was counted:
     a local build's whole folder (the team's copy and its venv), or every place a Docker build could write.
+    Every data file counts; code is what the team's workers mapped executable (`code`, read by the host
+    after load: crosscheck.executable_mappings; None when unread: then no file is code, and the flag says so).
 
     The files hold every task's model, so they are set against the sum of the per-task counts (a team with
     one model per task ships four): generous to a team whose tasks share an encoder, never unfair to one
     whose tasks do not."""
     if not counts or max(counts) >= limit:
         return []    # nothing counted, or over the limit anyway
-    reason = unaccounted_files(sum(counts), limit, backend.weight_file_bytes(built))
-    return [reason + " over all tasks' models"] if reason else []
+    files = backend.weight_file_bytes(built, code) if code is not None else backend.weight_file_bytes(built)
+    reason = unaccounted_files(sum(counts), limit, files)
+    return [reason + " over all tasks' models" + maps_note(code)] if reason else []
 
 
 def task_counts(tasks: dict[str, dict[str, Any]]) -> list[int]:
@@ -392,7 +397,8 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     result.score = score_team(outcomes, references, spec)
     result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
                                        result.reference),
-                    *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params),
+                    *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params,
+                                       measured.code_maps),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
     if result.score.speed_verdict == "borderline":
         result.flags.append(f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "

@@ -66,9 +66,10 @@ class Backend(Protocol):
 
     def start_worker(self, built: Built, channel_dir: Path, log_path: Path) -> WorkerHandle: ...
 
-    def weight_file_bytes(self, built: Built) -> int:
-        """Bytes of weight-like files wherever the team could write in its built environment, read by the
-        host without running anything of the team's."""
+    def weight_file_bytes(self, built: Built, code: dict | None = None) -> int:
+        """Bytes that count as weights wherever the team could write in its built environment, read by the
+        host without running anything of the team's: every data file (harness.crosscheck.DataTally), code
+        only where the worker mapped it executable (`code`: crosscheck.executable_mappings; None: no code)."""
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -27,13 +27,13 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import ContextManager
 
 from harness import __version__
 from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
-from harness.crosscheck import weight_bytes_in_tar
+from harness.data_files import data_bytes_in_tar, tar_file_digests
 from harness.freezing import FreezeUnavailable
 from harness.probe.channel import SOCKET_NAME
 from harness.safe_files import open_log
@@ -245,25 +245,52 @@ class DockerBackend:
                          error=f"image build failed: {error}" + (f" | {tail}" if tail else ""))
         return Built(True, tag, TEAM_DIR_IN_IMAGE, log_path)
 
-    def weight_file_bytes(self, built: Built) -> int:
-        """Weight-like files in every place the runner user could write to during the build (TEAM_WRITABLE),
-        read from the image by the host: a container is created, never started, and each folder's archive
-        is streamed from the engine and read by its tar headers alone (harness.crosscheck)."""
-        import docker
+    def weight_file_bytes(self, built: Built, code: dict | None = None) -> int:
+        """Bytes that count as weights in every place the runner user could write to during the build
+        (TEAM_WRITABLE), read from the image by the host: a container is created, never started, and each
+        folder's archive is streamed from the engine and read without writing anything out
+        (harness.crosscheck.data_bytes_in_tar: every data file counts, whatever its size or first bytes; code
+        only where the worker mapped it executable, `code` being its executable_mappings). A file the runner
+        image already holds with the same content is not the build's and is left out."""
+        total = 0
+        unchanged = self._runner_files()
+        with self._scan_container(built.handle) as container:
+            for folder in (built.team_dir, *TEAM_WRITABLE):
+                chunks = self._archive(container, folder)
+                if chunks is not None:
+                    total += data_bytes_in_tar(chunks, folder, code, unchanged.get(folder)).counted
+        return total
 
-        container = self.client.containers.create(built.handle, command=["true"], network_disabled=True,
+    def _runner_files(self) -> dict[str, set]:
+        """(name, size, sha256) of the runner image's own files in each TEAM_WRITABLE folder, read once."""
+        if getattr(self, "_runner_digests", None) is None:
+            digests = {}
+            with self._scan_container(self.runner_image) as container:
+                for folder in TEAM_WRITABLE:
+                    chunks = self._archive(container, folder)
+                    digests[folder] = tar_file_digests(chunks) if chunks is not None else set()
+            self._runner_digests = digests
+        return self._runner_digests
+
+    @contextmanager
+    def _scan_container(self, image: str):
+        """A container of `image`, created and never started, removed on the way out."""
+        container = self.client.containers.create(image, command=["true"], network_disabled=True,
                                                   labels={CONTAINER_LABEL: "weight-scan", OWNER_LABEL: run_owner()})
         try:
-            total = 0
-            for folder in (built.team_dir, *TEAM_WRITABLE):
-                try:
-                    chunks, _ = container.get_archive(folder)
-                except docker.errors.NotFound:
-                    continue
-                total += weight_bytes_in_tar(chunks)
-            return total
+            yield container
         finally:
             container.remove(force=True)
+
+    @staticmethod
+    def _archive(container, folder: str):
+        import docker
+
+        try:
+            chunks, _ = container.get_archive(folder)
+        except docker.errors.NotFound:
+            return None
+        return chunks
 
     def build_limits(self) -> dict:
         """The engine's per-step limits for a build, from the spec (CPUs capped at what the engine has)."""

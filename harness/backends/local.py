@@ -29,7 +29,7 @@ from typing import Iterator
 from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed, descendants, kill_tree
-from harness.crosscheck import weight_file_bytes
+from harness.data_files import data_file_bytes
 from harness.safe_files import fresh_dir, open_log
 from harness.probe.channel import SOCKET_NAME
 from harness.submission import Submission, copy_team_dir
@@ -239,9 +239,11 @@ class LocalBackend:
         """The reference needs nothing beyond the harness's own environment (torch and transformers)."""
         return Built(True, sys.executable, str(Path(reference_dir).resolve()), work_dir / "build.log", cached=True)
 
-    def weight_file_bytes(self, built: Built) -> int:
-        """The whole build folder: the team's copy and its venv, where setup.sh may have fetched weights."""
-        return weight_file_bytes(Path(built.team_dir).parent)
+    def weight_file_bytes(self, built: Built, code: dict | None = None) -> int:
+        """The whole build folder: the team's copy and its venv, where setup.sh may have fetched weights. Every
+        data file counts (harness.crosscheck.data_file_bytes); code only where the worker mapped it executable
+        (`code`: its executable_mappings)."""
+        return data_file_bytes(Path(built.team_dir).parent, code)
 
     def worker_env(self, built: Built) -> dict[str, str]:
         """The environment a worker (or its fork server) runs in: the team's venv, or the harness's own."""

@@ -4,14 +4,17 @@ The predictor-visible count (params.count_parameters) walks the predictor's attr
 ``parameter_sources()``. A team can keep a model where no walk from the predictor leads: in a closure cell,
 behind a bound method, in a global of some module, created during the first predict() call, or behind
 overridden ``parameters()``. So after loading, and again after the timed passes, the worker also looks at
-every live object the garbage collector knows and everything those objects refer to, keeps the torch
-tensors and numpy arrays that could hold weights (floating point, quantized, or one-byte integers that a
-hand-rolled quantization would use; id tables and masks are left out), and measures the memory they span,
-whole storages at a time, so a weight hidden as a view of a bigger buffer is not a way out.
+every live object the garbage collector knows and everything those objects refer to, at any depth through
+containers it stopped tracking, keeps the torch tensors and numpy arrays that could hold weights (floating
+point, quantized, or one-byte integers that a hand-rolled quantization would use; id tables and masks are
+left out), raw buffers (bytes, bytearray, array.array, mmap, bare torch storages: raw_buffers) and the
+tensors TorchScript modules keep in C++, and measures the memory they span, whole storages at a time, so a
+weight hidden as a view of a bigger buffer is not a way out; memory two of them share counts once.
 
 Memory already claimed by the predictor-visible count is subtracted region by region; what is left is
 hidden, counted towards the limit and described by where it was found. Nothing a team could call is called
-here: only ``type()``, ``gc`` and the tensors' own storage pointers. The scan reads storages on torch 1.13
+here: only ``type()``, ``gc``, the tensors' own storage pointers, the buffer protocol of built-in types
+and torch's C helpers for storages and TorchScript modules. The scan reads storages on torch 1.13
 (the offline runner image's) as on 2.x; a weight-like tensor whose storage cannot be read is counted as
 unreadable, and the row is flagged: a scan that cannot see never passes silently.
 """
@@ -21,12 +24,14 @@ from __future__ import annotations
 import gc
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 from torch import nn
+
+from harness.probe import raw_buffers
 
 Region = tuple[str, int, int]          # (device, first byte, end byte)
 _ONE_BYTE_INTS = {torch.int8, torch.uint8}
@@ -41,6 +46,7 @@ class HiddenWeights:
     where: tuple[str, ...]             # the largest hidden storages first: what held them, and their size
     unreadable: int = 0                # dense weight-like tensors whose storage could not be read
     unreadable_why: str = ""           # the first such failure, for the row's flag
+    nbytes: int = 0                    # host or device bytes the hidden elements span
 
 
 class UnreadableStorage(Exception):
@@ -113,6 +119,7 @@ def _holder_names() -> dict[int, str]:
 
 
 _CHUNK = 4096                          # objects whose referents are fetched in one gc call
+_CONTAINERS = (tuple, dict, frozenset, set, list)
 
 
 def every_tracked_object() -> list[Any]:
@@ -123,54 +130,159 @@ def every_tracked_object() -> list[Any]:
     return gc.get_objects()
 
 
+@dataclass
+class _Found:
+    """Storages found so far: region -> (element size, one holder); raw buffers kept apart (counted after
+    the typed ones, so that memory both see counts at the typed element size), small ones summed."""
+
+    typed: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+    small_raw: dict = field(default_factory=dict)
+    unreadable: list = field(default_factory=list)
+
+    def add(self, storage: tuple[Region, int] | None, holder: Any, raw: bool = False) -> None:
+        if storage is None:
+            return
+        table = self.raw if raw else self.typed
+        if storage[0] not in self.typed and storage[0] not in table:
+            table[storage[0]] = (storage[1], holder)
+
+
 def live_storages(unreadable: list[str] | None = None) -> dict[Region, tuple[int, Any]]:
     """Every weight-like storage the garbage collector can reach: region -> (element size, one holder).
 
-    Tensors are tracked by the collector and found among its objects; numpy arrays are not, so they are
-    found among the referents of every tracked object. A process that imported transformers holds a few
-    hundred thousand objects, so the scan works on types, not objects (``type()`` cannot be lied to, where
-    ``isinstance`` runs torch's metaclass hook for every object), and fetches referents a chunk of objects
-    per call; only a chunk that refers to an array is gone through object by object, to name its holders.
-    """
+    Tensors are tracked by the collector and found among its objects. numpy arrays, raw byte buffers (bytes,
+    bytearray, array.array, mmap, bare torch storages) and TorchScript modules' C++ objects are not: they are
+    found among the referents of every tracked object and, through containers the collector stopped tracking
+    (a tuple or dict whose items are all untracked, such as a tuple of arrays) and the constants of code
+    objects (a bytes literal in a function), at any depth. A TorchScript
+    module's tensors live in C++ and are asked of it (raw_buffers.script_module_tensors). A process that
+    imported transformers holds a few hundred thousand objects, so the scan works on types, not objects
+    (``type()`` cannot be lied to, where ``isinstance`` runs torch's metaclass hook for every object), and
+    fetches referents a chunk of objects per call; only a chunk that refers to something found is gone
+    through object by object, to name its holders.
+
+    Raw buffers count whole from RAW_BUFFER_MIN_BYTES; smaller ones are summed and count beyond
+    SMALL_BUFFERS_ALLOWANCE (raw_buffers); typed storages come first in the result, raw ones after."""
     gc.unfreeze()            # a frozen object is never collected: garbage must not read as live weights
     gc.collect()
-    found: dict[Region, tuple[int, Any]] = {}
-    tensor_types: dict[type, bool] = {}
-    array_types: dict[type, bool] = {}
-
-    def is_tensor_type(cls: type) -> bool:
-        if cls not in tensor_types:
-            tensor_types[cls] = issubclass(cls, torch.Tensor)
-        return tensor_types[cls]
-
-    def is_array_type(cls: type) -> bool:
-        if cls not in array_types:
-            array_types[cls] = issubclass(cls, np.ndarray)
-        return array_types[cls]
-
-    def add(storage: tuple[Region, int] | None, holder: Any) -> None:
-        if storage is not None and storage[0] not in found:
-            found[storage[0]] = (storage[1], holder)
-
+    found = _Found()
     objects = every_tracked_object()
-    for cls in {type(obj) for obj in objects}:
-        is_tensor_type(cls)
+    kinds = _TypeKinds()
     for obj in objects:
-        if tensor_types[type(obj)]:
-            try:
-                add(_tensor_storage(obj), obj)
-            except UnreadableStorage as exc:
-                if unreadable is not None:
-                    unreadable.append(str(exc))
-    for start in range(0, len(objects), _CHUNK):
-        chunk = objects[start:start + _CHUNK]
-        if not any(is_array_type(cls) for cls in set(map(type, gc.get_referents(*chunk)))):
-            continue
-        for holder in chunk:
-            for referent in gc.get_referents(holder):
-                if is_array_type(type(referent)):
-                    add(_array_storage(referent), holder)
-    return found
+        kind = kinds.of(type(obj))
+        if kind == "tensor":
+            _add_tensor(found, obj, obj)
+        elif kind == "typed_storage":
+            referents = gc.get_referents(obj)        # its attributes, or its __dict__ once something read it
+            referents += gc.get_referents(*[r for r in referents if type(r) is dict])
+            for referent in referents:
+                if kinds.of(type(referent)) == "raw":
+                    _add_raw(found, referent, obj, raw_buffers.typed_storage_element_size(referents))
+        elif kind in ("raw", "script"):
+            _add_leaf(found, kinds, obj, obj)
+    holders, seen = objects, set()
+    while holders:
+        deeper = []
+        for start in range(0, len(holders), _CHUNK):
+            chunk = holders[start:start + _CHUNK]
+            referents = gc.get_referents(*chunk)
+            leaves = False
+            for referent in referents:
+                kind = kinds.of(type(referent))
+                if kind == "container":
+                    if not gc.is_tracked(referent) and id(referent) not in seen:
+                        seen.add(id(referent))
+                        deeper.append(referent)
+                elif kind == "code" and id(referent) not in seen:     # constants: a bytes literal, say
+                    seen.add(id(referent))
+                    deeper.append(types.CodeType.co_consts.__get__(referent))
+                elif kind in ("array", "raw", "script"):
+                    leaves = True
+            if leaves:
+                for holder in chunk:
+                    for referent in gc.get_referents(holder):
+                        if kinds.of(type(referent)) in ("array", "raw", "script"):
+                            _add_leaf(found, kinds, referent, holder)
+        holders = deeper
+    _count_small_raw(found)
+    if unreadable is not None:
+        unreadable.extend(found.unreadable)
+    return {**found.typed, **{region: value for region, value in found.raw.items() if region not in found.typed}}
+
+
+class _TypeKinds:
+    """What a type is to the scan, decided once per type with issubclass (never isinstance on objects)."""
+
+    def __init__(self):
+        self._kinds: dict[type, str] = {}
+
+    def of(self, cls: type) -> str:
+        kind = self._kinds.get(cls)
+        if kind is None:
+            kind = self._kinds[cls] = self._decide(cls)
+        return kind
+
+    @staticmethod
+    def _decide(cls: type) -> str:
+        if issubclass(cls, torch.Tensor):
+            return "tensor"
+        if issubclass(cls, np.ndarray):
+            return "array"
+        if raw_buffers.is_raw_buffer_type(cls):
+            return "raw"
+        if raw_buffers.TYPED_STORAGE_TYPE is not None and issubclass(cls, raw_buffers.TYPED_STORAGE_TYPE):
+            return "typed_storage"
+        if raw_buffers.is_script_module_type(cls):
+            return "script"
+        if cls in _CONTAINERS or issubclass(cls, (tuple, dict)):
+            return "container"
+        if cls is types.CodeType:
+            return "code"
+        return ""
+
+
+def _add_tensor(found: _Found, tensor: Any, holder: Any) -> None:
+    try:
+        found.add(_tensor_storage(tensor), holder)
+    except UnreadableStorage as exc:
+        found.unreadable.append(str(exc))
+
+
+def _add_raw(found: _Found, buffer: Any, holder: Any, itemsize: int | None = None) -> None:
+    try:
+        device, address, nbytes, size = raw_buffers.raw_buffer_span(buffer)
+    except raw_buffers.UnreadableBuffer as exc:
+        found.unreadable.append(str(exc))
+        return
+    if not address or not nbytes:
+        return
+    region = (device, address, address + nbytes)
+    if nbytes < raw_buffers.RAW_BUFFER_MIN_BYTES:
+        found.small_raw.setdefault(region, (itemsize or size, holder))
+    else:
+        found.add((region, itemsize or size), holder, raw=itemsize is None)
+
+
+def _add_leaf(found: _Found, kinds: "_TypeKinds", leaf: Any, holder: Any) -> None:
+    kind = kinds.of(type(leaf))
+    if kind == "array":
+        found.add(_array_storage(leaf), holder)
+    elif kind == "raw":
+        _add_raw(found, leaf, holder)
+    elif kind == "script":
+        for tensor in raw_buffers.script_module_tensors(leaf):
+            _add_tensor(found, tensor, leaf)
+
+
+def _count_small_raw(found: _Found) -> None:
+    """Small raw buffers count only together, and only beyond SMALL_BUFFERS_ALLOWANCE: honest processes hold
+    a few kilobytes of them; a model spread over thousands of small bytes objects is not."""
+    small = {region: value for region, value in found.small_raw.items()
+             if region not in found.typed and region not in found.raw}
+    if sum(high - low for _, low, high in small) > raw_buffers.SMALL_BUFFERS_ALLOWANCE:
+        for region, value in small.items():
+            found.raw.setdefault(region, value)
 
 
 def _uncovered_bytes(region: Region, claimed: list[Region]) -> int:
@@ -188,22 +300,29 @@ def _uncovered_bytes(region: Region, claimed: list[Region]) -> int:
 
 
 def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
-    """Weight-like elements live in this process outside the `claimed` memory regions."""
-    claimed = list(claimed)
+    """Weight-like elements live in this process outside the `claimed` memory regions. Memory two found
+    objects share (an array over a bytes object, a tensor over a bare storage) counts once, at the first
+    one's element size: typed storages come first (live_storages)."""
+    covered = list(claimed)
     unreadable: list[str] = []
     storages = live_storages(unreadable)
     names = None
     hidden: list[tuple[int, str]] = []
+    hidden_bytes = 0
     for region, (itemsize, holder) in storages.items():
-        extra = _uncovered_bytes(region, claimed) // itemsize
+        extra_bytes = _uncovered_bytes(region, covered)
+        extra = extra_bytes // itemsize
         if extra:
             names = names if names is not None else _holder_names()
             hidden.append((extra, _describe_holder(holder, names)))
+            hidden_bytes += extra_bytes
+            covered.append(region)
     hidden.sort(key=lambda item: -item[0])
     where = tuple(f"{n:,} in {holder}" for n, holder in hidden[:_WHERE_SHOWN])
     if len(hidden) > _WHERE_SHOWN:
         where += (f"{sum(n for n, _ in hidden[_WHERE_SHOWN:]):,} in {len(hidden) - _WHERE_SHOWN} more",)
-    return HiddenWeights(sum(n for n, _ in hidden), where, len(unreadable), unreadable[0] if unreadable else "")
+    return HiddenWeights(sum(n for n, _ in hidden), where, len(unreadable), unreadable[0] if unreadable else "",
+                         hidden_bytes)
 
 
 def is_onnxruntime_session_type(cls: type) -> bool:

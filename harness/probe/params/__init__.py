@@ -109,9 +109,9 @@ def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process:
     visible = torch_count.params + onnx_params + torch_count.unregistered
     hidden = hidden_weights(torch_count.claimed) if scan_process else HiddenWeights(0, ())
     if hidden.unreadable:
-        found.flags.append(f"live-weight scan incomplete: {hidden.unreadable:,} weight-like tensor(s) whose "
-                           f"storage this torch would not give ({hidden.unreadable_why}): weights there are "
-                           "not counted")
+        found.flags.append(f"live-weight scan incomplete: {hidden.unreadable:,} weight-like tensor(s) or raw "
+                           f"buffer(s) whose memory this torch or Python would not give ({hidden.unreadable_why}): "
+                           "weights there are not counted")
     if hidden.elements >= HIDDEN_FLOOR:
         found.flags.append(f"{hidden.elements:,} weights live in the worker process outside what the predictor "
                            f"shows ({'; '.join(hidden.where)}): counted towards the limit")
