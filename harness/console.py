@@ -49,7 +49,8 @@ class TimingLines:
     """Timing events (harness.progress) on the console, as they come (between timed windows only).
 
     On a terminal, `show` redraws one live line with each event (the CLI's rich Live has no refresh thread,
-    so nothing is drawn while a window is timed). Elsewhere (a log, CI, a test's runner) a plain line per
+    so nothing is drawn while a window is timed), and each task's outcome (its "done") stays printed above
+    it. Elsewhere (a log, CI, a test's runner) a plain line per
     event, stamped with the time of day, except warm-up: its first pair of windows, then at most one line
     every PLAIN_WARMUP_EVERY_S of the task's warm-up."""
 
@@ -60,6 +61,8 @@ class TimingLines:
     def __call__(self, event: TimingEvent) -> None:
         text = plain(event.line())
         if self.console.is_terminal and not self.console.is_dumb_terminal:
+            if event.phase == "done":     # each task's outcome stays above the live line
+                self._print(text)
             self.show(text)
             return
         if event.phase == "warm-up":
@@ -67,6 +70,9 @@ class TimingLines:
             if last is not None and event.elapsed_s < last + PLAIN_WARMUP_EVERY_S:
                 return
             self.warmup_shown[(event.team, event.task)] = event.elapsed_s
+        self._print(text)
+
+    def _print(self, text: Text) -> None:
         self.console.print(Text.assemble((f"[{datetime.now():%H:%M:%S}] ", "log.time"), text),
                            soft_wrap=True, highlight=False)
 
