@@ -34,6 +34,7 @@ from harness.calibration import (apply_calibration, calibration_record, local_bo
                                  write_calibration)
 from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_or_record,
                               prepare_inputs, reference_task, task_outcome)
+from harness.progress import TimingEvent, no_progress
 from harness.report import write_report
 from harness.results import TeamResult, results_frame
 from harness.scoring import score_team
@@ -49,6 +50,9 @@ class BatchProgress(Protocol):
     def start(self, total: int) -> None: ...
 
     def stage(self, message: str) -> None: ...
+
+    def timing(self, event: TimingEvent) -> None:
+        """Where the current team's timing stands (harness.progress), between timed windows only."""
 
     def team_done(self, result: TeamResult, cached: bool) -> None: ...
 
@@ -74,6 +78,9 @@ class SilentProgress:
         pass
 
     def stage(self, message: str) -> None:
+        pass
+
+    def timing(self, event: TimingEvent) -> None:
         pass
 
     def team_done(self, result: TeamResult, cached: bool) -> None:
@@ -290,7 +297,8 @@ def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, p
                 pending = builder.submit(build_team, *todo[index + 1], config)
             if built.ok:
                 measure_or_record(result, submission, built, config, prepared, ref_built, progress.stage,
-                                  reference_failure_is_a_row=True)
+                                  reference_failure_is_a_row=True,
+                                  progress=getattr(progress, "timing", no_progress))
                 summary.reference_runs += 1
                 summary.gpu = summary.gpu or str(result.environment.get("device_name") or "")
             done.append(finish(result, config, started, write_csv=False))

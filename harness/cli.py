@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from harness import __version__
 from harness.backends import BACKENDS, DockerUnavailable, make_backend
@@ -21,8 +23,8 @@ from harness.check import verdicts
 from harness.doctor import diagnose
 from harness.gpu import nvml_unavailable_reason
 from harness.cleanup import collect_garbage
-from harness.console import (plain, print_findings, print_gc_report, print_task_score, print_team_result,
-                             print_verdicts, visible)
+from harness.console import (TimingLines, plain, print_findings, print_gc_report, print_task_score,
+                             print_team_result, print_verdicts, visible)
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.ray_engine import RayEngine
 from harness.slots import ray_start_line
@@ -138,9 +140,13 @@ def execute(team_dir: Path, **options):
     config = run_config(**options)
     console = Console(stderr=True)
     console.log(plain(f"backend: {config.backend.name}"))
-    with console.status("starting") as status:
-        result = run_team(team_dir, config,
-                          say=lambda message: (status.update(plain(message)), console.log(plain(message))))
+    # One status line, redrawn only when the run says something (no refresh thread: nothing is drawn while
+    # a window is timed); each step logged above it, and where each task's timing stands (TimingLines).
+    with Live(Text("starting"), console=console, transient=True, auto_refresh=False) as live:
+        def show(text: Text) -> None:
+            live.update(text, refresh=True)
+        result = run_team(team_dir, config, say=lambda message: (show(plain(message)), console.log(plain(message))),
+                          progress=TimingLines(console, show))
     return config.spec, result
 
 
@@ -224,22 +230,28 @@ def check(team_dir, **options):
 
 
 class RichBatchProgress:
-    """Teams done and left, the current team and stage, elapsed and estimated time."""
+    """Teams done and left, the current team and stage (where its timing stands), elapsed and estimated time.
+    The bar is redrawn at each of these events only (the Progress has no refresh thread: nothing is drawn
+    while a window is timed)."""
 
     def __init__(self, progress):
         self.progress = progress
         self.task = None
+        self.timing = TimingLines(progress.console, lambda text: self.stage(text.plain))
 
     def start(self, total: int) -> None:
         self.task = self.progress.add_task("starting", total=total)
+        self.progress.refresh()
 
     def stage(self, message: str) -> None:
         self.progress.update(self.task, description=visible(message))   # its column reads no markup
+        self.progress.refresh()
 
     def team_done(self, result, cached: bool) -> None:
         how = "cached" if cached else result.status
         self.progress.console.log(plain(f"{result.team}: {how}" + (f" ({result.error})" if result.error else "")))
         self.progress.advance(self.task)
+        self.progress.refresh()
 
 
 @main.command()
@@ -294,7 +306,7 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
         console.print(plain(f"note: {nvml_unavailable_reason()}; GPU health is not recorded"))
     columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console, auto_refresh=False) as progress:
         summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
                             progress=RichBatchProgress(progress), reuse_results=not options["rebuild"],
                             engine=RayEngine(options, ray_address, ray_slots) if engine == "ray" else None,

@@ -9,12 +9,15 @@ Our own fixed strings may use markup; anything that interpolates a value does no
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from harness.check import Verdict
+from harness.progress import TimingEvent
 from harness.results import TeamResult
 from harness.spec import Spec
 from harness.tasks import TaskScore
@@ -37,6 +40,41 @@ def plain(text: object, style: str = "") -> Text:
 def labelled(label: str, style: str, text: object) -> Text:
     """`label: text`, the label styled by us, the text plain."""
     return Text.assemble((f"{label}: ", style), plain(text))
+
+
+PLAIN_WARMUP_EVERY_S = 10.0     # plain output: at most one warm-up line per this many seconds of a task's warm-up
+
+
+class TimingLines:
+    """Timing events (harness.progress) on the console, as they come (between timed windows only).
+
+    On a terminal, `show` redraws one live line with each event (the CLI's rich Live has no refresh thread,
+    so nothing is drawn while a window is timed), and each task's outcome (its "done") stays printed above
+    it. Elsewhere (a log, CI, a test's runner) a plain line per
+    event, stamped with the time of day, except warm-up: its first pair of windows, then at most one line
+    every PLAIN_WARMUP_EVERY_S of the task's warm-up."""
+
+    def __init__(self, console: Console, show: Callable[[Text], None]):
+        self.console, self.show = console, show
+        self.warmup_shown: dict[tuple[str, str], float] = {}    # (team, task) -> warm-up seconds last printed
+
+    def __call__(self, event: TimingEvent) -> None:
+        text = plain(event.line())
+        if self.console.is_terminal and not self.console.is_dumb_terminal:
+            if event.phase == "done":     # each task's outcome stays above the live line
+                self._print(text)
+            self.show(text)
+            return
+        if event.phase == "warm-up":
+            last = self.warmup_shown.get((event.team, event.task))
+            if last is not None and event.elapsed_s < last + PLAIN_WARMUP_EVERY_S:
+                return
+            self.warmup_shown[(event.team, event.task)] = event.elapsed_s
+        self._print(text)
+
+    def _print(self, text: Text) -> None:
+        self.console.print(Text.assemble((f"[{datetime.now():%H:%M:%S}] ", "log.time"), text),
+                           soft_wrap=True, highlight=False)
 
 
 def _fmt(value, pattern: str = "{:.2f}") -> str:

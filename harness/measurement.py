@@ -25,6 +25,7 @@ from harness.gpu import device_memory_reading, process_memory_bytes
 from harness.device_activity import DrainGuard
 from harness.data_files import executable_mappings, merge_code_maps
 from harness.probe import STRICT_FP32, channel
+from harness.progress import Progress, no_progress
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
@@ -134,8 +135,10 @@ def worker_log(log_dir: Path, task: str) -> Path:
 def measure_against_reference(backend: Backend, team: WorkerSpec, reference: WorkerSpec, spec: Spec,
                               inputs: dict[str, list[dict[str, Any]]], tasks: tuple[str, ...], plan: TimingPlan,
                               device: str, threads: int, log_dir: Path, predictions_dir: Path,
-                              box_snapshot: Callable[[], dict[str, Any]] = dict) -> tuple[Measured, dict]:
-    """Time `tasks`; returns the measurements and the scored (first-sight) predictions.
+                              box_snapshot: Callable[[], dict[str, Any]] = dict,
+                              progress: Progress = no_progress) -> tuple[Measured, dict]:
+    """Time `tasks`; returns the measurements and the scored (first-sight) predictions. `progress` hears
+    where each task's timing stands (harness.progress), numbered among `tasks`, between timed windows only.
 
     One reference worker serves every task; the team gets a fresh worker per task (its log
     worker-TASK.log), so no team code has run in it when the host reads the memory baseline, and nothing a
@@ -148,7 +151,7 @@ def measure_against_reference(backend: Backend, team: WorkerSpec, reference: Wor
         with backend.worker_pool(team.built, log_dir / "team-forkserver.log"), \
                 backend.worker_pool(reference.built, log_dir / "reference-forkserver.log"), \
                 running_worker(backend, reference, log_dir / "reference.log") as ref_link:
-            for name in tasks:
+            for number, name in enumerate(tasks, 1):
                 log = worker_log(log_dir, name)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -157,7 +160,8 @@ def measure_against_reference(backend: Backend, team: WorkerSpec, reference: Wor
                 with running_worker(backend, replace(team, timeout_s=remaining), log) as team_link:
                     start_s = time.monotonic() - spawning     # the team's fresh worker forked and connected
                     carry_on = _measure_task(team_link, ref_link, name, team, reference, spec, inputs, plan,
-                                             device, threads, box_snapshot, measured, predictions)
+                                             device, threads, box_snapshot, measured, predictions,
+                                             numbered(progress, number, len(tasks)))
                 if "phase_s" in measured.tasks.get(name, {}):
                     measured.tasks[name]["phase_s"]["start"] = start_s
                 measured.reference_environment = _environment(ref_link)
@@ -179,7 +183,7 @@ def measure_against_reference(backend: Backend, team: WorkerSpec, reference: Wor
 def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: WorkerSpec, reference: WorkerSpec,
                   spec: Spec, inputs: dict[str, list[dict[str, Any]]], plan: TimingPlan, device: str, threads: int,
                   box_snapshot: Callable[[], dict[str, Any]], measured: Measured,
-                  predictions: dict[str, list[dict[str, Any]]]) -> bool:
+                  predictions: dict[str, list[dict[str, Any]]], progress: Progress = no_progress) -> bool:
     """One task on a fresh team worker, into `measured`; False when the team's worker died (stop there)."""
     ts = spec.task(name)
     loads = {side.name: {"task": name, "device": device, "options": side.options(name),
@@ -196,7 +200,8 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
             times = measure_task(team_link, ref_link, name, inputs[name], ts.batch_size, plan, loads,
                                  box_snapshot, lambda: precision.update(
                                      check_reference_precision(ref_link, reference.precision)),
-                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)), DrainGuard())
+                                 lambda: loaded.update(read_after_load(team_link, ref_link, baseline)), DrainGuard(),
+                                 progress=progress)
         auditing = time.monotonic()      # the checks after the rounds: peaks, caching audit, both counts
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
@@ -240,6 +245,13 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     measured.environment = _environment(team_link)
     predictions[name] = times.team.predictions[0]
     return True
+
+
+def numbered(progress: Progress, number: int, tasks: int) -> Progress:
+    """`progress` with each event marked as task `number` of `tasks` (no-op progress stays one)."""
+    if progress is no_progress:
+        return progress
+    return lambda event: progress(replace(event, task_number=number, tasks=tasks))
 
 
 def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dict[str, Any]:

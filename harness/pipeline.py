@@ -11,7 +11,7 @@ import os
 import secrets
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +24,7 @@ from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
+from harness.progress import Progress, no_progress
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
 from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, score_team
@@ -366,8 +367,10 @@ def worker_threads(spec: Spec) -> int:
 
 
 def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
-                 prepared: PreparedData, ref_built: Built, say: Say = lambda message: None) -> None:
-    """Time the team against the reference, interleaved, on the timekeeper; score on the host."""
+                 prepared: PreparedData, ref_built: Built, say: Say = lambda message: None,
+                 progress: Progress = no_progress) -> None:
+    """Time the team against the reference, interleaved, on the timekeeper; score on the host. `progress`
+    hears where each task's timing stands (harness.progress: between timed windows only), named for the team."""
     spec, work = config.spec, config.out_dir / submission.team
     busy = refuse_busy_gpu(config)
     result.run_seed = secrets.randbits(32)    # drawn per run, recorded, never announced to the worker
@@ -380,7 +383,8 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
             measured, predictions = measure_against_reference(
                 config.backend, team, reference, spec, prepared.inputs, submission.tasks,
                 timing_plan(spec, result.run_seed), config.device, worker_threads(spec), work,
-                work / "predictions", round_snapshot)
+                work / "predictions", round_snapshot,
+                progress if progress is no_progress else lambda event: progress(replace(event, team=submission.team)))
     except ReferenceFailed as exc:
         raise HarnessError(f"the BERT-base reference failed ({exc}); see {work / 'reference.log'}") from exc
     result.logs.update({f"worker_{name}": str(worker_log(work, name)) for name in submission.tasks
@@ -418,13 +422,13 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
 
 def measure_or_record(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
                       prepared: PreparedData, ref_built: Built, say: Say = lambda message: None,
-                      reference_failure_is_a_row: bool = False) -> None:
+                      reference_failure_is_a_row: bool = False, progress: Progress = no_progress) -> None:
     """measure_team, with a failure the harness did not foresee recorded on the team's row (status
     harness_failed, the exception in one line, its traceback in OUT/TEAM/harness_error.log) instead of
     ending the run: whatever one team's worker did, a batch goes on with the next team. A reference that
     failed beside this team is a row too in a batch (reference_failure_is_a_row); `harness run` says it."""
     try:
-        measure_team(result, submission, built, config, prepared, ref_built, say)
+        measure_team(result, submission, built, config, prepared, ref_built, say, progress)
     except HarnessError as exc:
         if not reference_failure_is_a_row:
             raise
@@ -435,8 +439,10 @@ def measure_or_record(result: TeamResult, submission: Submission, built: Built, 
         result.error = f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}"
 
 
-def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None) -> TeamResult:
-    """Run one team against the interleaved reference and write its CSV row and JSON record."""
+def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None,
+             progress: Progress = no_progress) -> TeamResult:
+    """Run one team against the interleaved reference and write its CSV row and JSON record; `say` hears
+    each step, `progress` where each task's timing stands (harness.progress)."""
     started = time.time()
     result, submission = load_team(team_dir, config)
     if submission is None:
@@ -448,5 +454,5 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None)
     if not built.ok:
         return finish(result, config, started)
     ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
-    measure_or_record(result, submission, built, config, prepared, ref_built, say)
+    measure_or_record(result, submission, built, config, prepared, ref_built, say, progress=progress)
     return finish(result, config, started)

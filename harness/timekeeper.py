@@ -38,6 +38,7 @@ from harness import stats
 from harness.device_activity import DrainGuard, DrainRecord, Verdict
 from harness.freezing import FreezeLedger, FreezeUnavailable, timed_alone
 from harness.probe import channel
+from harness.progress import Progress, TimingEvent, no_progress, rounds_left
 from harness.tasks import get_task
 from harness.warmup_inputs import warmup_examples
 
@@ -533,13 +534,38 @@ def first_sight_block(sides: Sequence[SideTimes], n_batches: int) -> int:
     return max(1, min(n_batches, int(MIN_WINDOW_S / per_batch) if per_batch > 0 else n_batches))
 
 
+def first_sight_s(sides: dict[str, SideTimes], names: Sequence[str], warmed: Sequence[str], n_batches: int
+                  ) -> float:
+    """About how long the first-sight round takes (for progress only): per batch, a twin before and after
+    the new input, and a spare first on a warmed side, at each side's warm-up pace."""
+    return sum(per_batch_s(sides[name], n_batches) * n_batches * (4 if name in warmed else 3) for name in names)
+
+
+def window_round_s(sides: Sequence[SideTimes], n_batches: int) -> float:
+    """About how long a later round takes (for progress only, before one has): a window of at least
+    MIN_WINDOW_S a side, or one pass where a pass is longer, at each side's warm-up pace."""
+    return sum(max(MIN_WINDOW_S, per_batch_s(side, n_batches) * n_batches) for side in sides)
+
+
+def round_event(task: str, plan: TimingPlan, times: TaskTimes, round_index: int, pace_s: float) -> TimingEvent:
+    """Where the task stands after round `round_index`: rounds left at `pace_s` a round, or done."""
+    if times.stopped_by:
+        return TimingEvent(task, "done", times.timing_s, round=round_index, interval=times.interval,
+                           target_half_width=times.target_half_width, stopped_by=times.stopped_by)
+    left = rounds_left(len(times.orders), plan.rounds, plan.max_rounds, plan.max_timing_s, plan.min_speedup,
+                       times.target_half_width, times.interval, times.timing_s, pace_s)
+    return TimingEvent(task, "round", times.timing_s, round=round_index, interval=times.interval,
+                       target_half_width=times.target_half_width, left=left)
+
+
 def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], frames: Sequence[bytes],
             plan: TimingPlan, sides: Sequence[SideTimes],
-            ledger: FreezeLedger | None = None) -> tuple[bool, float]:
+            ledger: FreezeLedger | None = None, progress: Progress = no_progress) -> tuple[bool, float]:
     """Alternate warm-up windows until both sides' window time settles (after warmup_min_s, at most warmup_max_s).
 
     A window (timed_window) repeats whole passes over every warm-up batch, so every shape is seen, until it
     lasts at least MIN_WINDOW_S; its value is the mean seconds per pass. The other side is frozen meanwhile.
+    `progress` hears of each pair of windows, after both (never inside one).
     """
     ledger = ledger if ledger is not None else FreezeLedger()
     started = time.monotonic()
@@ -552,6 +578,7 @@ def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], fr
             side.warmup_windows_s.append(sum(seconds))        # the window's mean pass
         window += 1
         elapsed = time.monotonic() - started
+        progress(TimingEvent(task, "warm-up", elapsed, windows=window, warmup_max_s=plan.warmup_max_s))
         done = all(stats.settled(side.warmup_windows_s, plan.settle_tolerance) for side in sides)
         if done and elapsed >= plan.warmup_min_s:
             return True, elapsed
@@ -564,16 +591,17 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                  box_snapshot: Callable[[], dict[str, Any]] = dict,
                  before_timing: Callable[[], None] = lambda: None,
                  after_load: Callable[[], None] = lambda: None, drain: DrainGuard | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> TaskTimes:
+                 clock: Callable[[], float] = time.monotonic, progress: Progress = no_progress) -> TaskTimes:
     """Load both workers, warm them up, time interleaved rounds until the task's interval is decided and
     within the target half-width, or the rounds reach max_rounds or the time cap (rounds_stop).
     `after_load` runs once both models are loaded, before any call (the count and memory after load);
     `before_timing` right before the first timed round; `clock` times the rounds against the cap. `drain`
     guards the reference's scored windows against the team's queued device work (started here, on the device
-    the reference's worker resolved, and closed on the way out)."""
+    the reference's worker resolved, and closed on the way out). `progress` hears where the task stands
+    (harness.progress), between timed windows only."""
     try:
         return _measure_task(team, reference, task, examples, batch_size, plan, loads, box_snapshot,
-                             before_timing, after_load, drain, clock)
+                             before_timing, after_load, drain, clock, progress)
     finally:
         if drain is not None:
             drain.close()
@@ -583,12 +611,13 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
                   batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
                   box_snapshot: Callable[[], dict[str, Any]], before_timing: Callable[[], None],
                   after_load: Callable[[], None], drain: DrainGuard | None,
-                  clock: Callable[[], float]) -> TaskTimes:
+                  clock: Callable[[], float], progress: Progress = no_progress) -> TaskTimes:
     from harness import replies      # checks replies with this module's WorkerFailed: imported when used
 
     sides = {"team": SideTimes(), "reference": SideTimes()}
     links = {"team": team, "reference": reference}
     phase_s, phase_started = {}, time.monotonic()      # where the task's wall time went (the GPU day plans on it)
+    progress(TimingEvent(task, "load"))
     for name in ("reference", "team"):
         sides[name].load_s, reply = links[name].call("load", **loads[name])
         links[name].environment = replies.environment(reply, name)
@@ -608,7 +637,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
                 seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
             sides[name].first_call_s = seconds[0]
         settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan,
-                                    [sides["team"], sides["reference"]], ledger)
+                                    [sides["team"], sides["reference"]], ledger, progress)
     except WorkerFailed as exc:
         raise named_for_people(exc, warm_examples, examples) from None
     before_timing()     # e.g. the reference's precision, verified right before the clock starts
@@ -632,6 +661,8 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
             times.first_sight_block = first_sight_block(list(sides.values()), len(frames))
             warmed = [name for name in names if per_batch_s(sides[name], len(frames)) < MIN_WINDOW_S]
             spares = predict_frames(make_batches(warmup_examples(examples, f"{plan.run_seed}:spare"), batch_size))
+            progress(TimingEvent(task, "first sight", batches=len(frames), block=times.first_sight_block,
+                                 estimate_s=first_sight_s(sides, names, warmed, len(frames))))
             seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger,
                                      warm_frames, spares, warmed, drain)
             for name, first in seen.items():
@@ -653,6 +684,8 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
         if times.interval is not None:
             times.stopped_by = rounds_stop(plan, times.target_half_width, len(times.orders), times.interval,
                                            times.timing_s, last_round_s)
+        progress(round_event(task, plan, times, round_index, last_round_s if round_index > 0 else
+                             window_round_s(list(sides.values()), len(frames))))
         if times.stopped_by:
             phase_s["rounds"] = time.monotonic() - phase_started      # the later rounds and their intervals
             return times

@@ -53,6 +53,11 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert all(set(p) == {"start", "prepare", "load", "after_load", "warmup", "first_sight", "rounds", "audit"}
                and min(p.values()) >= 0 for p in phases)
     assert record["build_s"] + sum(sum(p.values()) for p in phases) <= record["duration_s"]
+    # where the timing stood, told as it went: the runner is no terminal, so a plain line each (no wrapping)
+    assert "ok_team: csl (2/4): loading the team's model and BERT-base" in result.output
+    for step in ("warm-up, 1 window a side", "first sight, 1 batch a side in blocks of 1", "round 0 done",
+                 "round 1 done", f"timed, {len(record['tasks']['cmrc2018']['timing']['rounds_s'])} rounds in"):
+        assert f"ok_team: cmrc2018 (4/4): {step}" in result.output
 
 
 def test_check_fails_a_team_over_the_parameter_limit(invoke, run_args):
