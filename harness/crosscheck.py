@@ -40,7 +40,7 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 BYTES_PER_PARAM = 4
 # Calibrated with bench/memory_growth.py (CPU, sample data, a fresh worker per task, both forked from the local
@@ -117,6 +117,16 @@ def weight_files(root: Path) -> list[tuple[Path, int]]:
     stable order; links and special files are never followed (lstat, O_NOFOLLOW), so a team cannot point
     the reader anywhere."""
     found = []
+    for path, info in regular_files(root):
+        head = _head(path) if needs_head(path.name, info.st_size) else b""
+        if head is not None and counts_as_weights(path.name, info.st_size, head):
+            found.append((path, info.st_size))
+    return found
+
+
+def regular_files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """(path, lstat) of every regular file under `root`, in a stable order; links are never followed and
+    special files are passed over (lstat), so a team cannot point a reader anywhere."""
     for folder, dirs, names in os.walk(root, followlinks=False):
         dirs.sort()
         for name in sorted(names):
@@ -125,12 +135,8 @@ def weight_files(root: Path) -> list[tuple[Path, int]]:
                 info = os.lstat(path)
             except OSError:
                 continue
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            head = _head(path) if needs_head(name, info.st_size) else b""
-            if head is not None and counts_as_weights(name, info.st_size, head):
-                found.append((path, info.st_size))
-    return found
+            if stat.S_ISREG(info.st_mode):
+                yield path, info
 
 
 def weight_file_bytes(root: Path) -> int:

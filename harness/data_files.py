@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterable
 
-from harness.crosscheck import ELF_MAGIC, _ChunkStream, _tree
+from harness.crosscheck import ELF_MAGIC, _ChunkStream, _tree, regular_files
 
 # ---- Every data file counts (issue 28.3) -----------------------------------------------------------------
 # Whatever its size, suffix or first bytes, a file the build added or the team ships counts as weights unless
@@ -197,20 +197,11 @@ def data_file_bytes(root: Path, code: CodeMaps | None = None) -> int:
     against each file's real path (None: nothing is code)."""
     tally = DataTally()
     real_root = os.path.realpath(root)
-    for folder, dirs, names in os.walk(root, followlinks=False):
-        dirs.sort()
-        real_folder = os.path.join(real_root, os.path.relpath(folder, root))
-        for name in sorted(names):
-            path = Path(folder) / name
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            start = _read_start(path, info.st_size)
-            if start is not None:
-                tally.add(info.st_size, start, (code or {}).get(os.path.normpath(os.path.join(real_folder, name))))
+    for path, info in regular_files(root):
+        start = _read_start(path, info.st_size)
+        if start is not None:
+            real = os.path.normpath(os.path.join(real_root, os.path.relpath(path, root)))
+            tally.add(info.st_size, start, (code or {}).get(real))
     return tally.counted
 
 
