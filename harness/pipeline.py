@@ -272,7 +272,7 @@ def finish(result: TeamResult, config: RunConfig, started: float, write_csv: boo
         _write_row(result, config, write_csv)
     except Exception as exc:      # the record or the row could not be made: this team's row says so
         log = record_harness_failure(result, config, exc, "writing this team's row")
-        kept = {name: getattr(result, name) for name in ROW_IDENTITY}
+        kept = {name: _writable(getattr(result, name)) for name in ROW_IDENTITY}
         for name, value in vars(TeamResult(**kept)).items():
             setattr(result, name, value)
         result.status = "harness_failed"
@@ -284,6 +284,12 @@ def finish(result: TeamResult, config: RunConfig, started: float, write_csv: boo
 # What a row keeps of its result when the rest could not be written: who, what and when, all harness-made.
 ROW_IDENTITY = ("team", "status", "backend", "spec_name", "spec_sha256", "team_hash", "harness_version",
                 "started_at", "duration_s", "team_dir", "settings_key")
+
+
+def _writable(value: Any) -> Any:
+    """A string with whatever UTF-8 cannot encode escaped (a folder name of undecodable bytes reads back
+    with surrogates); anything else as it is."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
 
 
 def _write_row(result: TeamResult, config: RunConfig, write_csv: bool) -> None:

@@ -99,3 +99,11 @@ def test_a_row_that_cannot_be_written_becomes_harness_failed_and_a_writable_one_
     assert pipeline.finish(odd, config, 0.0).status == "harness_failed" and odd.flags == []
     huge = TeamResult("huge_team", "ok", "local", SPEC.name, SPEC.sha256, tasks={"csl": {"params": 10**30}})
     assert pipeline.finish(huge, config, 0.0).status == "harness_failed"
+
+
+def test_a_team_folder_named_in_undecodable_bytes_still_gets_its_row(tmp_path):
+    # os.fsdecode of b"team\xff" holds a surrogate: the fallback row escapes it instead of failing again
+    config = RunConfig(spec=SPEC, backend=None, out_dir=tmp_path)
+    odd = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, team_dir="/subs/team\udcff")
+    assert pipeline.finish(odd, config, 0.0).status == "harness_failed"
+    assert odd.team_dir == "/subs/team\\udcff"
