@@ -286,6 +286,7 @@ class DrainGuard:
         self.open_activity, self.retries = open_activity, retries
         self.activity: DeviceActivity | None = None
         self.timed_pids: Callable[[], set[int]] = set
+        self.frozen_pids: Callable[[], set[int]] = set
         self.record = DrainRecord(why_not="not started")
         self._frozen_at = self._opened_at = 0.0
 
@@ -293,9 +294,12 @@ class DrainGuard:
     def active(self) -> bool:
         return self.activity is not None
 
-    def start(self, device: str, timed_pids: Callable[[], set[int]]) -> None:
+    def start(self, device: str, timed_pids: Callable[[], set[int]],
+              frozen_pids: Callable[[], set[int]] = set) -> None:
         """Begin guarding the side whose pids `timed_pids` returns, where `device` (the side's, as its worker
-        resolved it) is a GPU and NVML can attribute its work; otherwise say why not."""
+        resolved it) is a GPU and NVML can attribute its work; otherwise say why not. `frozen_pids`: the
+        other side's (the team's), whose activity in a kept window is that side's failure (frozen_busy)."""
+        self.frozen_pids = frozen_pids
         if not str(device).startswith("cuda"):
             self.record = DrainRecord(why_not=f"device {device or 'unknown'}: no device queue", applicable=False)
             return
@@ -377,6 +381,18 @@ class DrainGuard:
         self.record.dirty.append({"window": label, "attempts": attempt + 1,
                                   "busy_pids": {str(pid): sm for pid, sm in verdict.busy_pids.items()}})
         return False
+
+    def frozen_busy(self, verdict: Verdict) -> list[int]:
+        """The frozen side's pids busy on the device in a window kept dirty: that side queued device work
+        that ran on while it was frozen, through every re-timing. Only another process's activity (another
+        slot's, a stranger's) is kept and flagged; the team's own is its failure, never a slower T_bert."""
+        if not verdict.dirty:
+            return []
+        try:
+            frozen = set(self.frozen_pids())
+        except Exception:         # the side's processes could not be listed: judged by the flag alone
+            return []
+        return sorted(pid for pid in verdict.busy_pids if pid in frozen)
 
     def close(self) -> None:
         if self.activity is not None:

@@ -466,6 +466,11 @@ def guarded_window(link: WorkerLink, links: Sequence[WorkerLink], ledger: Freeze
         with timed_window_of(link, links, ledger, guard) as verdict:
             result = run()
         if guard is None or not guard.retime(verdict, attempt, label):
+            culprits = guard.frozen_busy(verdict) if guard is not None else []
+            if culprits:
+                raise WorkerFailed(f"the team's processes {culprits} kept the GPU busy while the reference was timed "
+                                   f"({label}, {attempt + 1} attempt(s), each after waiting for the device to drain): "
+                                   "device work queued before a freeze runs on and slows the other side", "team")
             return result
         attempt += 1
 
@@ -625,7 +630,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
     after_load()
     phase_s["after_load"], phase_started = time.monotonic() - phase_started, time.monotonic()
     if drain is not None:
-        drain.start(str(reference.environment.get("device") or ""), reference.host_pids)
+        drain.start(str(reference.environment.get("device") or ""), reference.host_pids, team.host_pids)
     batches = make_batches(examples, batch_size)
     warm_examples = warmup_examples(examples, plan.run_seed)
     warm = make_batches(warm_examples, batch_size)

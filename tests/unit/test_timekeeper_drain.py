@@ -11,18 +11,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from fake_nvml import T0, Clock, FakeNvml
 
 from harness.device_activity import DeviceActivity, DrainGuard
 from harness.measurement import task_records
 from harness.probe import channel
 from harness.spec import load_spec
-from harness.timekeeper import TimingPlan, WorkerLink, measure_task
+from harness.timekeeper import TimingPlan, WorkerFailed, WorkerLink, measure_task
 
 SPEC = load_spec(Path(__file__).resolve().parents[1] / "fixtures" / "spec_small.toml")
 EXAMPLES = [{"id": i, "label_free": f"句子{i}"} for i in range(6)]
 LOADS = {"team": {"task": "csl"}, "reference": {"task": "csl"}}
-TEAM, REF = 1207, 2000
+TEAM, REF, OTHER = 1207, 2000, 3000       # OTHER: a process of neither side (another slot's)
 
 
 def serve(sock, log, seconds):
@@ -54,9 +56,9 @@ PLAN = TimingPlan(run_seed=5, rounds=2, max_rounds=2, warmup_min_s=0.0, warmup_m
                   confidence=0.95, min_speedup=1.0)
 
 
-def measure(busy_until, retries=3):
+def measure(busy_until, retries=3, busy_pid=TEAM):
     clock = Clock(T0 + 0.05)
-    nvml = FakeNvml(clock, {TEAM: [(T0 - 5, busy_until)]})
+    nvml = FakeNvml(clock, {busy_pid: [(T0 - 5, busy_until)]})
     guard = DrainGuard(lambda: DeviceActivity(nvml, clock=clock, sleep=clock.sleep, max_wait_s=0.5), retries)
     team_log, ref_log = [], []
     team = fake_link("team", TEAM, team_log, 0.001)
@@ -93,7 +95,7 @@ def test_a_dirty_reference_window_is_retimed_and_counted():
 
 
 def test_a_window_still_dirty_after_the_retries_is_kept_and_flagged():
-    times, _, _ = measure(T0 + 1000.0, retries=1)         # busy for good
+    times, _, _ = measure(T0 + 1000.0, retries=1, busy_pid=OTHER)   # another process busy for good
     record = task_records("csl", times, len(EXAMPLES), SPEC)[0]["device_drain"]
     # the first window is retried once and kept; the activity is persistent, so the later ones are kept at
     # once, after a drain wait cut to 4 periods (0.8 s, against the 0.5 s bound here: the bound stays)
@@ -101,7 +103,7 @@ def test_a_window_still_dirty_after_the_retries_is_kept_and_flagged():
     assert [d["window"] for d in record["dirty"]] == ["first-sight block 0", "first-sight block 1",
                                                       "first-sight block 2", "round 1"]
     assert [d["attempts"] for d in record["dirty"]] == [2, 1, 1, 1]
-    assert all(d["busy_pids"] == {str(TEAM): 99} for d in record["dirty"])
+    assert all(d["busy_pids"] == {str(OTHER): 99} for d in record["dirty"])
     assert record["waits"] == record["timeouts"] == 5
     assert len(times.reference.rounds) == 2
 
@@ -112,3 +114,12 @@ def test_a_clean_run_waits_once_per_guarded_window_and_discards_nothing():
     assert record["checked"] and record["discarded_windows"] == 0 and record["timeouts"] == 0
     assert record["waits"] == record["guarded_windows"] == 4
     assert Counter(timed_batches(ref_log)) == {0: 2, 1: 2, 2: 2}     # each batch: first sight, round 1
+
+
+def test_the_teams_own_device_work_through_every_retiming_fails_the_task_never_slows_the_reference():
+    # the team's pid busy for good: a saboteur that queues long kernels before every return. Kept and
+    # flagged, as another process's activity is, it would raise T_bert on every later window; it is the
+    # team's failure instead, named with its pid
+    with pytest.raises(WorkerFailed, match=r"the team's processes \[1207\] kept the GPU busy") as caught:
+        measure(T0 + 1000.0, retries=1)
+    assert caught.value.side == "team" and "first-sight block 0, 2 attempt(s)" in str(caught.value)
