@@ -160,6 +160,18 @@ class DeviceActivity:
         except Exception as exc:
             raise ActivityUnreadable(f"NVML cannot list the GPU's processes ({exc})") from None
 
+    def focus(self, pids: set[int]) -> None:
+        """Watch only the GPUs on which any of `pids` has a compute context (the timed side's): on a box of
+        several GPU slots, another slot's workers are busy on their own GPU, which slows nobody here."""
+        try:
+            mine = [i for i, h in enumerate(self.handles)
+                    if {int(p.pid) for p in self.nvml.nvmlDeviceGetComputeRunningProcesses(h)} & pids]
+        except Exception as exc:
+            raise ActivityUnreadable(f"NVML cannot list the GPU's processes ({exc})") from None
+        if mine:
+            self.handles = [self.handles[i] for i in mine]
+            self.last_seen = [self.last_seen[i] for i in mine]
+
     def poll(self) -> float:
         """New per-process samples and the device utilization, into the log; the host time of the poll."""
         now = self.clock()
@@ -316,6 +328,7 @@ class DrainGuard:
             if not pids & listed:
                 raise ActivityUnreadable(f"the timed side's processes {sorted(pids)} are not among the GPU's compute "
                                          f"processes NVML lists {sorted(listed)} (another pid namespace?)")
+            activity.focus(pids)
             activity.poll()
         except ActivityUnreadable as exc:
             activity.close()

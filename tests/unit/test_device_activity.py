@@ -4,8 +4,10 @@ Team pid 1207 (the frozen side), reference pid 2000 (the timed side), a foreign 
 end at T0 + k * 0.2 s; a sample is published at its period's end.
 """
 
+from types import SimpleNamespace
+
 import pytest
-from fake_nvml import T0, Clock, FakeNvml
+from fake_nvml import T0, Clock, FakeNvml, NVMLError_NotFound
 
 from harness.device_activity import (MARGIN, ActivityUnreadable, DeviceActivity, DrainGuard, DrainRecord,
                                      ProcessSample, Verdict, drain_flags, sample_period_s)
@@ -252,3 +254,36 @@ def test_after_a_window_stayed_dirty_the_waits_are_cut_and_nothing_more_is_retri
     record = guard.record.as_dict()
     assert record["timeouts"] == 2 and record["dirty_after_retries"] == 2 and record["discarded_windows"] == 0
     assert record["max_wait_s"] == pytest.approx(waits[0])
+
+
+class TwoGpus(FakeNvml):
+    """GPU 0 holds the two sides (1207, 2000), GPU 1 another slot's worker (3000), busy for good."""
+
+    def nvmlDeviceGetCount(self):
+        return 2
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        pids = [3000] if handle == "gpu1" else [1207, 2000]
+        return [SimpleNamespace(pid=pid, usedGpuMemory=1) for pid in pids]
+
+    def nvmlDeviceGetProcessUtilization(self, handle, last_seen_us):
+        if handle == "gpu0":
+            raise NVMLError_NotFound()
+        return super().nvmlDeviceGetProcessUtilization(handle, last_seen_us)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return SimpleNamespace(gpu=99 if handle == "gpu1" else 0, memory=0)
+
+
+def test_only_the_timed_sides_gpu_is_watched_another_slots_busy_gpu_slows_nobody_here():
+    clock = Clock(T0 + 0.05)
+    nvml = TwoGpus(clock, {3000: [(T0 - 5, T0 + 1000)]})
+    guard = DrainGuard(lambda: DeviceActivity(nvml, clock=clock, sleep=clock.sleep, max_wait_s=2.0))
+    guard.start("cuda", lambda: {2000}, lambda: {1207})
+    assert guard.activity.handles == ["gpu0"]
+    guard.before()
+    assert guard.record.timeouts == 0 and guard.record.busy_while_draining == {}
+    # without the focus, GPU 1's worker held every wait to its bound
+    unfocused = DeviceActivity(TwoGpus(clock, {3000: [(T0 - 5, T0 + 1000)]}), clock=clock, sleep=clock.sleep,
+                               max_wait_s=2.0)
+    assert not unfocused.wait_drained(clock(), {2000}).drained
