@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.probe import PRECISIONS
+from harness.precision import PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib

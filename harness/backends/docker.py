@@ -37,7 +37,8 @@ from harness.data_files import data_bytes_in_tar, tar_file_digests
 from harness.freezing import FreezeUnavailable
 from harness.probe.channel import SOCKET_NAME
 from harness.safe_files import open_log
-from harness.slots import Slot, cpuset_text
+from harness.cpusets import cpuset_text
+from harness.slots import Slot
 from harness.spec import Spec, parse_size
 from harness.submission import Submission, copy_team_dir, hash_team_dir
 
@@ -436,6 +437,8 @@ class DockerBackend:
 
 
 class DockerWorker:
+    pid = None      # the peer is not checked against a pid: a container's pid is the engine's to say
+
     def __init__(self, container, log_path: Path):
         self.container, self.log_path = container, log_path
 
