@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.cpusets import cpuset_text
 from harness.doctor import slot_findings
 from harness.results import placement_text
-from harness.cpusets import cpuset_text
 from harness.slots import SLOT_RESOURCE, Slot, SlotError, claim, pin_process, ray_start_line, slot_layout
 
 
