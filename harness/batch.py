@@ -32,8 +32,9 @@ from harness import __version__
 from harness.backends.base import Built
 from harness.calibration import (apply_calibration, calibration_record, local_box, run_calibration,
                                  write_calibration)
-from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_or_record,
-                              prepare_inputs, reference_task, task_outcome)
+from harness.config import HarnessError, RunConfig
+from harness.pipeline import (build_team, finish, load_team, measure_or_record, prepare_inputs, reference_task,
+                              task_outcome)
 from harness.progress import TimingEvent, no_progress
 from harness.report import write_report
 from harness.results import TeamResult, results_frame

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from harness import __version__
-from harness.backends import BACKENDS, DockerUnavailable, make_backend
+from harness.backends import BACKENDS, DockerUnavailable
 from harness.backends.docker import RUNNER_IMAGE, connect
 from harness.batch import box_lock, run_batch
 from harness.calibration import calibrate_box, calibration_line
@@ -25,7 +25,9 @@ from harness.gpu import nvml_unavailable_reason
 from harness.cleanup import collect_garbage
 from harness.console import (TimingLines, plain, print_findings, print_gc_report, print_task_score,
                              print_team_result, print_verdicts, visible)
-from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
+from harness.config import HarnessError, run_config
+from harness.paths import REFERENCE_DIR, SAMPLE_DATA_DIR
+from harness.pipeline import run_team
 from harness.ray_engine import RayEngine
 from harness.slots import ray_start_line
 from harness.spec import SpecError, load_spec
@@ -124,16 +126,6 @@ def with_harness_errors(command):
         except (HarnessError, DockerUnavailable) as exc:
             raise click.ClickException(visible(exc)) from exc
     return wrapper
-
-
-def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir, reference_dir,
-               runner_image, allow_busy_gpu=False, rebuild=False, slot=None) -> RunConfig:
-    spec = load_spec_or_fail(spec_path)
-    if not data_dir.is_dir():
-        raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
-    backend = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild, slot=slot)
-    return RunConfig(spec=spec, backend=backend, data_dir=data_dir, out_dir=out_dir, max_examples=max_examples,
-                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
 
 
 def execute(team_dir: Path, **options):

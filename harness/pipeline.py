@@ -22,8 +22,10 @@ from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
 from harness.device_activity import drain_flags
 from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
+from harness.config import HarnessError, RunConfig
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
+from harness.paths import REFERENCE_PREDICTOR
 from harness.progress import Progress, no_progress
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
@@ -33,34 +35,7 @@ from harness.submission import Submission, SubmissionError, folder_label, load_s
 from harness.tasks import TaskDataError, get_task
 from harness.timekeeper import TimingPlan
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-REFERENCE_DIR = REPO_DIR / "baselines" / "bert_reference"
-REFERENCE_PREDICTOR = "predictor:Predictor"
-SAMPLE_DATA_DIR = REPO_DIR / "baselines" / "sample_data"
-DEMO_TEAM_DIR = REPO_DIR / "baselines" / "demo_team"
-
 Say = Callable[[str], None]
-
-
-class HarnessError(RuntimeError):
-    """A failure of the harness or its inputs, not of a team: the run cannot produce a fair row."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    spec: Spec
-    backend: Backend
-    data_dir: Path = SAMPLE_DATA_DIR
-    out_dir: Path = Path("results")
-    max_examples: int | None = None
-    device: str = "auto"
-    timeout_s: float | None = None
-    reference_dir: Path = REFERENCE_DIR
-    allow_busy_gpu: bool = False
-
-    @property
-    def probe_timeout_s(self) -> float:
-        return self.timeout_s if self.timeout_s is not None else self.spec.sandbox.timeout_s
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from harness.paths import DEFAULT_SPEC
 from harness.precision import PRECISIONS
 
 if sys.version_info >= (3, 11):
@@ -20,8 +21,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
-DEFAULT_SPEC = SPECS_DIR / "nlpcc2020.toml"
 AGGREGATES = ("max", "sum", "mean")
 
 
