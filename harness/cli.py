@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -29,6 +28,7 @@ from harness.config import HarnessError, run_config
 from harness.paths import REFERENCE_DIR, SAMPLE_DATA_DIR
 from harness.pipeline import run_team
 from harness.ray_engine import RayEngine
+from harness.scoring import ranked_score
 from harness.slots import ray_start_line
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
@@ -436,7 +436,7 @@ def score(task, gold, pred, as_json, spec_path):
     """
     spec = load_spec_or_fail(spec_path)
     try:
-        ranking = spec.task(task).ranking_metric
+        task_spec = spec.task(task)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
     module = get_task(task)
@@ -445,13 +445,11 @@ def score(task, gold, pred, as_json, spec_path):
         records, problems = module.read_predictions(pred)
     except TaskDataError as exc:
         raise click.ClickException(str(exc)) from exc
-    scored = module.score(gold_records, records, problems)
-    if ranking in scored.metrics:  # the spec decides which metric ranks
-        scored = dataclasses.replace(scored, score=scored.metrics[ranking])
+    scored = ranked_score(task_spec, gold_records, records, problems)
     if as_json:
         click.echo(json.dumps(scored.to_dict(), ensure_ascii=False))
     else:
-        print_task_score(Console(), scored, ranking)
+        print_task_score(Console(), scored, task_spec.ranking_metric)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,8 +29,8 @@ from harness.paths import REFERENCE_PREDICTOR
 from harness.progress import Progress, no_progress
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
-from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, score_team
-from harness.spec import Spec
+from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, ranked_score, score_team
+from harness.spec import Spec, TaskSpec
 from harness.submission import Submission, SubmissionError, folder_label, load_submission
 from harness.tasks import TaskDataError, get_task
 from harness.timekeeper import TimingPlan
@@ -78,14 +78,15 @@ def reference_task(info: dict[str, Any]) -> ReferenceTask:
     return ReferenceTask(int(info["params"]), float(info["time_s"]), tuple(tuple(r) for r in info.get("rounds_s", ())))
 
 
-def task_info(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
+def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
               predictions: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Score one task's first-sight predictions (held in host memory) against gold; the TeamResult.tasks record."""
+    """Score one task's first-sight predictions (held in host memory) against gold, ranked by the spec's
+    metric (scoring.ranked_score); the TeamResult.tasks record."""
     if measured is None:
         return {"error": "not run"}
     if not measured.get("ok") or predictions is None:
         return {"error": measured.get("error")}
-    scored = get_task(name).score(gold, predictions, [])
+    scored = ranked_score(task, gold, predictions)
     params = measured["params"]
     timing = {k: v for k, v in measured.items() if k not in ("ok", "params")}
     return {"score": scored.score, "metrics": scored.metrics, "problems": list(scored.problems),
@@ -373,8 +374,8 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     result.reference = {name: {"params": r["params"]["counted"], **{k: v for k, v in r.items() if k != "params"}}
                         for name, r in measured.reference.items()}
     result.reference_precision = next((r.get("precision") for r in measured.reference.values()), {})
-    result.tasks = {name: task_info(name, prepared.gold[name], measured.tasks.get(name), predictions.get(name))
-                    for name in submission.tasks}
+    result.tasks = {name: task_info(spec.task(name), prepared.gold[name], measured.tasks.get(name),
+                                    predictions.get(name)) for name in submission.tasks}
     outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
     result.environment = {**measured.environment, "gpu": gpu.summary(), "box": cpu_description(),
                           "reference": measured.reference_environment}

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.paths import DEFAULT_SPEC
 from harness.precision import PRECISIONS
+from harness.tasks import TASKS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -211,6 +212,10 @@ def _check(spec: Spec) -> None:
         seen.add(task.name)
         if task.ranking_metric not in task.metrics:
             raise SpecError(f"{path}: {where}.ranking_metric {task.ranking_metric!r} is not in its metrics")
+        module = TASKS.get(task.name)
+        if module is not None and task.ranking_metric not in module.metrics:
+            raise SpecError(f"{path}: {where}.ranking_metric {task.ranking_metric!r} is not a metric the "
+                            f"{task.name} scorer computes ({', '.join(module.metrics)})")
         if task.batch_size < 1 or task.max_seq_length < 1:
             raise SpecError(f"{path}: {where}.batch_size and max_seq_length must be >= 1")
 
