@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.text import Text
 
 from harness import __version__
-from harness.backends import BACKENDS, DockerUnavailable
+from harness.backends import BACKENDS, DockerUnavailable, docker_unless_local
 from harness.backends.docker import RUNNER_IMAGE, connect
 from harness.batch import box_lock, run_batch
 from harness.calibration import calibrate_box, calibration_line
@@ -323,14 +323,8 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
 def garbage_collect(folders: list[Path], spec, cache_dir: Path, runner_image: str, backend: str,
                     dry_run: bool = False) -> None:
     """Shared by `gc` and `batch --gc`: docker images too unless the backend is local (and an engine answers)."""
-    client = None
-    if backend != "local":
-        try:
-            client = connect()
-        except DockerUnavailable as exc:
-            if backend == "docker":
-                raise
-            click.echo(f"no Docker engine: local builds only ({exc})", err=True)
+    client = docker_unless_local(backend, connect, lambda exc: click.echo(f"no Docker engine: local builds only "
+                                                                          f"({exc})", err=True))
     with box_lock(cache_dir):  # never while a batch on this box may be building or using them
         report = collect_garbage(folders, spec, cache_dir, runner_image, client, dry_run)
     print_gc_report(Console(), report, dry_run)
