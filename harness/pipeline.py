@@ -421,6 +421,20 @@ def measure_or_record(result: TeamResult, submission: Submission, built: Built, 
         result.error = f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}"
 
 
+def built_team_row(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
+                   prepared: PreparedData, reference: Callable[[], Built], started: float,
+                   say: Say = lambda message: None, progress: Progress = no_progress,
+                   in_batch: bool = False) -> TeamResult:
+    """The one-team sequence `run` and `batch` share once the team's build is in: a team that built is measured
+    against the reference (`reference()`: built for this run, or the batch's one build), whatever the harness
+    did not foresee recorded on the row (measure_or_record; in a batch a failed reference is a row too), and
+    the row is written (finish: `run` writes results.csv, a batch its leaderboard once every team is done)."""
+    if built.ok:
+        measure_or_record(result, submission, built, config, prepared, reference(), say,
+                          reference_failure_is_a_row=in_batch, progress=progress)
+    return finish(result, config, started, write_csv=not in_batch)
+
+
 def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None,
              progress: Progress = no_progress) -> TeamResult:
     """Run one team against the interleaved reference and write its CSV row and JSON record; `say` hears
@@ -433,8 +447,6 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None,
     prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
     say(f"{submission.team}: building ({config.backend.name} backend, running {submission.setup})")
     built = build_team(result, submission, config)
-    if not built.ok:
-        return finish(result, config, started)
-    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
-    measure_or_record(result, submission, built, config, prepared, ref_built, say, progress=progress)
-    return finish(result, config, started)
+    return built_team_row(result, submission, built, config, prepared,
+                          lambda: config.backend.build_reference(config.reference_dir, config.out_dir / "reference"),
+                          started, say, progress)

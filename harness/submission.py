@@ -172,6 +172,12 @@ def copy_team_dir(team_dir: Path, dest: Path) -> None:
         raise SubmissionError(f"cannot copy the team folder: {exc.strerror or exc} ({exc.filename})") from exc
 
 
+def team_folders_in(folder: Path) -> list[Path]:
+    """The team folders a folder of teams holds: every sub-folder but hidden ones, in name order. The batch
+    makes each a row (one without a manifest an invalid_submission row); gc keeps what each one needs."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def folder_label(team_dir: str | Path) -> str:
     """A name for a folder's row when its manifest cannot be trusted: safe as one path component."""
     name = Path(os.path.realpath(team_dir)).name
