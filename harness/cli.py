@@ -1,4 +1,5 @@
-"""The `harness` command line: thin commands that parse options, build a config and call the library."""
+"""The `harness` command line: thin commands that parse options, build a config (harness.config) and call the
+library."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """One team, end to end: validate, build, measure against the interleaved reference, score, write the row.
 
-This is DESIGN.md's data flow in code. Every failure of the team's (bad manifest, failed setup, crash,
-timeout, malformed predictions) becomes a status and a one-line reason on its row; only a failure of the
-harness itself (the reference cannot run, the data cannot be read) raises HarnessError.
+The README's "How the numbers are made", in code, for one team: run_team is `harness run` (and each team a
+Ray node runs); the batch shares its sequence from the build on (built_team_row). Every failure of the
+team's (bad manifest, failed setup, crash, timeout, malformed predictions) becomes a status and a one-line
+reason on its row; only a failure of the harness itself (the reference cannot run, the data cannot be read)
+raises HarnessError (harness.config).
 """
 
 from __future__ import annotations

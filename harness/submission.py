@@ -3,7 +3,7 @@
 The content hash names the team's image and keys the batch cache, so an unchanged team is never rebuilt
 and never re-measured.
 
-The folder is hostile input (DESIGN.md, trust boundary): it is read without following links, links that leave
+The folder is hostile input (README, Threat model): it is read without following links, links that leave
 it and special files make it invalid, and every manifest value that reaches a path, a file name or a build is
 matched whole against a strict pattern. Every problem is a SubmissionError: a row, never a traceback or a hang.
 """
