@@ -305,7 +305,7 @@ class LocalWorker:
     def __init__(self, process: subprocess.Popen | ForkedProcess, log_path: Path):
         self.process, self.log_path = process, log_path
         self.adopter = getattr(process, "adopter", None)   # a team's fork server: it holds what the worker left
-        self.pid = process.pid            # the timekeeper checks that this process, and no other, connects
+        self.pid = process.pid            # the worker link checks that this process, and no other, connects
 
     def alive(self) -> bool:
         return self.process.poll() is None
