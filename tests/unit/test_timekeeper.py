@@ -13,9 +13,10 @@ import pytest
 from harness.measurement import task_records
 from harness.probe import channel
 from harness.spec import load_spec
-from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, checked_predictions, WorkerFailed, WorkerLink, WorkerTimeout, make_batches,
-                                measure_task, predict_frames, timed_pass)
+from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, checked_predictions, make_batches, measure_task,
+                                predict_frames, timed_pass)
 from harness.warmup_inputs import warmup_examples
+from harness.worker_link import WorkerFailed, WorkerLink, WorkerTimeout
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPEC = load_spec(FIXTURES / "spec_small.toml")
