@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from harness.crosscheck import PEAK_SLACK_BYTES
 from harness.probe import PRECISIONS
 
 if sys.version_info >= (3, 11):
@@ -117,6 +118,14 @@ class TaskSpec:
     gold_file: str
     max_seq_length: int
     batch_size: int
+    # Host memory an honest model of the competition's size takes during this task's timed passes above what it
+    # held after load (its activations, the allocator's caches): the peak checks' allowance (crosscheck,
+    # kernel_memory). Calibrated on the bundled teams and the reference (bench/memory_growth.py), never
+    # guessed; "" (a spec written before it): crosscheck.PEAK_SLACK_BYTES, the largest any honest load took.
+    peak_allowance: str = ""
+
+    def peak_allowance_bytes(self) -> int:
+        return parse_size(self.peak_allowance) if self.peak_allowance else PEAK_SLACK_BYTES
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,11 @@ def _check(spec: Spec) -> None:
             raise SpecError(f"{path}: {where}.ranking_metric {task.ranking_metric!r} is not in its metrics")
         if task.batch_size < 1 or task.max_seq_length < 1:
             raise SpecError(f"{path}: {where}.batch_size and max_seq_length must be >= 1")
+        if task.peak_allowance:
+            try:
+                parse_size(task.peak_allowance)
+            except ValueError as exc:
+                raise SpecError(f"{path}: {where}.peak_allowance: {exc}") from None
 
 
 def _check_timing(t: Timing, path: Path) -> None:
