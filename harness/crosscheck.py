@@ -407,13 +407,12 @@ def unexplained_memory(report: dict, growth: int | None, peak: int | None) -> di
 
 def memory_reasons(unexplained: dict[str, int | None]) -> list[str]:
     """weights_unaccounted reasons: memory beyond the counted bytes past its calibrated slack, whatever the
-    count says: at load the resident slack, at the peak the task's peak allowance (`peak_allowance_bytes`,
-    from the spec; PEAK_SLACK_BYTES in a record without it)."""
+    count says."""
     reasons = []
     resident = unexplained.get("resident_slack_bytes") or RESIDENT_SLACK_BYTES
-    peak = unexplained.get("peak_allowance_bytes") or PEAK_SLACK_BYTES       # the task's, from the spec
     for key, label, slack in (("unexplained_resident_bytes", "resident memory taken at load", resident),
-                              ("unexplained_peak_bytes", "peak resident memory during the timed passes", peak)):
+                              ("unexplained_peak_bytes", "peak resident memory during the timed passes",
+                               PEAK_SLACK_BYTES)):
         value = unexplained.get(key)
         if value is not None and value > slack:
             reasons.append(f"weights_unaccounted: the {label} is {value / 2**20:,.0f} MiB beyond the "

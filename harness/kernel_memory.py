@@ -257,9 +257,19 @@ class KernelLedger:
                 "kernel_held_load_growth_bytes": _growth(base, loaded, "held"),
                 "kernel_held_passes_growth_bytes": _growth(counted, passed, "held"),
                 "kernel_held_task_growth_bytes": None if self.forked else _growth(base, passed, "held"),
-                "kernel_peak_passes_growth_bytes": _above(self.peaks.get("passes"), counted),
+                "kernel_peak_passes_growth_bytes": transient_peak(self.peaks.get("passes"), counted, passed),
                 "kernel_peak_task_growth_bytes": None if self.forked else _above(_max(*peaks), base),
                 "peak_allowance_bytes": allowance}
+
+
+def transient_peak(peak: int | None, before: dict | None, after: dict | None) -> int | None:
+    """How far the peak of a stretch rose above the usage at its start, less the file pages the stretch added
+    that are still cached at its end: a library's code read for the first time is charged to whoever reads it
+    first and stays cached (a worker on a fresh box pays for it, one beside a warm cache does not), while
+    weights inflated, or held by a child, and dropped again are not cached. None without the readings."""
+    if peak is None or not before or not after:
+        return None
+    return peak - before["current"] - max(0, after["file"] - before["file"])
 
 
 def _growth(before: dict | None, after: dict | None, key: str) -> int | None:
