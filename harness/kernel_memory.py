@@ -23,6 +23,7 @@ files the team ships; under Docker the only writable place, /tmp, is a tmpfs: sh
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,12 +193,21 @@ def move_into(group: MemoryCgroup, pid: int) -> str:
     return ""
 
 
-def remove_cgroup(group: MemoryCgroup) -> None:
-    """Remove an emptied cgroup made by worker_cgroup (its charges go to its parent); a busy one stays."""
-    try:
-        group.path.rmdir()
-    except OSError:
-        pass
+def remove_cgroup(group: MemoryCgroup, wait_s: float = 2.0) -> bool:
+    """Remove a cgroup made by worker_cgroup once its processes are gone (its charges go to its parent): a
+    killed process leaves it only once reaped, so a busy one is tried again for up to `wait_s`. False when it
+    stays (a process still in it)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            group.path.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 STAGES = ("baseline", "after_load", "before_passes", "after_passes")

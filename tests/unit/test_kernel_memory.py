@@ -234,3 +234,16 @@ def test_a_folder_this_user_cannot_write_gives_no_worker_cgroup(tmp_path, monkey
     monkeypatch.setattr("harness.kernel_memory.memory_cgroup_of", lambda pid: (own, ""))
     group, why = worker_cgroup("w1")
     assert group is None and "not writable here" in why
+
+
+def test_a_worker_cgroup_is_removed_once_empty_and_a_busy_one_is_tried_again(tmp_path):
+    from harness.kernel_memory import remove_cgroup
+
+    empty = MemoryCgroup(tmp_path / "empty", 1)
+    empty.path.mkdir()
+    assert remove_cgroup(empty) and not empty.path.exists()
+    busy = MemoryCgroup(tmp_path / "busy", 1)
+    busy.path.mkdir()
+    (busy.path / "still-here").write_text("")            # a folder rmdir refuses, as a cgroup with a process
+    assert remove_cgroup(busy, wait_s=0.2) is False and busy.path.exists()
+    assert remove_cgroup(MemoryCgroup(tmp_path / "gone", 1))
