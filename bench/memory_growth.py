@@ -81,7 +81,8 @@ def measure_task(backend, side: WorkerSpec, task: str, device: str, options, pre
         peak = None if unreadable else peak_bytes(link.host_pid) - baseline
         link.kernel.mark("after_passes")
         report = link.call("params")[1]["report"]
-        kernel = link.kernel.record(spec.task(task).peak_allowance_bytes(onnx=bool(report.get("onnx_params"))))
+        kernel = link.kernel.record(spec.task(task).peak_allowance_bytes(onnx=bool(report.get("onnx_params")),
+                                                                     device=device))
     found = unexplained_memory(report, growth, peak)
     found["kernel"], found["onnx"] = kernel, bool(report.get("onnx_params"))
     print(f"{'':>18} {task:>12} {start:>5}  kernel: {kernel_text(kernel, found['explained_bytes'])}", flush=True)

@@ -88,3 +88,8 @@ def test_each_task_has_its_peak_allowance_an_onnx_one_and_a_fallback(tmp_path):
     lines = [line for line in text.splitlines() if not line.startswith("peak_allowance")]
     older = load_spec(_write(bare, "\n".join(lines) + "\n")).task("csl")      # a spec written before the key
     assert older.peak_allowance_bytes() == older.peak_allowance_bytes(onnx=True) == 640 * 2**20
+    # on a GPU: the GPU key, else 640 MiB (no GPU calibration of the kernel's figures yet)
+    assert csl.peak_allowance_bytes(device="cuda:0") == csl.peak_allowance_bytes(onnx=True, device="cuda") == 640 * 2**20
+    gpu = load_spec(_write(tmp_path, text.replace('peak_allowance = "112m"', 'peak_allowance = "112m"\n'
+                                                  'peak_allowance_gpu = "300m"'))).task("csl")
+    assert gpu.peak_allowance_bytes(device="cuda") == 300 * 2**20 and gpu.peak_allowance_bytes() == 112 * 2**20
