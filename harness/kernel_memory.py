@@ -23,6 +23,7 @@ files the team ships; under Docker the only writable place, /tmp, is a tmpfs: sh
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,22 +116,31 @@ def _existing(group: MemoryCgroup) -> tuple[MemoryCgroup | None, str]:
     return None, f"{group.describe()} is not a folder on this host (another cgroup namespace?)"
 
 
+SAMPLE_S = 0.05             # how often memory.current is read where the kernel keeps no peak
+
+
 class PeakWatch:
     """The cgroup's peak memory since `start` (the whole tree's, children that exited included).
 
     v1: memory.max_usage_in_bytes, reset by writing 0. v2: memory.peak, kept open from `start`: a write
     resets it for reads through that open file (Linux 6.12+). Where the reset is refused the peak is the
-    cgroup's since it was made (`note` says so: an upper bound on this stretch's); where the file is missing
-    (v2 before Linux 5.19) there is no peak (`read` says why)."""
+    cgroup's since it was made (`note` says so: an upper bound on this stretch's). Where the file is missing
+    (v2 before Linux 5.19) a thread samples memory.current every SAMPLE_S: a lower bound, said in `note`."""
 
     def __init__(self, group: MemoryCgroup):
-        self.group, self.note, self._fd = group, "", None
+        self.group, self.note, self._fd, self._sampler = group, "", None, None
 
     def start(self) -> None:
         """Begin a stretch: reset the peak to the usage now, or say in `note` why it could not be."""
         self.close()
         self.note = ""
         path = self.group._file("peak")
+        if not path.exists():
+            self._sampler = CurrentSampler(self.group._file("current"))
+            self.note = (f"a lower bound: {self.group._file('current').name} sampled every {SAMPLE_S * 1000:.0f} ms "
+                         f"({self.group.describe()} has no {path.name}"
+                         + (": Linux before 5.19 keeps no cgroup v2 peak)" if self.group.version == 2 else ")"))
+            return
         try:
             self._fd = os.open(path, os.O_RDWR)
         except OSError as exc:
@@ -148,12 +158,11 @@ class PeakWatch:
 
     def read(self) -> tuple[int | None, str]:
         """(peak bytes since `start`, '') or (None, why not)."""
+        if self._sampler is not None:
+            peak = self._sampler.peak()
+            return (peak, "") if peak is not None else (None, f"{self.group._file('current')} could not be sampled")
         if self._fd is None:
-            path = self.group._file("peak")
-            if path.exists():
-                return None, f"{path} could not be opened"
-            older = " (Linux before 5.19 keeps no cgroup v2 peak)" if self.group.version == 2 else ""
-            return None, f"{self.group.describe()} has no {path.name}{older}"
+            return None, f"{self.group._file('peak')} could not be opened"
         try:
             return int(os.pread(self._fd, 64, 0).split()[0]), ""
         except (OSError, ValueError, IndexError) as exc:
@@ -163,6 +172,40 @@ class PeakWatch:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+
+
+class CurrentSampler:
+    """The largest value a usage file showed since this began, read every SAMPLE_S by a daemon thread: the
+    best a kernel without a peak file gives (what rose and fell between two reads is missed)."""
+
+    def __init__(self, path: Path, every_s: float = SAMPLE_S):
+        self.path, self.every_s, self._peak = path, every_s, None
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="cgroup-current-sampler", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        try:
+            value = int(_read(self.path))
+        except (OSError, ValueError):
+            return
+        self._peak = value if self._peak is None else max(self._peak, value)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def peak(self) -> int | None:
+        self._sample()
+        return self._peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
 
 
 def worker_cgroup(name: str, pid: int | None = None) -> tuple[MemoryCgroup | None, str]:

@@ -116,11 +116,26 @@ def test_a_peak_file_the_host_cannot_write_is_read_as_the_cgroups_whole_life(tmp
     assert watch.read() == (77 * MiB, "") and "since the cgroup began" in watch.note
 
 
-def test_a_missing_v2_peak_names_the_kernel_that_lacks_it(tmp_path):
-    watch = PeakWatch(v2_group(tmp_path / "g"))           # no memory.peak: Linux before 5.19
+def test_a_missing_v2_peak_is_sampled_from_memory_current_and_said_to_be_a_lower_bound(tmp_path):
+    import time
+
+    group = v2_group(tmp_path / "g", current=100 * MiB)        # no memory.peak: Linux before 5.19
+    watch = PeakWatch(group)
     watch.start()
-    peak, why = watch.read()
-    assert peak is None and "no memory.peak" in why and "5.19" in why
+    assert "lower bound" in watch.note and "5.19" in watch.note
+    (group.path / "memory.current").write_text(f"{300 * MiB}\n")     # a rise the sampler sees ...
+    deadline = time.monotonic() + 5
+    while watch._sampler._peak != 300 * MiB and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (group.path / "memory.current").write_text(f"{120 * MiB}\n")     # ... and the fall after it
+    assert watch.read() == (300 * MiB, "")
+    watch.close()
+    assert watch._sampler is None
+
+
+def test_a_sampled_peak_is_a_flag_on_the_row():
+    record = kernel_record(kernel_peak_passes_bytes=300 * MiB, kernel_peak_note="passes: a lower bound: sampled")
+    assert kernel_reasons(record, 0, 16 * MiB) == ["peak memory (kernel): passes: a lower bound: sampled"]
 
 
 def test_the_transient_peak_leaves_out_file_pages_the_stretch_added_and_kept():
