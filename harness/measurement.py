@@ -250,7 +250,8 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
         return True
     measured.code_maps = merge_code_maps(measured.code_maps, loaded.get("team_code"))
     counted = larger_count(loaded["team_params"], team_params)
-    allowance = ts.peak_allowance_bytes(onnx=bool(counted.get("onnx_params")), device=device)
+    ran_on = str(ref_link.environment.get("device") or device)   # the reference's word (harness code), not the team's
+    allowance = ts.peak_allowance_bytes(onnx=bool(counted.get("onnx_params")), device=ran_on)
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
                        peak_unreadable=baseline.get("team_peak_unreadable") or peaks.get("team_why"),
@@ -262,7 +263,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
                       device_memory_bytes=worker_memory(ref_link, device),
                       memory_growth_bytes=loaded["reference_growth"], memory_peak_bytes=peaks["reference"],
                       **unexplained_memory(ref_params, loaded["reference_growth"], peaks["reference"]),
-                      **ledger(ref_link).record(ts.peak_allowance_bytes(device=device)))
+                      **ledger(ref_link).record(ts.peak_allowance_bytes(device=ran_on)))
     if device_checked(device, ref_link):
         team_device, ref_device = device_load_records(baseline, loaded, ref_params)
         team_record.update(team_device)
