@@ -11,7 +11,7 @@ Both cgroup versions are read (Docker's cgroupfs driver on a kernel booted with 
 container in a v1 memory cgroup):
 - v2: memory.current, memory.stat (anon, file, shmem; file includes shmem there), memory.peak (Linux 5.19+;
   a write resets it for reads through the same open file from Linux 6.12; earlier, it is the peak since the
-  cgroup was made);
+  cgroup was made; before 5.19 there is none, and memory.current is sampled: a lower bound);
 - v1: memory.usage_in_bytes, memory.stat (total_rss, total_cache, total_shmem: hierarchical; cache includes
   shmem), memory.max_usage_in_bytes (reset by writing 0, where the host may write).
 `held` is anon + shmem: what no reclaim takes back without swap (the worker's containers have none). File
@@ -44,7 +44,8 @@ class MemoryCgroup:
     path: Path
     version: int
 
-    def _file(self, key: str) -> Path:
+    def file_path(self, key: str) -> Path:
+        """The path of one of its files by role: current, peak or stat."""
         return self.path / (V2_FILES if self.version == 2 else V1_FILES)[key]
 
     def describe(self) -> str:
@@ -54,8 +55,8 @@ class MemoryCgroup:
         """({current, anon, file, shmem, held}, '') now, or (None, why not). `file` leaves shmem out, `held`
         is anon + shmem."""
         try:
-            current = int(_read(self._file("current")))
-            stat = parse_stat(_read(self._file("stat")))
+            current = int(_read(self.file_path("current")))
+            stat = parse_stat(_read(self.file_path("stat")))
             anon, cache, shmem = (stat[key] for key in (V2_STAT if self.version == 2 else V1_STAT))
         except (OSError, ValueError, KeyError) as exc:
             return None, f"{self.describe()} could not be read ({type(exc).__name__}: {exc})"
@@ -134,10 +135,11 @@ class PeakWatch:
         """Begin a stretch: reset the peak to the usage now, or say in `note` why it could not be."""
         self.close()
         self.note = ""
-        path = self.group._file("peak")
+        path = self.group.file_path("peak")
         if not path.exists():
-            self._sampler = CurrentSampler(self.group._file("current"))
-            self.note = (f"a lower bound: {self.group._file('current').name} sampled every {SAMPLE_S * 1000:.0f} ms "
+            current = self.group.file_path("current")
+            self._sampler = CurrentSampler(current)
+            self.note = (f"a lower bound: {current.name} sampled every {SAMPLE_S * 1000:.0f} ms "
                          f"({self.group.describe()} has no {path.name}"
                          + (": Linux before 5.19 keeps no cgroup v2 peak)" if self.group.version == 2 else ")"))
             return
@@ -160,13 +162,13 @@ class PeakWatch:
         """(peak bytes since `start`, '') or (None, why not)."""
         if self._sampler is not None:
             peak = self._sampler.peak()
-            return (peak, "") if peak is not None else (None, f"{self.group._file('current')} could not be sampled")
+            return (peak, "") if peak is not None else (None, f"{self.group.file_path('current')} could not be sampled")
         if self._fd is None:
-            return None, f"{self.group._file('peak')} could not be opened"
+            return None, f"{self.group.file_path('peak')} could not be opened"
         try:
             return int(os.pread(self._fd, 64, 0).split()[0]), ""
         except (OSError, ValueError, IndexError) as exc:
-            return None, f"{self.group._file('peak')} could not be read ({type(exc).__name__}: {exc})"
+            return None, f"{self.group.file_path('peak')} could not be read ({type(exc).__name__}: {exc})"
 
     def close(self) -> None:
         if self._fd is not None:
@@ -220,7 +222,7 @@ def worker_cgroup(name: str, pid: int | None = None) -> tuple[MemoryCgroup | Non
         group.path.mkdir()
     except OSError as exc:
         return None, f"no cgroup of its own: {own.path} is not writable here ({exc.strerror}; not delegated)"
-    if not group._file("current").exists():
+    if not group.file_path("current").exists():
         remove_cgroup(group)
         return None, (f"no cgroup of its own: the memory controller is not given to the children of {own.path} "
                       "(its cgroup.subtree_control)")

@@ -202,7 +202,8 @@ def test_a_ledger_without_a_cgroup_says_why():
 
 
 def kernel_record(**values):
-    base = {"kernel_memory_note": "", "kernel_peak_note": "", "kernel_forked_note": "", "peak_allowance_bytes": 64 * MiB,
+    base = {"kernel_memory_note": "", "kernel_peak_note": "", "kernel_forked_note": "",
+            "peak_allowance_bytes": 64 * MiB,
             "kernel_peak_passes_bytes": 1, "kernel_held_load_growth_bytes": 0, "kernel_held_passes_growth_bytes": 0,
             "kernel_peak_passes_growth_bytes": 0, "kernel_held_task_growth_bytes": 0}
     return {**base, **values}
