@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                "harness.submission", "harness.results", "harness.safe_files", "harness.warmup_inputs",
                "harness.progress", "harness.check", "harness.console", "harness.report"]),
     ("machine", ["harness.gpu", "harness.slots", "harness.box", "harness.device_activity", "harness.freezing",
-                 "harness.data_files"]),
+                 "harness.data_files", "harness.kernel_memory"]),
     ("workers", ["harness.backends.", "harness.worker_link", "harness.replies", "harness.timekeeper",
                  "harness.measurement"]),
     ("runs", ["harness.config", "harness.pipeline", "harness.calibration", "harness.batch", "harness.cleanup",

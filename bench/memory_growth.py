@@ -1,6 +1,9 @@
 """Benchmark: the host memory each bundled team and the reference take beyond their counted weights.
 
-Calibrates harness.crosscheck.RESIDENT_SLACK_BYTES and PEAK_SLACK_BYTES. Per team it does what the harness
+Calibrates harness.crosscheck.RESIDENT_SLACK_BYTES and PEAK_SLACK_BYTES, and each task's peak_allowance
+(the spec): the kernel's accounting of each worker (harness.kernel_memory, its cgroup, where the box gives
+the local backend one) read the way the harness reads it, after prepare, after load, after the host's count
+and after the passes, with the transient peak of the passes. Per team it does what the harness
 does: a fresh worker per task; after its `prepare` (no team code run yet) the host reads its resident
 memory (from /proc, the whole process tree), the baseline, and resets its peaks (clear_refs); `load`, the
 resident memory read; three passes of predict() over the task's
@@ -42,7 +45,7 @@ from harness.spec import load_spec
 from harness.submission import load_submission
 
 REPO = Path(__file__).resolve().parents[1]
-TEAMS = ("demo_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team")
+TEAMS = ("demo_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team", "fast_tiny_team")
 MiB = 2**20
 
 
@@ -63,18 +66,27 @@ def measure_task(backend, side: WorkerSpec, task: str, device: str, options, pre
         baseline = resident_bytes(link.host_pid)
         device_before = device_reading(link.host_pid, device)
         unreadable = reset_peaks(link.host_pid)
+        link.kernel.mark("baseline")
         link.call("load", task=task, device=device, options=options(task), seed=2020, precision=precision,
                   threads=0, team_dir=side.built.team_dir, predictor=side.predictor)
         growth = resident_bytes(link.host_pid) - baseline
         device_after = device_reading(link.host_pid, device)
+        link.kernel.mark("after_load")
+        link.call("params")                 # the host's count after load, as the harness runs it
+        link.kernel.mark("before_passes")
         examples = prepare_inputs(spec, data_dir, None).inputs[task]
         size = spec.task(task).batch_size
         for _ in range(3):
             for first in range(0, len(examples), size):
                 link.call("predict", batch=examples[first:first + size])
         peak = None if unreadable else peak_bytes(link.host_pid) - baseline
+        link.kernel.mark("after_passes")
         report = link.call("params")[1]["report"]
+        kernel = link.kernel.record(spec.task(task).peak_allowance_bytes(onnx=bool(report.get("onnx_params")),
+                                                                     device=device))
     found = unexplained_memory(report, growth, peak)
+    found["kernel"], found["onnx"] = kernel, bool(report.get("onnx_params"))
+    print(f"{'':>18} {task:>12} {start:>5}  kernel: {kernel_text(kernel, found['explained_bytes'])}", flush=True)
     flagged = bool(memory_reasons(found))
     on_device = device_figures(report, device_before, device_after)
     peak_text = "unreadable" if peak is None else f"{found['unexplained_peak_bytes'] / MiB:8.1f}"
@@ -87,6 +99,39 @@ def measure_task(backend, side: WorkerSpec, task: str, device: str, options, pre
           f"bytes {(growth - min(report.get('counted_cpu_bytes', 0), 4 * report['counted'])) / MiB:.1f} MiB",
           flush=True)
     return side.name, task, start, report["counted"], found, flagged, on_device
+
+
+def kernel_text(kernel: dict, explained: int) -> str:
+    """The kernel's figures (harness.kernel_memory) as one line: anon + shmem beyond the counted bytes at
+    load, its growth over the passes, and the passes' transient peak, in MiB."""
+    if kernel["kernel_memory_note"]:
+        return f"not read ({kernel['kernel_memory_note']})"
+    mib = {key: (kernel[key] or 0) / MiB for key in ("kernel_held_load_growth_bytes", "kernel_held_passes_growth_bytes",
+                                                      "kernel_peak_passes_growth_bytes")}
+    return (f"held at load beyond counted {mib['kernel_held_load_growth_bytes'] - explained / MiB:7.1f}, held growth "
+            f"over the passes {mib['kernel_held_passes_growth_bytes']:7.1f}, transient peak over the passes "
+            f"{mib['kernel_peak_passes_growth_bytes']:7.1f} MiB {kernel['kernel_peak_note']}")
+
+
+def passes_growth(row) -> float:
+    """MiB a row's worker took over the passes: the larger of its transient peak and its held growth."""
+    kernel = row[4]["kernel"]
+    return max(kernel["kernel_peak_passes_growth_bytes"] or 0, kernel["kernel_held_passes_growth_bytes"] or 0) / MiB
+
+
+def kernel_summary(rows: list, start: str) -> str:
+    """Per task, the largest growth over the passes (passes_growth) of the bundled torch teams, of the ONNX
+    Runtime ones and of the reference: what calibrates the spec's peak_allowance and peak_allowance_onnx."""
+    parts = []
+    for task in dict.fromkeys(r[1] for r in rows if r[2] == start):
+        mine = [r for r in rows if r[1] == task and r[2] == start and r[4]["kernel"]["kernel_memory_note"] == ""]
+        groups = {"torch teams": [r for r in mine if r[0] != "reference" and not r[4]["onnx"]],
+                  "ONNX teams": [r for r in mine if r[0] != "reference" and r[4]["onnx"]],
+                  "reference": [r for r in mine if r[0] == "reference"]}
+        parts.append(f"{task}: " + ", ".join(
+            f"{label} {max(map(passes_growth, group)):.1f} MiB ({max(group, key=passes_growth)[0]})"
+            for label, group in groups.items() if group))
+    return f"{start}: kernel growth over the passes (transient peak or held), at most: " + "; ".join(parts)
 
 
 def device_reading(pid: int | None, device: str) -> tuple[int | None, str]:
@@ -167,6 +212,7 @@ def main() -> None:
               f"{RESIDENT_SLACK_BYTES / MiB:.0f} MiB without ONNX), peak at most "
               f"{max(peaks) / MiB if peaks else float('nan'):.1f} MiB (slack {PEAK_SLACK_BYTES / MiB:.0f} MiB); "
               f"flagged: {sum(r[5] for r in rows if r[2] == start)} of {sum(r[2] == start for r in rows)}")
+        print(kernel_summary(rows, start), flush=True)
         print(device_summary(rows, start) if args.device != "cpu" else
               f"{start}: device at load: n/a on the CPU (run with --device cuda on a GPU box)")
 

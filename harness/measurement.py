@@ -22,6 +22,7 @@ from harness.backends.base import Backend, Built, log_tail
 from harness.crosscheck import (child_resident, device_overhead, peak_bytes, reset_peaks, resident_bytes,
                                 tree_pids, unexplained_device, unexplained_memory)
 from harness.gpu import device_memory_reading, process_memory_bytes
+from harness.kernel_memory import KernelLedger
 from harness.device_activity import DrainGuard
 from harness.data_files import executable_mappings, merge_code_maps
 from harness.precision import STRICT_FP32
@@ -73,6 +74,7 @@ def running_worker(backend: Backend, side: WorkerSpec, log_path: Path) -> Iterat
     try:
         link = WorkerLink.accept(side.name, server, handle.alive, time.monotonic() + side.timeout_s, handle.pid,
                                  handle)
+        link.kernel = worker_ledger(handle)
         yield link
     except WorkerFailed as exc:
         if not exc.side:
@@ -83,11 +85,31 @@ def running_worker(backend: Backend, side: WorkerSpec, log_path: Path) -> Iterat
     finally:
         try:
             if link is not None:
+                ledger(link).close()
                 link.stop()            # a dead or killed worker only makes the polite stop fail quietly
         finally:
             handle.close()
             server.close()
             shutil.rmtree(channel_dir, ignore_errors=True)
+
+
+def worker_cgroup(handle: Any) -> tuple[Any, str]:
+    """The worker's memory cgroup from its backend's handle (harness.kernel_memory), or (None, why not)."""
+    find = getattr(handle, "memory_cgroup", None)
+    return find() if find is not None else (None, "this backend gives no cgroup for its workers")
+
+
+def worker_ledger(handle: Any) -> KernelLedger:
+    """A kernel memory ledger for the worker behind `handle` (a forked one's copy-on-write pages said)."""
+    return KernelLedger(*worker_cgroup(handle), forked=bool(getattr(handle, "forked", False)))
+
+
+NO_CGROUP = KernelLedger(None, "no cgroup: the worker was not started through running_worker")
+
+
+def ledger(link: WorkerLink) -> KernelLedger:
+    """The worker's kernel memory ledger (running_worker gives each one)."""
+    return getattr(link, "kernel", NO_CGROUP)
 
 
 def check_reference_precision(link: WorkerLink, precision: str) -> dict[str, Any]:
@@ -227,15 +249,20 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
         return True
     measured.code_maps = merge_code_maps(measured.code_maps, loaded.get("team_code"))
     counted = larger_count(loaded["team_params"], team_params)
+    ran_on = str(ref_link.environment.get("device") or device)   # the reference's word (harness code), not the team's
+    allowance = ts.peak_allowance_bytes(onnx=bool(counted.get("onnx_params")), device=ran_on)
     team_record.update(ok=True, params=counted, device_memory_bytes=worker_memory(team_link, device),
                        memory_growth_bytes=loaded["team_growth"], memory_peak_bytes=peaks["team"],
-                       peak_unreadable=baseline.get("team_peak_unreadable"), baseline_note=baseline["team_note"],
+                       peak_unreadable=baseline.get("team_peak_unreadable") or peaks.get("team_why"),
+                       baseline_note=baseline["team_note"],
                        **unexplained_memory(counted, loaded["team_growth"], peaks["team"]), **loaded["team_children"],
-                       onnx_sessions=onnx_sessions(loaded["team_params"], team_params))
+                       onnx_sessions=onnx_sessions(loaded["team_params"], team_params),
+                       **ledger(team_link).record(allowance))
     ref_record.update(params=ref_params, precision=precision,
                       device_memory_bytes=worker_memory(ref_link, device),
                       memory_growth_bytes=loaded["reference_growth"], memory_peak_bytes=peaks["reference"],
-                      **unexplained_memory(ref_params, loaded["reference_growth"], peaks["reference"]))
+                      **unexplained_memory(ref_params, loaded["reference_growth"], peaks["reference"]),
+                      **ledger(ref_link).record(ts.peak_allowance_bytes(device=ran_on)))
     if device_checked(device, ref_link):
         team_device, ref_device = device_load_records(baseline, loaded, ref_params)
         team_record.update(team_device)
@@ -263,6 +290,7 @@ def prepared_memory(team: WorkerLink, reference: WorkerLink, device: str) -> dic
                                 "team_note": replies.baseline_note(team_reply, team.name)}
     for name, link in (("team", team), ("reference", reference)):
         baseline[f"{name}_peak_unreadable"] = reset_peaks(link.host_pid)
+        ledger(link).mark("baseline")
     if device != "cpu":
         baseline.update(device_readings(team, reference))
     return baseline
@@ -296,13 +324,20 @@ def device_load_records(baseline: dict[str, Any], loaded: dict[str, Any],
     return team, reference
 
 
-def read_peaks(team: WorkerLink, reference: WorkerLink, baseline: dict[str, Any]) -> dict[str, int | None]:
-    """Each worker's peak resident memory since this task's prepare, less its baseline (None if unreadable)."""
-    found: dict[str, int | None] = {}
+def read_peaks(team: WorkerLink, reference: WorkerLink, baseline: dict[str, Any]) -> dict[str, Any]:
+    """Each worker's peak resident memory since this task's prepare, less its baseline (None if unreadable,
+    and `NAME_why` says why), and its cgroup's readings after the passes (kernel_memory)."""
+    found: dict[str, Any] = {}
     for name, link in (("team", team), ("reference", reference)):
         peak, before = peak_bytes(link.host_pid), baseline.get(name)
         readable = not baseline.get(f"{name}_peak_unreadable") and peak is not None and before is not None
         found[name] = peak - before if readable else None
+        if peak is None:
+            found[f"{name}_why"] = ("the peak resident memory could not be read after the passes: a process of the "
+                                    "worker's tree gave no VmHWM (gone, or exited and not yet reaped: a zombie)")
+        elif before is None:
+            found[f"{name}_why"] = "the resident memory after prepare (the peak's baseline) could not be read"
+        ledger(link).mark("after_passes")
     return found
 
 
@@ -313,12 +348,15 @@ def read_after_load(team: WorkerLink, reference: WorkerLink, baseline: dict[str,
     for name, link in (("team", team), ("reference", reference)):
         now, before = resident_bytes(link.host_pid), baseline.get(name)
         found[f"{name}_growth"] = now - before if now is not None and before is not None else None
+        ledger(link).mark("after_load")
     found["team_children"] = child_resident(team.host_pid) or {}
     if "team_device" in baseline:
         found.update(device_readings(team, reference))
     found["team_code"] = executable_mappings(team.host_pid)   # code vs data for the weight-file check
     _, reply = team.call("params")
     found["team_params"] = replies.param_report(reply, team.name)
+    for link in (team, reference):       # the passes' stretch begins here, after the count (kernel_memory)
+        ledger(link).mark("before_passes")
     return found
 
 

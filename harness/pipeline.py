@@ -21,6 +21,7 @@ from typing import Any, Callable
 from harness import __version__
 from harness.backends.base import Backend, Built
 from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
+from harness.kernel_memory import kernel_reasons
 from harness.device_activity import drain_flags
 from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
@@ -141,6 +142,8 @@ def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
     for name, info in tasks.items():
         timing = info.get("timing", {})
         flags += [f"{name}: {reason}" for reason in memory_reasons(timing)]
+        flags += [f"{name}: {reason}" for reason in kernel_reasons(timing, timing.get("explained_bytes") or 0,
+                                                                   timing.get("resident_slack_bytes") or 0)]
         if timing.get("peak_unreadable"):
             flags.append(f"{name}: peak memory not checked: {timing['peak_unreadable']}")
         if timing.get("baseline_note"):

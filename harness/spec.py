@@ -16,6 +16,7 @@ from typing import Any
 from harness.paths import DEFAULT_SPEC
 from harness.precision import PRECISIONS
 from harness.tasks import TASKS
+from harness.crosscheck import PEAK_SLACK_BYTES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -117,6 +118,24 @@ class TaskSpec:
     gold_file: str
     max_seq_length: int
     batch_size: int
+    # Host memory an honest model of the competition's size takes during this task's timed passes above what it
+    # held after load (its activations, the allocator's caches): the peak checks' allowance (crosscheck,
+    # kernel_memory). Calibrated on the bundled teams and the reference (bench/memory_growth.py), never
+    # guessed; "" (a spec written before it): crosscheck.PEAK_SLACK_BYTES, the largest any honest load took.
+    peak_allowance: str = ""
+    # The same for a model run by ONNX Runtime, whose arena keeps what the largest batch took ("": peak_allowance).
+    peak_allowance_onnx: str = ""
+    # The same on a GPU, where the CUDA libraries load kernels for the team's shapes on first use, in host
+    # memory too ("": PEAK_SLACK_BYTES, above the 282-502 MiB peaks honest tiny models took on an H200).
+    peak_allowance_gpu: str = ""
+
+    def peak_allowance_bytes(self, onnx: bool = False, device: str = "cpu") -> int:
+        """The peak allowance in bytes: on a GPU the GPU one; else a model whose count found ONNX initializers
+        gets the ONNX one."""
+        if device.split(":")[0] not in ("", "cpu"):
+            return parse_size(self.peak_allowance_gpu) if self.peak_allowance_gpu else PEAK_SLACK_BYTES
+        text = (self.peak_allowance_onnx if onnx else "") or self.peak_allowance
+        return parse_size(text) if text else PEAK_SLACK_BYTES
 
 
 @dataclass(frozen=True)
@@ -218,6 +237,11 @@ def _check(spec: Spec) -> None:
                             f"{task.name} scorer computes ({', '.join(module.metrics)})")
         if task.batch_size < 1 or task.max_seq_length < 1:
             raise SpecError(f"{path}: {where}.batch_size and max_seq_length must be >= 1")
+        for key in ("peak_allowance", "peak_allowance_onnx", "peak_allowance_gpu"):
+            try:
+                parse_size(getattr(task, key) or "0")
+            except ValueError as exc:
+                raise SpecError(f"{path}: {where}.{key}: {exc}") from None
 
 
 def _check_timing(t: Timing, path: Path) -> None:

@@ -36,6 +36,7 @@ from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
 from harness.data_files import data_bytes_in_tar, tar_file_digests
 from harness.freezing import FreezeUnavailable
 from harness.paths import REFERENCE_DIR, REPO_DIR
+from harness.kernel_memory import MemoryCgroup, memory_cgroup_of
 from harness.probe.channel import SOCKET_NAME
 from harness.safe_files import open_log
 from harness.cpusets import cpuset_text
@@ -455,6 +456,14 @@ class DockerWorker:
             return int(self.container.attrs["State"]["Pid"]) or None
         except Exception:
             return None
+
+    def memory_cgroup(self) -> tuple[MemoryCgroup | None, str]:
+        """The container's memory cgroup on the host (where the engine put it: found from the worker's
+        /proc/PID/cgroup, and only taken when its path names this container), or (None, why not)."""
+        group, why = memory_cgroup_of(self.host_pid())
+        if group is not None and self.container.id not in str(group.path):
+            return None, f"the worker's cgroup {group.path} does not name its container {self.container.id[:12]}"
+        return group, why
 
     def host_pids(self) -> set[int]:
         """Every process in the container as the host sees it (the engine's `top`: host pids, paused or not),

@@ -31,6 +31,7 @@ from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed, descendants, kill_tree
 from harness.data_files import data_file_bytes
 from harness.paths import REPO_DIR
+from harness.kernel_memory import MemoryCgroup, move_into, remove_cgroup, worker_cgroup
 from harness.safe_files import fresh_dir, open_log
 from harness.probe.channel import SOCKET_NAME
 from harness.submission import Submission, copy_team_dir
@@ -301,11 +302,31 @@ class LocalBackend:
         return LocalWorker(process, log_path)
 
 
+def own_memory_cgroup(pid: int) -> tuple[MemoryCgroup | None, str]:
+    """A memory cgroup made for worker `pid` under the harness's own, with the worker moved in, where the box
+    lets this user make one (harness.kernel_memory.worker_cgroup); else (None, why not)."""
+    group, why = worker_cgroup(f"harness-worker-{os.getpid()}-{pid}")
+    if group is None:
+        return None, why
+    why = move_into(group, pid)
+    if why:
+        remove_cgroup(group)
+        return None, why
+    return group, ""
+
+
 class LocalWorker:
     def __init__(self, process: subprocess.Popen | ForkedProcess, log_path: Path):
         self.process, self.log_path = process, log_path
         self.adopter = getattr(process, "adopter", None)   # a team's fork server: it holds what the worker left
         self.pid = process.pid            # the worker link checks that this process, and no other, connects
+        self._cgroup, self._cgroup_why = own_memory_cgroup(process.pid)
+        self.forked = isinstance(process, ForkedProcess)   # shares its server's pages until it writes them
+
+    def memory_cgroup(self) -> tuple[MemoryCgroup | None, str]:
+        """The worker's own memory cgroup (made for it before it ran any team code, where the box allows),
+        or (None, why not): the kernel's accounting of its tree (harness.kernel_memory)."""
+        return self._cgroup, self._cgroup_why
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -363,4 +384,6 @@ class LocalWorker:
             code = None
         self.kill()
         self.process.wait()
+        if self._cgroup is not None:
+            remove_cgroup(self._cgroup)
         return code

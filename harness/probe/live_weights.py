@@ -47,6 +47,7 @@ class HiddenWeights:
     unreadable: int = 0                # dense weight-like tensors whose storage could not be read
     unreadable_why: str = ""           # the first such failure, for the row's flag
     nbytes: int = 0                    # host or device bytes the hidden elements span
+    host_nbytes: int = 0               # ... of which in host memory
 
 
 class UnreadableStorage(Exception):
@@ -308,7 +309,7 @@ def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
     storages = live_storages(unreadable)
     names = None
     hidden: list[tuple[int, str]] = []
-    hidden_bytes = 0
+    hidden_bytes = host_bytes = 0
     for region, (itemsize, holder) in storages.items():
         extra_bytes = _uncovered_bytes(region, covered)
         extra = extra_bytes // itemsize
@@ -316,13 +317,14 @@ def hidden_weights(claimed: Iterable[Region]) -> HiddenWeights:
             names = names if names is not None else _holder_names()
             hidden.append((extra, _describe_holder(holder, names)))
             hidden_bytes += extra_bytes
+            host_bytes += extra_bytes if region[0] == "cpu" else 0
             covered.append(region)
     hidden.sort(key=lambda item: -item[0])
     where = tuple(f"{n:,} in {holder}" for n, holder in hidden[:_WHERE_SHOWN])
     if len(hidden) > _WHERE_SHOWN:
         where += (f"{sum(n for n, _ in hidden[_WHERE_SHOWN:]):,} in {len(hidden) - _WHERE_SHOWN} more",)
     return HiddenWeights(sum(n for n, _ in hidden), where, len(unreadable), unreadable[0] if unreadable else "",
-                         hidden_bytes)
+                         hidden_bytes, host_bytes)
 
 
 def is_onnxruntime_session_type(cls: type) -> bool:

@@ -23,10 +23,10 @@ from click.testing import CliRunner
 pytestmark = pytest.mark.slow
 
 
-def run_team(team_dir, out, cache, reference="fake_reference"):
+def run_team(team_dir, out, cache, reference="fake_reference", timeout=60):
     args = ["run", str(team_dir), "--spec", str(FIXTURES / "spec_small.toml"), "--data-dir", str(FIXTURES / "data"),
             "--backend", "local", "--reference", str(TEAMS / reference), "--cache-dir", str(cache),
-            "--out", str(out), "--timeout", "60"]
+            "--out", str(out), "--timeout", str(timeout)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out / "results.csv", keep_default_na=False)
@@ -233,3 +233,39 @@ def test_a_team_burning_cpu_while_the_reference_is_timed_slows_nothing(tmp_path)
             break
     else:
         pytest.fail(f"every pair (T_bert ratio, speedup ratio) passed a limit of 1.3: {pairs}")
+
+
+def kernel_read(record, task):
+    """The task's timing record, or a skip where this box gives the local worker no cgroup of its own (the row
+    says why: kernel_memory_note)."""
+    timing = record["tasks"][task]["timing"]
+    if timing["kernel_memory_note"]:
+        pytest.skip(f"no cgroup for a local worker on this box: {timing['kernel_memory_note']}")
+    return timing
+
+
+def test_weights_outside_resident_memory_are_flagged_where_the_kernel_is_read(tmp_path):
+    # a memfd read back a slice at a time (CLUEWSC2020), a child per call that builds the weights and exits
+    # (CSL): resident memory sees neither, the worker's cgroup both
+    row, record = run_team(TEAMS / "outside_rss_team", tmp_path / "out", tmp_path / "cache", timeout=300)
+    assert_ran(row)
+    memfd, child = kernel_read(record, "cluewsc2020"), kernel_read(record, "csl")
+    assert memfd["unexplained_resident_bytes"] < 16 * 2**20 and child["unexplained_peak_bytes"] < 100 * 2**20
+    assert memfd["kernel_held_load_growth_bytes"] > 110 * 2**20 and memfd["kernel_after_load"]["shmem"] > 110 * 2**20
+    assert child["kernel_peak_passes_growth_bytes"] > 110 * 2**20
+    assert "cluewsc2020: weights_unaccounted: the memory the kernel charges the worker's tree (anon + shmem) grew " \
+           "at load" in row["flags"]
+    assert "csl: weights_unaccounted: the kernel's peak of the worker's tree (children that exited included) " \
+           "during the timed passes rose" in row["flags"]
+
+
+def test_weights_inflated_inside_each_call_are_flagged_at_the_kernels_peak(tmp_path, honest):
+    # each call inflates 120 MB (0.3 s on an idle 2-core box): more time than the sleep-based teams
+    row, record = run_team(TEAMS / "transient_weights_team", tmp_path / "out", tmp_path / "cache", timeout=300)
+    assert_ran(row)
+    for task in ("cluewsc2020", "csl"):
+        assert kernel_read(record, task)["kernel_peak_passes_growth_bytes"] > 110 * 2**20
+        assert f"{task}: weights_unaccounted: the kernel's peak of the worker's tree" in row["flags"]
+    honest_timing = kernel_read(honest[1], "csl")                 # the honest twin, on the same box: inside
+    assert honest_timing["kernel_peak_passes_growth_bytes"] < honest_timing["peak_allowance_bytes"]
+    assert "kernel's peak" not in honest[0]["flags"]

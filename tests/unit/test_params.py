@@ -273,6 +273,32 @@ def test_onnx_duplicated_initializer_counts_once(tmp_path):
     assert report.onnx_files == (str(path),)
 
 
+def test_counted_bytes_are_what_the_counted_tensors_hold_at_their_dtype(tmp_path):
+    """explained_bytes on the host rests on counted_cpu_bytes: an fp16 or int8 tensor holds 2 or 1 bytes an
+    element, not the 4 a lenient reading would give it (room for weights the count never saw)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    initializers = [numpy_helper.from_array(np.ones((4, 3), dtype=np.float16), "half"),      # 12 x 2 = 24
+                    numpy_helper.from_array(np.arange(5, dtype=np.int8), "quantized"),      # 5 x 1 = 5
+                    numpy_helper.from_array(np.ones(3, dtype=np.float32), "bias")]          # 3 x 4 = 12
+    graph = helper.make_graph([helper.make_node("Identity", ["bias"], ["y"])], "bytes", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    assert count_onnx_initializers(tmp_path / "model.onnx").nbytes == 41
+
+    class Predictor:
+        def __init__(self):
+            self.embed = nn.Embedding(10, 4).half()                       # 40 x 2 = 80
+
+        def parameter_sources(self):
+            return [self.embed, "model.onnx"]
+
+    report = count_parameters(Predictor(), team_dir=tmp_path, scan_process=False)
+    assert report.counted == 40 + 20
+    assert report.counted_cpu_bytes == 80 + 41
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_torch_onnx_export_of_tied_embeddings_counts_the_tied_weight_once(tmp_path):
     pytest.importorskip("onnx")

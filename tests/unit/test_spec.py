@@ -69,3 +69,27 @@ def test_sizes_read_as_bytes():
 def test_bundled_spec_bounds_builds():
     build = load_spec().build
     assert build.network is True and build.timeout_s > 0 and parse_size(build.max_image_growth) > 2**30
+
+
+def test_a_bad_peak_allowance_is_named(tmp_path):
+    text = _bundled_text().replace('peak_allowance = "112m"', 'peak_allowance = "lots"')
+    with pytest.raises(SpecError, match=r"tasks\[1\]\.peak_allowance: not a size: 'lots'"):
+        load_spec(_write(tmp_path, text))
+
+
+def test_each_task_has_its_peak_allowance_an_onnx_one_and_a_fallback(tmp_path):
+    text = _bundled_text()
+    csl = load_spec(_write(tmp_path, text)).task("csl")
+    assert csl.peak_allowance_bytes() == 112 * 2**20
+    onnx = csl.peak_allowance_onnx
+    assert onnx and csl.peak_allowance_bytes(onnx=True) == parse_size(onnx) > csl.peak_allowance_bytes()
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    lines = [line for line in text.splitlines() if not line.startswith("peak_allowance")]
+    older = load_spec(_write(bare, "\n".join(lines) + "\n")).task("csl")      # a spec written before the key
+    assert older.peak_allowance_bytes() == older.peak_allowance_bytes(onnx=True) == 640 * 2**20
+    # on a GPU: the GPU key, else 640 MiB (no GPU calibration of the kernel's figures yet)
+    assert csl.peak_allowance_bytes(device="cuda:0") == csl.peak_allowance_bytes(onnx=True, device="cuda") == 640 * 2**20
+    gpu = load_spec(_write(tmp_path, text.replace('peak_allowance = "112m"', 'peak_allowance = "112m"\n'
+                                                  'peak_allowance_gpu = "300m"'))).task("csl")
+    assert gpu.peak_allowance_bytes(device="cuda") == 300 * 2**20 and gpu.peak_allowance_bytes() == 112 * 2**20

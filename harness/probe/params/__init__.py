@@ -27,11 +27,11 @@ from harness.probe.params.onnx_count import ONNX_MISSING, OnnxCount, count_onnx_
 from harness.probe.params.torch_count import TorchCount
 from harness.probe.params.walk import find_sources, root_modules
 
-# Torch tensors in host memory count at their dtype's size; ONNX initializers and weights the live-weight
-# scan found elsewhere at 4 bytes an element (their dtype is not tracked: the lenient reading for the team).
-COUNTED_BYTES_NOTE = "torch tensors in host memory at their dtype's size; ONNX and hidden weights at 4 bytes"
+# What the counted tensors hold in host memory: torch tensors, ONNX initializers and the weights the live-weight
+# scan found elsewhere, each at its dtype's size (an ONNX tensor whose dtype cannot be read at 4 bytes), so
+# that the host's memory checks explain the bytes actually there, not 4 bytes a parameter whatever its dtype.
+COUNTED_BYTES_NOTE = "torch tensors, ONNX initializers and hidden weights in host memory at their dtype's size"
 # (torch tensors on a device are counted apart: counted_device_bytes, checked against NVML by the host)
-LENIENT_BYTES = 4
 HIDDEN_FLOOR = 1_000          # hidden weight elements below this are noise (scalars), not a model
 
 
@@ -105,7 +105,7 @@ def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process:
     torch_count = TorchCount(found.flags, found.notes)
     torch_count.add_modules(roots)
     torch_count.add_plain_tensors(found.tensors)
-    onnx_params, dropped, onnx_files = count_onnx_files(found.onnx, found.flags, found.notes)
+    onnx_params, dropped, onnx_files, onnx_bytes = count_onnx_files(found.onnx, found.flags, found.notes)
     visible = torch_count.params + onnx_params + torch_count.unregistered
     hidden = hidden_weights(torch_count.claimed) if scan_process else HiddenWeights(0, ())
     if hidden.unreadable:
@@ -130,7 +130,7 @@ def count_parameters(predictor: Any, team_dir: Path | None = None, scan_process:
             f"{label}: {p}" for label, p in found.onnx),
         flags=tuple(found.flags), notes=tuple(found.notes), predictor_visible=visible,
         hidden_weights=hidden.elements, hidden_where=hidden.where, dtypes=tuple(sorted(torch_count.dtypes)),
-        counted_cpu_bytes=torch_count.cpu_bytes + LENIENT_BYTES * (onnx_params + hidden.elements),
+        counted_cpu_bytes=torch_count.cpu_bytes + onnx_bytes + hidden.host_nbytes,
         counted_device_bytes=torch_count.device_bytes, counted_device_params=torch_count.device_params)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+UNKNOWN_ITEMSIZE = 4       # bytes an element where the dtype cannot be read (the lenient reading for the team)
 ONNX_MISSING = "install onnx (pip install lightlm-harness[onnx]) to count ONNX initializers"
 
 
@@ -23,18 +24,21 @@ class OnnxCount:
     params: int
     initializers: int
     duplicates_dropped: int
+    nbytes: int = 0            # what the counted tensors hold at their dtype's size (4 bytes where unknown)
 
 
-def _add_unique(tensors: list[tuple[str, int]], seen: set[str]) -> tuple[int, int]:
-    """(elements of tensors whose content digest is not in `seen` yet, how many were repeats); updates `seen`."""
-    params = dropped = 0
-    for digest, numel in tensors:
+def _add_unique(tensors: list[tuple[str, int, int]], seen: set[str]) -> tuple[int, int, int]:
+    """(elements of tensors whose content digest is not in `seen` yet, how many were repeats, the bytes of the
+    ones counted); updates `seen`."""
+    params = dropped = nbytes = 0
+    for digest, numel, size in tensors:
         if digest in seen:
             dropped += 1
         else:
             seen.add(digest)
             params += numel
-    return params, dropped
+            nbytes += size
+    return params, dropped, nbytes
 
 
 def count_onnx_initializers(path: Path | str) -> OnnxCount:
@@ -46,15 +50,17 @@ def count_onnx_initializers(path: Path | str) -> OnnxCount:
     exporters fold weights into constants). Raises ImportError when onnx is not installed.
     """
     tensors = _onnx_weight_tensors(Path(path))
-    params, dropped = _add_unique(tensors, set())
-    return OnnxCount(path=str(path), params=params, initializers=len(tensors), duplicates_dropped=dropped)
+    params, dropped, nbytes = _add_unique(tensors, set())
+    return OnnxCount(path=str(path), params=params, initializers=len(tensors), duplicates_dropped=dropped,
+                     nbytes=nbytes)
 
 
 def count_onnx_files(entries: list[tuple[str, Path]], flags: list[str],
-                      notes: list[str]) -> tuple[int, int, list[str]]:
-    """Elements over all files, content duplicates dropped across files too (a weight shared by two)."""
+                      notes: list[str]) -> tuple[int, int, list[str], int]:
+    """Elements over all files, content duplicates dropped across files too (a weight shared by two); the
+    duplicates dropped, the files counted, and the bytes the counted tensors hold at their dtype's size."""
     seen: set[str] = set()
-    params = dropped = 0
+    params = dropped = nbytes = 0
     counted_files: list[str] = []
     done: set[Path] = set()
     for label, path in entries:
@@ -70,15 +76,16 @@ def count_onnx_files(entries: list[tuple[str, Path]], flags: list[str],
                          f"{type(exc).__name__}: {exc}")
             continue
         counted_files.append(str(path))
-        added, repeated = _add_unique(tensors, seen)
-        params, dropped = params + added, dropped + repeated
+        added, repeated, size = _add_unique(tensors, seen)
+        params, dropped, nbytes = params + added, dropped + repeated, nbytes + size
     if dropped:
         notes.append(f"{dropped} ONNX initializer(s) identical to another were counted once")
-    return params, dropped, counted_files
+    return params, dropped, counted_files, nbytes
 
 
-def _onnx_weight_tensors(path: Path) -> list[tuple[str, int]]:
-    """(content digest, element count) for every initializer and weight-like constant, subgraphs included."""
+def _onnx_weight_tensors(path: Path) -> list[tuple[str, int, int]]:
+    """(content digest, element count, bytes) for every initializer and weight-like constant, subgraphs
+    included."""
     onnx = _import_onnx()
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
@@ -89,7 +96,7 @@ def _onnx_weight_tensors(path: Path) -> list[tuple[str, int]]:
         out.extend(_tensor_digest(t, onnx) for t in graph.initializer)
         for sparse in graph.sparse_initializer:
             out.append((_digest(-1, tuple(sparse.dims), sparse.SerializeToString(deterministic=True)),
-                        math.prod(sparse.dims)))
+                        math.prod(sparse.dims), UNKNOWN_ITEMSIZE * math.prod(sparse.dims)))
         for node in graph.node:
             if node.op_type == "Constant":
                 for attr in node.attribute:
@@ -114,7 +121,7 @@ def _graphs(graph: Any, onnx: Any):
                     yield from _graphs(sub, onnx)
 
 
-def _tensor_digest(tensor: Any, onnx: Any) -> tuple[str, int]:
+def _tensor_digest(tensor: Any, onnx: Any) -> tuple[str, int, int]:
     """Digest of dtype, dims and values, the same whether the values sit in raw_data or typed fields.
 
     A 2-D tensor and its transpose get the same digest: torch.onnx folds the transpose of a tied output
@@ -127,10 +134,11 @@ def _tensor_digest(tensor: Any, onnx: Any) -> tuple[str, int]:
         copy.CopyFrom(tensor)
         copy.name = ""
         payload = copy.SerializeToString(deterministic=True)
-        return _digest(tensor.data_type, tuple(tensor.dims), payload), math.prod(tensor.dims)
+        return (_digest(tensor.data_type, tuple(tensor.dims), payload), math.prod(tensor.dims),
+                UNKNOWN_ITEMSIZE * math.prod(tensor.dims))
     views = [array, array.T] if array.ndim == 2 else [array]
     digest = min(_digest(tensor.data_type, v.shape, np.ascontiguousarray(v).tobytes()) for v in views)
-    return digest, int(array.size)
+    return digest, int(array.size), int(array.nbytes)
 
 
 def _digest(data_type: int, dims: tuple, payload: bytes) -> str:
