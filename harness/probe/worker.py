@@ -320,8 +320,9 @@ class Worker:
             started = time.perf_counter()
             self.predictor.predict(request["batch"])
             predict_s = time.perf_counter() - started
+        note = clock.note or ("" if clock.calls else "predict() called none of its top-level modules' forward")
         return {"profile": {"predict_s": predict_s, "forward_s": clock.seconds if clock.modules else None,
-                            "forward_calls": clock.calls, "modules": len(clock.modules), "note": clock.note}}
+                            "forward_calls": clock.calls, "modules": len(clock.modules), "note": note}}
 
 
 def serve(sock) -> None:

@@ -162,3 +162,26 @@ def test_the_own_split_pass_runs_each_side_alone_and_a_failure_is_a_note():
     assert found["team"]["forward_share"] == pytest.approx(0.25) and found["team"]["predict_s"] == pytest.approx(0.04)
     assert found["reference"]["forward_share"] is None and "unknown request" in found["reference"]["note"]
     assert team.frozen == 1 and ref.frozen == 1           # each frozen while the other's pass ran
+
+
+def test_the_timekeeper_records_every_scored_window_of_each_side_and_no_warm_up_window():
+    """Fake workers on socketpairs (test_timekeeper_drain's), on the CPU: three batches, first-sight blocks of
+    one batch (the reference's batch takes 60 ms), two rounds: 3 blocks + 1 later round = 4 windows a side."""
+    import os
+
+    from test_timekeeper_drain import EXAMPLES, LOADS, PLAN, fake_link
+
+    from harness.timekeeper import measure_task
+
+    team, ref = fake_link("team", os.getpid(), [], 0.001), fake_link("reference", os.getpid(), [], 0.06)
+    split = SplitRecorder()
+    split.start = lambda device, sources, start=split.start: start("cpu", sources)   # the fakes say cuda
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, PLAN, LOADS, split=split)
+    for link in (team, ref):
+        link.stop()
+    assert set(times.time_split) == {"team", "reference"}
+    for side in times.time_split.values():
+        assert side["windows"] == 4 and side["wall_s"] > 0 and side["cpu_busy"] is not None
+    # the reference's windows hold 3 batches of first sight (with a twin before and after: 9 calls of 60 ms)
+    # and one pass (3 calls): at least 0.72 s
+    assert times.time_split["reference"]["wall_s"] >= 0.72
