@@ -185,3 +185,24 @@ def test_the_timekeeper_records_every_scored_window_of_each_side_and_no_warm_up_
     # the reference's windows hold 3 batches of first sight (with a twin before and after: 9 calls of 60 ms)
     # and one pass (3 calls): at least 0.72 s
     assert times.time_split["reference"]["wall_s"] >= 0.72
+
+
+def test_through_the_timekeeper_on_a_gpu_each_sides_pids_are_read_apart():
+    """The same fake workers saying cuda, and a fake NVML on the real clock in which the reference's pid is
+    busy all the time and the team's never: the reference reads fully busy (its busy periods cover its
+    windows; capped at 1), the team 0, each from its own pid's samples."""
+    import time
+
+    from test_timekeeper_drain import EXAMPLES, LOADS, PLAN, fake_link
+
+    from harness.timekeeper import measure_task
+
+    nvml = FakeNvml(time.time, {REF: [(0.0, 1e12)]}, compute_pids=(TEAM, REF), proportional=True)
+    split = SplitRecorder(lambda: DeviceActivity(nvml), read_cpu=lambda pids: (0.0, ""))
+    team, ref = fake_link("team", TEAM, [], 0.001), fake_link("reference", REF, [], 0.06)
+    times = measure_task(team, ref, "csl", EXAMPLES, 2, PLAN, LOADS, split=split)
+    for link in (team, ref):
+        link.stop()
+    assert times.time_split["reference"]["device_busy"] == 1.0 and times.time_split["team"]["device_busy"] == 0.0
+    assert times.time_split["reference"]["nvml_period_s"] == pytest.approx(P)
+    assert nvml.shut == 1                                  # NVML closed once the task's split was read
