@@ -26,10 +26,13 @@ CPU time, everywhere: user + system (of children reaped inside the tree too) of 
 read with psutil before and after each window; cpu_busy = cpu_s / wall_s, cores busy on average (a forward
 on 4 threads can reach 4).
 
-The side's own figure (`own`): one untimed pass after the rounds, the other side frozen, in which the
-worker installs hooks on its predictor's top-level torch modules (harness.probe.forward_clock) and reports
-seconds inside their forward against seconds inside predict(). It comes from the worker's process, which
-team code controls: shown marked as the side's own figure, never used in a verdict.
+The side's own figure (`own`): an untimed pass (its first PROFILE_BATCHES batches) after the rounds, the
+other side frozen, in which the worker installs hooks on its predictor's top-level torch modules
+(harness.probe.forward_clock) and reports seconds inside their forward against seconds inside predict(). It
+comes from the worker's process, which team code controls: shown marked as the side's own figure, never
+used in a verdict. An untimed pass rather than hooks in the timed windows: hooks cost every forward a few
+microseconds inside the timed unit, and the synchronize that makes a GPU forward's time its own would
+change what is timed.
 
 A figure that cannot be read is None with its reason in the side's `notes`, never a silent blank.
 """
@@ -46,6 +49,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from harness.device_activity import MARGIN, ActivityUnreadable, DeviceActivity, ProcessSample
 
 HOST_DOMINATES = 0.5        # below this device busy share, host work is most of a side's time
+PROFILE_BATCHES = 4         # batches of the untimed pass for a side's own figure: an indication, kept cheap
+                            # (BERT-base's CMRC2018 batch takes seconds on a small CPU)
 
 
 @dataclass
@@ -259,8 +264,8 @@ def own_figure(profiles: Sequence[Any]) -> dict[str, Any]:
 
 
 def own_split_pass(links: dict[str, Any], batches: Sequence[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Each side's own figure (own_figure) over one untimed pass of `batches`, that side alone (the others
-    frozen). A side whose worker cannot answer (an image older than this harness, a predict() that raises)
+    """Each side's own figure (own_figure) over one untimed pass of the first PROFILE_BATCHES of `batches`, that
+    side alone (the others frozen). A side whose worker cannot answer (an image older than this harness, a predict() that raises)
     gets a note; a worker past its deadline or gone ends the task as any call would."""
     from harness.freezing import FreezeLedger, timed_alone
     from harness.timekeeper import WorkerFailed, WorkerTimeout
@@ -270,7 +275,7 @@ def own_split_pass(links: dict[str, Any], batches: Sequence[list[dict[str, Any]]
         profiles = []
         try:
             with timed_alone([other for other in links.values() if other is not link], FreezeLedger()):
-                for batch in batches:
+                for batch in batches[:PROFILE_BATCHES]:
                     _, reply = link.call("profile", batch=batch)
                     profiles.append(reply.get("profile"))
         except WorkerTimeout:

@@ -139,7 +139,7 @@ class ProfilingLink:
     """A link whose worker answers `profile` with scripted figures (or fails), and freezes on request."""
 
     def __init__(self, name, reply=None, error=None):
-        self.name, self.reply, self.error, self.frozen = name, reply, error, 0
+        self.name, self.reply, self.error, self.frozen, self.calls = name, reply, error, 0, 0
 
     def freeze(self):
         self.frozen += 1
@@ -149,6 +149,7 @@ class ProfilingLink:
 
     def call(self, op, **fields):
         assert op == "profile" and "batch" in fields
+        self.calls += 1
         if self.error:
             from harness.timekeeper import WorkerFailed
             raise WorkerFailed(self.error, self.name)
@@ -158,8 +159,10 @@ class ProfilingLink:
 def test_the_own_split_pass_runs_each_side_alone_and_a_failure_is_a_note():
     team = ProfilingLink("team", {"predict_s": 0.02, "forward_s": 0.005})
     ref = ProfilingLink("reference", error="unknown request 'profile'")
-    found = own_split_pass({"team": team, "reference": ref}, [[{"id": 1}], [{"id": 2}]])
-    assert found["team"]["forward_share"] == pytest.approx(0.25) and found["team"]["predict_s"] == pytest.approx(0.04)
+    found = own_split_pass({"team": team, "reference": ref}, [[{"id": i}] for i in range(6)])
+    # the first four batches only (PROFILE_BATCHES): 4 * 0.02 s in predict(), 4 * 0.005 s in the forward
+    assert team.calls == 4
+    assert found["team"]["forward_share"] == pytest.approx(0.25) and found["team"]["predict_s"] == pytest.approx(0.08)
     assert found["reference"]["forward_share"] is None and "unknown request" in found["reference"]["note"]
     assert team.frozen == 1 and ref.frozen == 1           # each frozen while the other's pass ran
 
