@@ -49,7 +49,7 @@ TASK_COLUMNS = {
     "{task}_reference_device_busy": "the same for the BERT-base reference",
     "{task}_cpu_busy": "the team worker's CPU seconds per wall second in its timed windows (user + system of all its host processes, psutil, read by the host): 1.0 is one core busy throughout",
     "{task}_reference_cpu_busy": "the same for the BERT-base reference",
-    "{task}_team_own_forward_share": "share of predict() spent inside the model's forward on one untimed pass, as the team's own worker reports it (hooks on its top-level torch modules): the team's own figure, never used in a verdict",
+    "{task}_team_own_forward_share": "share of predict() spent inside the model's forward on an untimed pass over its first 4 batches, as the team's own worker reports it (hooks on its top-level torch modules): the team's own figure, never used in a verdict",
     "{task}_split_note": "why a figure of the split above could not be read (no NVML, MIG, pids not visible, no torch module found), by side; empty when all were read",
 }
 TRAILING_COLUMNS = {
