@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness.backends import make_backend
 from harness.batch import run_batch
-from harness.pipeline import DEMO_TEAM_DIR, SAMPLE_DATA_DIR, RunConfig
+from harness.config import RunConfig
+from harness.paths import DEMO_TEAM_DIR, SAMPLE_DATA_DIR
 from harness.spec import load_spec
 
 

@@ -34,7 +34,9 @@ import time
 from pathlib import Path
 
 from harness.backends.local import LocalBackend
-from harness.pipeline import SAMPLE_DATA_DIR, RunConfig, run_team
+from harness.config import RunConfig
+from harness.paths import SAMPLE_DATA_DIR
+from harness.pipeline import run_team
 from harness.spec import load_spec
 from printed_report import PrintedReport  # bench/, beside this script
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from harness.probe import channel
-from harness.timekeeper import WorkerLink
+from harness.worker_link import WorkerLink
 
 REPO = Path(__file__).resolve().parent.parent
 TEAM = REPO / "tests" / "fixtures" / "teams" / "ok_team"

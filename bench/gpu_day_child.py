@@ -54,7 +54,7 @@ def reference(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from harness.pipeline import prepare_inputs
-    from harness.probe import STRICT_FP32
+    from harness.precision import STRICT_FP32
     from harness.probe.worker import read_precision, set_precision
     from harness.spec import load_spec
 

@@ -36,7 +36,8 @@ from harness.crosscheck import (DEVICE_MARGIN_BYTES, PEAK_SLACK_BYTES, RESIDENT_
                                 tree_pids, unexplained_memory)
 from harness.gpu import device_memory_reading
 from harness.measurement import WorkerSpec, running_worker
-from harness.pipeline import REFERENCE_DIR, REFERENCE_PREDICTOR, SAMPLE_DATA_DIR, prepare_inputs, reference_options
+from harness.paths import REFERENCE_DIR, REFERENCE_PREDICTOR, SAMPLE_DATA_DIR
+from harness.pipeline import prepare_inputs, reference_options
 from harness.spec import load_spec
 from harness.submission import load_submission
 

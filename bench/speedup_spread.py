@@ -18,7 +18,9 @@ import tempfile
 from pathlib import Path
 
 from harness.backends.local import LocalBackend
-from harness.pipeline import DEMO_TEAM_DIR, SAMPLE_DATA_DIR, RunConfig, run_team
+from harness.config import RunConfig
+from harness.paths import DEMO_TEAM_DIR, SAMPLE_DATA_DIR
+from harness.pipeline import run_team
 from harness.spec import load_spec
 
 HERE = Path(__file__).resolve().parent

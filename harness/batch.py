@@ -32,13 +32,14 @@ from harness import __version__
 from harness.backends.base import Built
 from harness.calibration import (apply_calibration, calibration_record, local_box, run_calibration,
                                  write_calibration)
-from harness.pipeline import (HarnessError, RunConfig, build_team, finish, load_team, measure_or_record,
-                              prepare_inputs, reference_task, task_outcome)
+from harness.config import HarnessError, RunConfig
+from harness.pipeline import (build_team, built_team_row, finish, load_team, prepare_inputs, reference_task,
+                              task_outcome)
 from harness.progress import TimingEvent, no_progress
 from harness.report import write_report
 from harness.results import TeamResult, results_frame
 from harness.scoring import score_team
-from harness.submission import MANIFEST, Submission
+from harness.submission import MANIFEST, Submission, team_folders_in
 
 LOCK_NAME = "batch.lock"
 RETRIED_STATUSES = ("build_failed", "harness_failed")   # never served from the cache: the box may be the cause
@@ -133,7 +134,7 @@ def team_folders(submissions_dir: Path) -> list[Path]:
     """Every sub-folder is a team (one without a manifest becomes an invalid_submission row)."""
     if not submissions_dir.is_dir():
         raise HarnessError(f"{submissions_dir} is not a folder of team folders")
-    folders = sorted(p for p in submissions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = team_folders_in(submissions_dir)
     if not folders:
         raise HarnessError(f"{submissions_dir} holds no team folders (each with a {MANIFEST})")
     return folders
@@ -295,12 +296,10 @@ def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, p
             built = pending.result()
             if index + 1 < len(todo):
                 pending = builder.submit(build_team, *todo[index + 1], config)
+            done.append(built_team_row(result, submission, built, config, prepared, lambda: ref_built, started,
+                                       progress.stage, getattr(progress, "timing", no_progress), in_batch=True))
             if built.ok:
-                measure_or_record(result, submission, built, config, prepared, ref_built, progress.stage,
-                                  reference_failure_is_a_row=True,
-                                  progress=getattr(progress, "timing", no_progress))
                 summary.reference_runs += 1
                 summary.gpu = summary.gpu or str(result.environment.get("device_name") or "")
-            done.append(finish(result, config, started, write_csv=False))
             progress.team_done(result, cached=False)
     return done

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.gpu import gpu_snapshot, throttle_names
-from harness.slots import cpuset_text
+from harness.cpusets import own_cpu_set
 
 GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
 
@@ -27,7 +27,7 @@ def cpu_description() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in _read(Path("/proc/cpuinfo")).splitlines()
                   if line.startswith("model name")), "")
     return {"cpu_model": model, "governor": _read(GOVERNOR).strip() or None, "cpu_count": os.cpu_count(),
-            "cpu_set": cpuset_text(sorted(os.sched_getaffinity(0)))}
+            "cpu_set": own_cpu_set()}
 
 
 def round_snapshot() -> dict[str, Any]:

@@ -33,10 +33,11 @@ import pandas as pd
 from harness import stats
 from harness.backends.base import Built
 from harness.box import round_snapshot
+from harness.config import HarnessError, RunConfig
 from harness.gpu import GpuMonitor
 from harness.measurement import Measured, ReferenceFailed, measure_against_reference
-from harness.pipeline import (HarnessError, PreparedData, RunConfig, prepare_inputs, refuse_busy_gpu,
-                              reference_worker, timing_plan, worker_threads)
+from harness.pipeline import (PreparedData, prepare_inputs, refuse_busy_gpu, reference_worker, timing_plan,
+                              worker_threads)
 from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_text
 

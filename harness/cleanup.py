@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.backends.docker import OWNER_LABEL, TEAM_LABEL, containers_of_gone_runs, team_image_tag
 from harness.backends.local import LOCAL_BUILDS, build_environment, build_folder_name
 from harness.spec import Spec
-from harness.submission import MANIFEST, Submission, SubmissionError, load_submission
+from harness.submission import MANIFEST, Submission, SubmissionError, load_submission, team_folders_in
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def current_submissions(folders: list[Path], spec: Spec, report: GcReport) -> li
         if (folder / MANIFEST).is_file():
             teams.append(folder)
         else:
-            teams.extend(sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+            teams.extend(team_folders_in(folder))
     submissions = []
     for team in teams:
         try:

@@ -1,8 +1,8 @@
-"""The `harness` command line: thin commands that parse options, build a config and call the library."""
+"""The `harness` command line: thin commands that parse options, build a config (harness.config) and call the
+library."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from harness import __version__
-from harness.backends import BACKENDS, DockerUnavailable, make_backend
+from harness.backends import BACKENDS, DockerUnavailable, docker_unless_local
 from harness.backends.docker import RUNNER_IMAGE, connect
 from harness.batch import box_lock, run_batch
 from harness.calibration import calibrate_box, calibration_line
@@ -25,8 +25,11 @@ from harness.gpu import nvml_unavailable_reason
 from harness.cleanup import collect_garbage
 from harness.console import (TimingLines, plain, print_findings, print_gc_report, print_task_score,
                              print_team_result, print_verdicts, visible)
-from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
+from harness.config import HarnessError, run_config
+from harness.paths import REFERENCE_DIR, SAMPLE_DATA_DIR
+from harness.pipeline import run_team
 from harness.ray_engine import RayEngine
+from harness.scoring import ranked_score
 from harness.slots import ray_start_line
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
@@ -124,16 +127,6 @@ def with_harness_errors(command):
         except (HarnessError, DockerUnavailable) as exc:
             raise click.ClickException(visible(exc)) from exc
     return wrapper
-
-
-def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, timeout_s, cache_dir, reference_dir,
-               runner_image, allow_busy_gpu=False, rebuild=False, slot=None) -> RunConfig:
-    spec = load_spec_or_fail(spec_path)
-    if not data_dir.is_dir():
-        raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
-    backend = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild, slot=slot)
-    return RunConfig(spec=spec, backend=backend, data_dir=data_dir, out_dir=out_dir, max_examples=max_examples,
-                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
 
 
 def execute(team_dir: Path, **options):
@@ -334,14 +327,8 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
 def garbage_collect(folders: list[Path], spec, cache_dir: Path, runner_image: str, backend: str,
                     dry_run: bool = False) -> None:
     """Shared by `gc` and `batch --gc`: docker images too unless the backend is local (and an engine answers)."""
-    client = None
-    if backend != "local":
-        try:
-            client = connect()
-        except DockerUnavailable as exc:
-            if backend == "docker":
-                raise
-            click.echo(f"no Docker engine: local builds only ({exc})", err=True)
+    client = docker_unless_local(backend, connect, lambda exc: click.echo(f"no Docker engine: local builds only "
+                                                                          f"({exc})", err=True))
     with box_lock(cache_dir):  # never while a batch on this box may be building or using them
         report = collect_garbage(folders, spec, cache_dir, runner_image, client, dry_run)
     print_gc_report(Console(), report, dry_run)
@@ -447,7 +434,7 @@ def score(task, gold, pred, as_json, spec_path):
     """
     spec = load_spec_or_fail(spec_path)
     try:
-        ranking = spec.task(task).ranking_metric
+        task_spec = spec.task(task)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
     module = get_task(task)
@@ -456,13 +443,11 @@ def score(task, gold, pred, as_json, spec_path):
         records, problems = module.read_predictions(pred)
     except TaskDataError as exc:
         raise click.ClickException(str(exc)) from exc
-    scored = module.score(gold_records, records, problems)
-    if ranking in scored.metrics:  # the spec decides which metric ranks
-        scored = dataclasses.replace(scored, score=scored.metrics[ranking])
+    scored = ranked_score(task_spec, gold_records, records, problems)
     if as_json:
         click.echo(json.dumps(scored.to_dict(), ensure_ascii=False))
     else:
-        print_task_score(Console(), scored, ranking)
+        print_task_score(Console(), scored, task_spec.ranking_metric)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,14 +24,15 @@ from harness.crosscheck import (child_resident, device_overhead, peak_bytes, res
 from harness.gpu import device_memory_reading, process_memory_bytes
 from harness.device_activity import DrainGuard
 from harness.data_files import executable_mappings, merge_code_maps
-from harness.probe import STRICT_FP32, channel
+from harness.precision import STRICT_FP32
+from harness.probe import channel
 from harness.progress import Progress, no_progress
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
 from harness.time_split import SplitRecorder, own_split_pass
-from harness.timekeeper import (SideTimes, TaskTimes, TimingPlan, WorkerFailed, WorkerLink, WorkerTimeout,
-                                call_together, host_gc_paused, make_batches, measure_task)
+from harness.timekeeper import SideTimes, TaskTimes, TimingPlan, host_gc_paused, make_batches, measure_task
+from harness.worker_link import WorkerFailed, WorkerLink, WorkerTimeout, call_together
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -71,10 +72,8 @@ def running_worker(backend: Backend, side: WorkerSpec, log_path: Path) -> Iterat
     handle = backend.start_worker(side.built, channel_dir, log_path)
     link = None
     try:
-        link = WorkerLink.accept(side.name, server, handle.alive, time.monotonic() + side.timeout_s,
-                                 getattr(handle, "pid", None))
-        link.host_pid = handle.host_pid()
-        link.process = handle
+        link = WorkerLink.accept(side.name, server, handle.alive, time.monotonic() + side.timeout_s, handle.pid,
+                                 handle)
         yield link
     except WorkerFailed as exc:
         if not exc.side:

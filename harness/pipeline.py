@@ -1,8 +1,10 @@
 """One team, end to end: validate, build, measure against the interleaved reference, score, write the row.
 
-This is DESIGN.md's data flow in code. Every failure of the team's (bad manifest, failed setup, crash,
-timeout, malformed predictions) becomes a status and a one-line reason on its row; only a failure of the
-harness itself (the reference cannot run, the data cannot be read) raises HarnessError.
+The README's "How the numbers are made", in code, for one team: run_team is `harness run` (and each team a
+Ray node runs); the batch shares its sequence from the build on (built_team_row). Every failure of the
+team's (bad manifest, failed setup, crash, timeout, malformed predictions) becomes a status and a one-line
+reason on its row; only a failure of the harness itself (the reference cannot run, the data cannot be read)
+raises HarnessError (harness.config).
 """
 
 from __future__ import annotations
@@ -22,45 +24,20 @@ from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
 from harness.device_activity import drain_flags
 from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
+from harness.config import HarnessError, RunConfig
 from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
+from harness.paths import REFERENCE_PREDICTOR
 from harness.progress import Progress, no_progress
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
-from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, score_team
-from harness.spec import Spec
+from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, ranked_score, score_team
+from harness.spec import Spec, TaskSpec
 from harness.submission import Submission, SubmissionError, folder_label, load_submission
 from harness.tasks import TaskDataError, get_task
 from harness.timekeeper import TimingPlan
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-REFERENCE_DIR = REPO_DIR / "baselines" / "bert_reference"
-REFERENCE_PREDICTOR = "predictor:Predictor"
-SAMPLE_DATA_DIR = REPO_DIR / "baselines" / "sample_data"
-DEMO_TEAM_DIR = REPO_DIR / "baselines" / "demo_team"
-
 Say = Callable[[str], None]
-
-
-class HarnessError(RuntimeError):
-    """A failure of the harness or its inputs, not of a team: the run cannot produce a fair row."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    spec: Spec
-    backend: Backend
-    data_dir: Path = SAMPLE_DATA_DIR
-    out_dir: Path = Path("results")
-    max_examples: int | None = None
-    device: str = "auto"
-    timeout_s: float | None = None
-    reference_dir: Path = REFERENCE_DIR
-    allow_busy_gpu: bool = False
-
-    @property
-    def probe_timeout_s(self) -> float:
-        return self.timeout_s if self.timeout_s is not None else self.spec.sandbox.timeout_s
 
 
 @dataclass
@@ -103,14 +80,15 @@ def reference_task(info: dict[str, Any]) -> ReferenceTask:
     return ReferenceTask(int(info["params"]), float(info["time_s"]), tuple(tuple(r) for r in info.get("rounds_s", ())))
 
 
-def task_info(name: str, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
+def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
               predictions: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """Score one task's first-sight predictions (held in host memory) against gold; the TeamResult.tasks record."""
+    """Score one task's first-sight predictions (held in host memory) against gold, ranked by the spec's
+    metric (scoring.ranked_score); the TeamResult.tasks record."""
     if measured is None:
         return {"error": "not run"}
     if not measured.get("ok") or predictions is None:
         return {"error": measured.get("error")}
-    scored = get_task(name).score(gold, predictions, [])
+    scored = ranked_score(task, gold, predictions)
     params = measured["params"]
     timing = {k: v for k, v in measured.items() if k not in ("ok", "params")}
     return {"score": scored.score, "metrics": scored.metrics, "problems": list(scored.problems),
@@ -398,8 +376,8 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     result.reference = {name: {"params": r["params"]["counted"], **{k: v for k, v in r.items() if k != "params"}}
                         for name, r in measured.reference.items()}
     result.reference_precision = next((r.get("precision") for r in measured.reference.values()), {})
-    result.tasks = {name: task_info(name, prepared.gold[name], measured.tasks.get(name), predictions.get(name))
-                    for name in submission.tasks}
+    result.tasks = {name: task_info(spec.task(name), prepared.gold[name], measured.tasks.get(name),
+                                    predictions.get(name)) for name in submission.tasks}
     outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
     result.environment = {**measured.environment, "gpu": gpu.summary(), "box": cpu_description(),
                           "reference": measured.reference_environment}
@@ -445,6 +423,20 @@ def measure_or_record(result: TeamResult, submission: Submission, built: Built, 
         result.error = f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}"
 
 
+def built_team_row(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
+                   prepared: PreparedData, reference: Callable[[], Built], started: float,
+                   say: Say = lambda message: None, progress: Progress = no_progress,
+                   in_batch: bool = False) -> TeamResult:
+    """The one-team sequence `run` and `batch` share once the team's build is in: a team that built is measured
+    against the reference (`reference()`: built for this run, or the batch's one build), whatever the harness
+    did not foresee recorded on the row (measure_or_record; in a batch a failed reference is a row too), and
+    the row is written (finish: `run` writes results.csv, a batch its leaderboard once every team is done)."""
+    if built.ok:
+        measure_or_record(result, submission, built, config, prepared, reference(), say,
+                          reference_failure_is_a_row=in_batch, progress=progress)
+    return finish(result, config, started, write_csv=not in_batch)
+
+
 def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None,
              progress: Progress = no_progress) -> TeamResult:
     """Run one team against the interleaved reference and write its CSV row and JSON record; `say` hears
@@ -457,8 +449,6 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None,
     prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
     say(f"{submission.team}: building ({config.backend.name} backend, running {submission.setup})")
     built = build_team(result, submission, config)
-    if not built.ok:
-        return finish(result, config, started)
-    ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
-    measure_or_record(result, submission, built, config, prepared, ref_built, say, progress=progress)
-    return finish(result, config, started)
+    return built_team_row(result, submission, built, config, prepared,
+                          lambda: config.backend.build_reference(config.reference_dir, config.out_dir / "reference"),
+                          started, say, progress)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.batch import result_from_record
-from harness.pipeline import HarnessError
+from harness.config import HarnessError, run_config
 from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_bytes
 from harness.slots import (SLOT_RESOURCE, Slot, SlotError, claim, claim_dir, node_cpus, node_gpus, pin_process,
@@ -144,7 +144,6 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
 
 def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
                 slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
-    from harness.cli import run_config
     from harness.pipeline import run_team
 
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
@@ -189,7 +188,6 @@ def run_calibration_on_node(options: dict[str, Any], box: str, slot_index: int) 
 
 def calibrate_in_slot(options: dict[str, Any], box: str, slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
     from harness.calibration import calibration_record, run_calibration
-    from harness.cli import run_config
     from harness.pipeline import prepare_inputs
 
     with tempfile.TemporaryDirectory(prefix="harness-ray-aa-") as tmp:
@@ -297,7 +295,7 @@ def write_team_output(out_dir: Path, team: str, files: dict[str, bytes]) -> Path
 
 class RayEngine:
     """harness.batch's Engine on a Ray cluster. `options` are the run settings (`harness batch`'s options, as
-    cli.run_config takes them) each node builds its own configuration from: its own backend and caches, the
+    config.run_config takes them) each node builds its own configuration from: its own backend and caches, the
     same spec, data folder and runner image by path."""
 
     def __init__(self, options: dict[str, Any], address: str | None = None, slots: int = 1):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
-from harness.timekeeper import WorkerFailed
+from harness.worker_link import WorkerFailed
 
 MAX_TEXTS = 64                 # flags, notes, sources ... kept per list
 MAX_TEXT_CHARS = 2_000         # per string

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.probe import STRICT_FP32
+from harness.precision import STRICT_FP32
 from harness.safe_files import write_new_text
 from harness.scoring import TeamScore
 from harness.spec import Spec

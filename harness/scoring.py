@@ -15,13 +15,24 @@ row is neither compliant nor ruled out, and says so).
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
 
 from harness import stats
-from harness.spec import Formula, Limits, Spec
+from harness.spec import Formula, Limits, Spec, TaskSpec
+from harness.tasks import TaskScore, get_task
 
 Rounds = Sequence[Sequence[float]]      # rounds x batches, seconds, canonical batch order
+
+
+def ranked_score(task: TaskSpec, gold: list[dict[str, Any]], predictions: list[dict[str, Any]],
+                 problems: Sequence[str] = ()) -> TaskScore:
+    """One task's predictions scored by its module, exactly as the official scorer does, with the spec's
+    ranking metric as the score: the spec owns which metric ranks, for `harness score`, `run` and `batch`
+    alike (a task module's own ranking_metric is only what its score() puts first; the spec's loader
+    accepts only a metric the module computes)."""
+    scored = get_task(task.name).score(gold, predictions, list(problems))
+    return replace(scored, score=scored.metrics[task.ranking_metric])
 
 
 @dataclass(frozen=True)

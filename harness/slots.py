@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from harness.cpusets import cpuset_text
+
 SLOT_RESOURCE = "harness_box_slot"
 CLAIM_WAIT_S = 60.0          # Ray keeps at most N teams on a node: a slot frees itself within moments
 
@@ -52,17 +54,6 @@ class Slot:
 
     def record(self) -> dict[str, object]:
         return {"slot": self.index, "slots": self.of, "cpu_set": self.cpuset(), "gpu_index": self.gpu}
-
-
-def cpuset_text(cpus: tuple[int, ...] | list[int]) -> str:
-    """CPU numbers as the kernel and Docker write a CPU list: runs as a-b, separated by commas."""
-    runs: list[list[int]] = []
-    for cpu in sorted(cpus):
-        if runs and cpu == runs[-1][1] + 1:
-            runs[-1][1] = cpu
-        else:
-            runs.append([cpu, cpu])
-    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
 _NODE_CPUS: list[int] = []
@@ -153,4 +144,7 @@ def pin_process(slot: Slot) -> None:
         except OSError:      # a thread that ended meanwhile
             pass
     if slot.gpu is not None:
+        # slot.gpu is an NVML index (node_gpus); CUDA numbers GPUs fastest first unless told PCI bus order,
+        # which is NVML's: without it a box of mixed GPUs would give a slot another slot's GPU
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)

@@ -13,15 +13,15 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.probe import PRECISIONS
+from harness.paths import DEFAULT_SPEC
+from harness.precision import PRECISIONS
+from harness.tasks import TASKS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
-DEFAULT_SPEC = SPECS_DIR / "nlpcc2020.toml"
 AGGREGATES = ("max", "sum", "mean")
 
 
@@ -212,6 +212,10 @@ def _check(spec: Spec) -> None:
         seen.add(task.name)
         if task.ranking_metric not in task.metrics:
             raise SpecError(f"{path}: {where}.ranking_metric {task.ranking_metric!r} is not in its metrics")
+        module = TASKS.get(task.name)
+        if module is not None and task.ranking_metric not in module.metrics:
+            raise SpecError(f"{path}: {where}.ranking_metric {task.ranking_metric!r} is not a metric the "
+                            f"{task.name} scorer computes ({', '.join(module.metrics)})")
         if task.batch_size < 1 or task.max_seq_length < 1:
             raise SpecError(f"{path}: {where}.batch_size and max_seq_length must be >= 1")
 

@@ -3,7 +3,7 @@
 The content hash names the team's image and keys the batch cache, so an unchanged team is never rebuilt
 and never re-measured.
 
-The folder is hostile input (DESIGN.md, trust boundary): it is read without following links, links that leave
+The folder is hostile input (README, Threat model): it is read without following links, links that leave
 it and special files make it invalid, and every manifest value that reaches a path, a file name or a build is
 matched whole against a strict pattern. Every problem is a SubmissionError: a row, never a traceback or a hang.
 """
@@ -170,6 +170,12 @@ def copy_team_dir(team_dir: Path, dest: Path) -> None:
                 target.chmod(0o755 if entry.executable else 0o644)
     except OSError as exc:
         raise SubmissionError(f"cannot copy the team folder: {exc.strerror or exc} ({exc.filename})") from exc
+
+
+def team_folders_in(folder: Path) -> list[Path]:
+    """The team folders a folder of teams holds: every sub-folder but hidden ones, in name order. The batch
+    makes each a row (one without a manifest an invalid_submission row); gc keeps what each one needs."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def folder_label(team_dir: str | Path) -> str:

@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from harness.device_activity import MARGIN, ActivityUnreadable, DeviceActivity, ProcessSample
+from harness.freezing import FreezeLedger, timed_alone
+from harness.worker_link import WorkerFailed, WorkerTimeout
 
-HOST_DOMINATES = 0.5        # below this device busy share, host work is most of a side's time
 PROFILE_BATCHES = 4         # batches of the untimed pass for a side's own figure: an indication, kept cheap
                             # (BERT-base's CMRC2018 batch takes seconds on a small CPU)
 
@@ -267,9 +268,6 @@ def own_split_pass(links: dict[str, Any], batches: Sequence[list[dict[str, Any]]
     """Each side's own figure (own_figure) over one untimed pass of the first PROFILE_BATCHES of `batches`, that
     side alone (the others frozen). A side whose worker cannot answer (an image older than this harness, a predict() that raises)
     gets a note; a worker past its deadline or gone ends the task as any call would."""
-    from harness.freezing import FreezeLedger, timed_alone
-    from harness.timekeeper import WorkerFailed, WorkerTimeout
-
     found: dict[str, dict[str, Any]] = {}
     for name, link in links.items():
         profiles = []

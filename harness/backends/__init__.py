@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from harness.backends.base import Backend, Built, WorkerHandle
 from harness.backends.docker import RUNNER_IMAGE, DockerBackend, DockerUnavailable
@@ -12,6 +13,23 @@ from harness.spec import Spec
 from harness.submission import Submission
 
 BACKENDS = ("docker", "local")
+T = TypeVar("T")
+
+
+def docker_unless_local(name: str, with_docker: Callable[[], T],
+                        falling_back: Callable[[DockerUnavailable], None] = lambda exc: None) -> T | None:
+    """The one rule of `--backend docker|local|auto`, for whatever needs Docker (a backend, an engine client):
+    docker needs it (DockerUnavailable, saying how to fix it, when it does not answer); local never asks for
+    it (None); auto is docker when `with_docker()` succeeds, else None, and `falling_back` hears why."""
+    if name == "local":
+        return None
+    try:
+        return with_docker()
+    except DockerUnavailable as exc:
+        if name != "auto":
+            raise
+        falling_back(exc)
+        return None
 
 
 def discard_build(backend: Backend, submission: Submission) -> None:
@@ -45,19 +63,18 @@ def make_backend(name: str, cache_dir: Path, spec: Spec, runner_image: str = RUN
     """
     if rebuild:
         return Rebuilding(make_backend(name, cache_dir, spec, runner_image, slot=slot))
-    if name == "local":
-        return LocalBackend(cache_dir=Path(cache_dir), setup_timeout_s=spec.build.timeout_s)
-    if name == "docker":
+    if name not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown backend {name!r}; known: auto, {', '.join(BACKENDS)}")
+
+    def docker_backend() -> DockerBackend:
         backend = DockerBackend(cache_dir=Path(cache_dir), spec=spec, runner_image=runner_image, slot=slot)
         backend.runner_id()  # fail now, with the build command, rather than after preparing everything
         return backend
-    if name == "auto":
-        try:
-            return make_backend("docker", cache_dir, spec, runner_image, slot=slot)
-        except DockerUnavailable:
-            return make_backend("local", cache_dir, spec)
-    raise ValueError(f"unknown backend {name!r}; known: auto, {', '.join(BACKENDS)}")
+
+    docker = docker_unless_local(name, docker_backend)
+    return docker if docker is not None else LocalBackend(cache_dir=Path(cache_dir),
+                                                          setup_timeout_s=spec.build.timeout_s)
 
 
 __all__ = ["BACKENDS", "Backend", "Built", "DockerUnavailable", "Rebuilding", "WorkerHandle", "discard_build",
-           "make_backend"]
+           "docker_unless_local", "make_backend"]

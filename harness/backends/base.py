@@ -33,11 +33,22 @@ class Built:
 
 
 class WorkerHandle(Protocol):
-    """A running worker process or container, as the host controls it."""
+    """A running worker process or container, as the host controls it (harness.worker_link keeps it)."""
+
+    # The pid the worker connects from, as the host's SO_PEERCRED shows it: the link refuses any other peer.
+    # None where the backend does not check it (a container: its pid is the engine's to say).
+    pid: int | None
 
     def alive(self) -> bool: ...
 
     def kill(self) -> None: ...
+
+    def freeze(self) -> None:
+        """Stop every process of the worker while the other side is timed (harness.freezing); raise
+        FreezeUnavailable, with why, where that cannot be done."""
+
+    def thaw(self) -> None:
+        """Let them run again; a worker already gone fails through its channel instead."""
 
     def host_pid(self) -> int | None:
         """The worker's pid on the host, for NVML's per-process memory; None when unknown."""

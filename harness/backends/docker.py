@@ -35,9 +35,11 @@ from harness import __version__
 from harness.backends.base import LOG_TAIL_BYTES, WORKER_MODULE, Built, log_tail
 from harness.data_files import data_bytes_in_tar, tar_file_digests
 from harness.freezing import FreezeUnavailable
+from harness.paths import REFERENCE_DIR, REPO_DIR
 from harness.probe.channel import SOCKET_NAME
 from harness.safe_files import open_log
-from harness.slots import Slot, cpuset_text
+from harness.cpusets import cpuset_text
+from harness.slots import Slot
 from harness.spec import Spec, parse_size
 from harness.submission import Submission, copy_team_dir, hash_team_dir
 
@@ -173,7 +175,7 @@ def team_image_tag(submission: Submission, spec: Spec, runner_id: str) -> str:
 
 def runner_build_hint(runner_image: str) -> str:
     """How to get the runner image, as commands that work from any folder, and how to do without it."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO_DIR
     if (repo / "Dockerfile.runner").is_file():
         build = (f"`docker build -f {repo / 'Dockerfile.runner'} -t {runner_image} {repo}` (no registry: "
                  f"`{repo / 'runner-image' / 'build-runner-offline.sh'} {runner_image}`)")
@@ -381,8 +383,6 @@ class DockerBackend:
         Another reference folder (`--reference`: a competition's own reference, a test's stand-in) is the
         organizer's code, not a team's: it is copied into an image FROM the runner image, root-owned, with no
         setup step, tagged by its content and the runner image, and built once."""
-        from harness.pipeline import REFERENCE_DIR
-
         work_dir.mkdir(parents=True, exist_ok=True)
         log_path = work_dir / "build.log"
         runner_id = self.runner_id()
@@ -436,6 +436,8 @@ class DockerBackend:
 
 
 class DockerWorker:
+    pid = None      # the peer is not checked against a pid: a container's pid is the engine's to say
+
     def __init__(self, container, log_path: Path):
         self.container, self.log_path = container, log_path
 

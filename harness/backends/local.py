@@ -30,12 +30,13 @@ from harness import __version__
 from harness.backends.base import WORKER_MODULE, Built, log_tail
 from harness.backends.local_forks import ForkedProcess, ForkServer, ForkServerFailed, descendants, kill_tree
 from harness.data_files import data_file_bytes
+from harness.paths import REPO_DIR
 from harness.safe_files import fresh_dir, open_log
 from harness.probe.channel import SOCKET_NAME
 from harness.submission import Submission, copy_team_dir
 
 READY_MARK = ".harness-built"
-HARNESS_ROOT = Path(__file__).resolve().parents[2]    # this harness's code, put first on the worker's path
+HARNESS_ROOT = REPO_DIR          # this harness's code, put first on the worker's path
 LOCAL_BUILDS = "local"             # CACHE_DIR/local/TEAM-KEY/{team,venv}
 BUILD_KEY_FILE = "build-key.json"
 LAYER_PTH = "_lightlm_harness_env.pth"
@@ -304,7 +305,7 @@ class LocalWorker:
     def __init__(self, process: subprocess.Popen | ForkedProcess, log_path: Path):
         self.process, self.log_path = process, log_path
         self.adopter = getattr(process, "adopter", None)   # a team's fork server: it holds what the worker left
-        self.pid = process.pid            # the timekeeper checks that this process, and no other, connects
+        self.pid = process.pid            # the worker link checks that this process, and no other, connects
 
     def alive(self) -> bool:
         return self.process.poll() is None

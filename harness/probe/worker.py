@@ -34,9 +34,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.probe import PRECISIONS, channel, onnx_warmup
+from harness.cpusets import own_cpu_set
+from harness.precision import PRECISIONS
+from harness.probe import channel, onnx_warmup
 from harness.probe.onnx_sessions import session_providers
-from harness.slots import cpuset_text
 
 
 
@@ -60,7 +61,7 @@ def describe_environment(device: str) -> dict[str, Any]:
     env = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
            "python": platform.python_version(), "machine": platform.machine(),
            "torch_threads": torch.get_num_threads(), "device_name": "cpu", "pid": os.getpid(),
-           "cpu_set": cpuset_text(sorted(os.sched_getaffinity(0)))}
+           "cpu_set": own_cpu_set()}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
         env.update(device_name=props.name, cudnn=torch.backends.cudnn.version(), gpu_memory_bytes=props.total_memory)

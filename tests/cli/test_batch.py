@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TEAMS
 from harness.batch import box_lock
-from harness.pipeline import DEMO_TEAM_DIR
+from harness.paths import DEMO_TEAM_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import TEAMS
 from harness.backends import docker as docker_backend
-from harness.pipeline import REPO_DIR
+from harness.paths import REPO_DIR
 
 pytestmark = pytest.mark.slow
 

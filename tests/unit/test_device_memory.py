@@ -20,7 +20,7 @@ from harness.crosscheck import DEVICE_MARGIN_BYTES, explained_bytes, explained_d
 from harness.measurement import device_checked, device_load_records
 from harness.pipeline import device_memory_flags, memory_flags
 from harness.probe.params.torch_count import TorchCount
-from harness.timekeeper import WorkerFailed
+from harness.worker_link import WorkerFailed
 
 MiB = 2**20
 BLOCK = 2 * MiB

@@ -17,7 +17,8 @@ from harness.pipeline import half_width_flags, timing_plan
 from harness.probe import channel
 from harness.scoring import ReferenceTask, TaskOutcome, half_width_of, score_team
 from harness.spec import DEFAULT_SPEC, SpecError, load_spec
-from harness.timekeeper import TimingPlan, WorkerLink, host_gc_paused, measure_task, rounds_stop
+from harness.timekeeper import TimingPlan, host_gc_paused, measure_task, rounds_stop
+from harness.worker_link import WorkerLink
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SMALL = load_spec(FIXTURES / "spec_small.toml")

@@ -12,7 +12,8 @@ import pytest
 
 from harness import replies
 from harness.probe import channel
-from harness.timekeeper import TimingPlan, WorkerFailed, WorkerLink, measure_task
+from harness.timekeeper import TimingPlan, measure_task
+from harness.worker_link import WorkerFailed, WorkerLink
 
 EXAMPLES = [{"id": i, "abst": f"句子{i}", "keyword": ["词"]} for i in range(6)]
 LOADS = {"team": {"task": "csl"}, "reference": {"task": "csl"}}
@@ -170,7 +171,7 @@ def test_hostile_onnx_sessions_fail_that_side_or_come_out_bounded_and_writable(s
                        allow_nan=True).encode()
     try:
         reply = channel.decode(frame)               # what the host reads off the socket: a refused frame is
-    except channel.ChannelError:                    # that side's failure (timekeeper._reply: WorkerFailed)
+    except channel.ChannelError:                    # that side's failure (worker_link.checked_reply: WorkerFailed)
         return
     try:
         sessions = replies.param_report(reply, "team")["onnx_sessions"]

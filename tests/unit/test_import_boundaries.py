@@ -20,6 +20,7 @@ def test_worker_imports_no_host_libraries():
 
 @pytest.mark.parametrize("module", ["harness.cli", "harness.pipeline", "harness.scoring", "harness.results",
                                     "harness.backends", "harness.tasks", "harness.spec", "harness.submission",
-                                    "harness.timekeeper", "harness.measurement"])
+                                    "harness.timekeeper", "harness.measurement", "harness.worker_link",
+                                    "harness.config"])
 def test_host_modules_do_not_import_torch(module):
     assert "torch" not in imported_after(f"import {module}")

@@ -7,7 +7,7 @@ from harness import replies
 from harness.measurement import larger_count, onnx_sessions
 from harness.probe import channel
 from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
-from harness.timekeeper import WorkerFailed
+from harness.worker_link import WorkerFailed
 
 GOOD = {"counted": 40, "predictor_visible": 40, "hidden_weights": 0, "flags": [], "hidden_where": [],
         "dtypes": ["torch.float32"], "sources": ["model (Linear)"], "something_else": {"deep": [1]}}

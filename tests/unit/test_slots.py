@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.cpusets import cpuset_text
 from harness.doctor import slot_findings
 from harness.results import placement_text
-from harness.slots import (SLOT_RESOURCE, Slot, SlotError, claim, cpuset_text, pin_process, ray_start_line,
-                           slot_layout)
+from harness.slots import SLOT_RESOURCE, Slot, SlotError, claim, pin_process, ray_start_line, slot_layout
 
 
 def test_cpu_lists_are_written_as_the_kernel_writes_them():

@@ -151,7 +151,7 @@ class ProfilingLink:
         assert op == "profile" and "batch" in fields
         self.calls += 1
         if self.error:
-            from harness.timekeeper import WorkerFailed
+            from harness.worker_link import WorkerFailed
             raise WorkerFailed(self.error, self.name)
         return 0.0, {"ok": True, "profile": self.reply}
 

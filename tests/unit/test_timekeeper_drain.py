@@ -19,7 +19,8 @@ from harness.device_activity import DeviceActivity, DrainGuard
 from harness.measurement import task_records
 from harness.probe import channel
 from harness.spec import load_spec
-from harness.timekeeper import TimingPlan, WorkerFailed, WorkerLink, measure_task
+from harness.timekeeper import TimingPlan, measure_task
+from harness.worker_link import WorkerFailed, WorkerLink
 
 SPEC = load_spec(Path(__file__).resolve().parents[1] / "fixtures" / "spec_small.toml")
 EXAMPLES = [{"id": i, "label_free": f"句子{i}"} for i in range(6)]
