@@ -8,6 +8,9 @@ from harness.results import TeamResult
 from harness.spec import Spec
 
 
+HOST_DOMINATES = 0.5        # below this device busy share (harness.time_split), host work is most of a side's time
+
+
 @dataclass(frozen=True)
 class Verdict:
     rule: str
@@ -52,3 +55,20 @@ def verdicts(result: TeamResult, spec: Spec) -> list[Verdict]:
     out.append(Verdict("final score", s.res is not None and s.compliant and not s.failed_tasks,
                        f"res = {final} (P = {s.P:.2f})"))
     return out
+
+
+def host_work_diagnosis(result: TeamResult, spec: Spec) -> str | None:
+    """One line when host work dominates the team's time on a GPU: the task where the device was busy the
+    least share of the team's timed windows (harness.time_split, read by the host), the others below half
+    beside it. None on a CPU (no device to weigh the host against) and when the device did most of the work."""
+    shares = []
+    for name in spec.task_names:
+        split = result.tasks.get(name, {}).get("timing", {}).get("time_split") or {}
+        if split.get("device_busy") is not None and split["device_busy"] < HOST_DOMINATES:
+            shares.append((split["device_busy"], name))
+    if not shares:
+        return None
+    (worst, name), rest = min(shares), sorted(shares)[1:]
+    also = f" ({', '.join(f'{n} {s:.0%}' for s, n in rest)})" if rest else ""
+    return (f"{name}: the device was busy {worst:.0%} of your time{also}; the rest is host work (tokenization, "
+            "tensor building): batch and vectorize it")

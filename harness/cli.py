@@ -19,7 +19,7 @@ from harness.backends import BACKENDS, DockerUnavailable, docker_unless_local
 from harness.backends.docker import RUNNER_IMAGE, connect
 from harness.batch import box_lock, run_batch
 from harness.calibration import calibrate_box, calibration_line
-from harness.check import verdicts
+from harness.check import host_work_diagnosis, verdicts
 from harness.doctor import diagnose
 from harness.gpu import nvml_unavailable_reason
 from harness.cleanup import collect_garbage
@@ -218,6 +218,9 @@ def check(team_dir, **options):
     print_verdicts(console, results)
     if result.environment.get("device") == "cpu":
         console.print("No GPU here: timings and the speedup are indicative only; the organizers time on the GPU box.")
+    diagnosis = host_work_diagnosis(result, spec)
+    if diagnosis:       # last: where the team's time goes, when host work dominates it
+        console.print(plain(diagnosis), soft_wrap=True)
     if not all(v.passed for v in results):
         raise SystemExit(1)
 

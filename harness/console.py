@@ -18,7 +18,7 @@ from rich.text import Text
 
 from harness.check import Verdict
 from harness.progress import TimingEvent
-from harness.results import TeamResult
+from harness.results import TeamResult, split_note
 from harness.spec import Spec
 from harness.tasks import TaskScore
 
@@ -101,15 +101,27 @@ def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
     s = result.score
     """The tasks the team declared (and ran) in a table, the spec's other tasks named as skipped."""
     table = Table(title=plain(f"{result.team}: {result.status}"), title_justify="left")
-    for column in ("task", "score", "ms/example", "params"):
+    on_gpu = str(result.environment.get("device") or "").startswith("cuda")
+    busy_column = "device busy\nteam | ref" if on_gpu else "CPU cores busy\nteam | ref"
+    for column in ("task", "score", "ms/example", "params", busy_column, "forward\n(team's own)"):
         table.add_column(column, justify="left" if column == "task" else "right")
+    notes = []
     for name in [t for t in spec.task_names if t in result.tasks]:
         info = result.tasks[name]
         per_example = info.get("time_per_example_s")
+        team_split = info.get("timing", {}).get("time_split") or {}
+        ref_split = result.reference.get(name, {}).get("time_split") or {}
         table.add_row(name, _fmt(info.get("score")), _fmt(per_example * 1000 if per_example else None),
-                      _fmt(info.get("params"), "{:,}") if "params" in info else plain(info.get("error") or "-"))
+                      _fmt(info.get("params"), "{:,}") if "params" in info else plain(info.get("error") or "-"),
+                      split_cell(team_split, ref_split, on_gpu),
+                      _fmt((team_split.get("own") or {}).get("forward_share"), "{:.0%}"))
+        note = split_note(team_split, ref_split)
+        if note:
+            notes.append(f"{name}: {note}")
     if result.tasks:
         console.print(table)
+        for note in notes:     # a figure that could not be read says why, never a silent dash
+            console.print(labelled("split note", "cyan", note), soft_wrap=True)
         skipped = [t for t in spec.task_names if t not in result.tasks]
         if skipped:
             console.print(plain(f"skipped (not in the team's harness.toml tasks, scored 0): {', '.join(skipped)}"))
@@ -124,6 +136,13 @@ def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
         console.print(labelled("error", "red", result.error), soft_wrap=True)
     for flag in result.flags:
         console.print(labelled("flag", "yellow", flag), soft_wrap=True)
+
+
+def split_cell(team: dict, reference: dict, on_gpu: bool) -> str:
+    """'21% | 97%' (device busy share, on a GPU) or '1.9 | 3.8' (CPU cores busy), a dash where unread."""
+    if on_gpu:
+        return f"{_fmt(team.get('device_busy'), '{:.0%}')} | {_fmt(reference.get('device_busy'), '{:.0%}')}"
+    return f"{_fmt(team.get('cpu_busy'), '{:.1f}')} | {_fmt(reference.get('cpu_busy'), '{:.1f}')}"
 
 
 def print_findings(console: Console, findings) -> None:

@@ -127,6 +127,7 @@ class DeviceActivity:
         self.period_s, self.period_learned, self.max_wait_s = UNLEARNED_PERIOD_S, False, max_wait_s
         self.samples: list[ProcessSample] = []
         self.readings: list[tuple[float, int]] = []        # (host time, device utilization %)
+        self.fresh: list[ProcessSample] = []                # the samples the last poll added (harness.time_split)
         self.device_utilization = True                    # False where NVML cannot read it (MIG, say)
         try:
             nvml.nvmlInit()
@@ -175,6 +176,7 @@ class DeviceActivity:
     def poll(self) -> float:
         """New per-process samples and the device utilization, into the log; the host time of the poll."""
         now = self.clock()
+        self.fresh = []
         for index, handle in enumerate(self.handles):
             try:
                 found = self.nvml.nvmlDeviceGetProcessUtilization(handle, self.last_seen[index])
@@ -189,8 +191,9 @@ class DeviceActivity:
             for sample in found:
                 stamp = int(sample.timeStamp)
                 self.last_seen[index] = max(self.last_seen[index], stamp)
-                self.samples.append(ProcessSample(int(sample.pid), stamp / 1e6, int(sample.smUtil),
-                                                  int(sample.memUtil)))
+                self.fresh.append(ProcessSample(int(sample.pid), stamp / 1e6, int(sample.smUtil),
+                                                int(sample.memUtil)))
+        self.samples.extend(self.fresh)
         if not self.period_learned:
             learned = sample_period_s(self.samples)
             if learned is not None:

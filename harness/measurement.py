@@ -31,7 +31,8 @@ from harness.progress import Progress, no_progress
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
-from harness.timekeeper import SideTimes, TaskTimes, TimingPlan, host_gc_paused, measure_task
+from harness.time_split import SplitRecorder, own_split_pass
+from harness.timekeeper import SideTimes, TaskTimes, TimingPlan, host_gc_paused, make_batches, measure_task
 from harness.worker_link import WorkerFailed, WorkerLink, WorkerTimeout, call_together
 
 @dataclass(frozen=True)
@@ -144,8 +145,10 @@ def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tu
                        consistent_across_rounds=team.differing_passes == 0, orders=times.orders,
                        warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
                        interval=vars(times.interval) if times.interval else None, **times.interval_record(),
-                       **times.freezing.record(), device_drain=times.drain.as_dict())
-    return team_record, side_record(ref, ref.rounds, n_examples)
+                       **times.freezing.record(), device_drain=times.drain.as_dict(),
+                       time_split=dict(times.time_split.get("team", {})))
+    return team_record, {**side_record(ref, ref.rounds, n_examples),
+                         "time_split": dict(times.time_split.get("reference", {}))}
 
 
 def worker_log(log_dir: Path, task: str) -> Path:
@@ -222,10 +225,12 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
                                  box_snapshot, lambda: precision.update(
                                      check_reference_precision(ref_link, reference.precision)),
                                  lambda: loaded.update(read_after_load(team_link, ref_link, baseline)), DrainGuard(),
-                                 progress=progress)
+                                 progress=progress, split=SplitRecorder())
         auditing = time.monotonic()      # the checks after the rounds: peaks, caching audit, both counts
         peaks = read_peaks(team_link, ref_link, baseline)
         team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
+        own = own_split_pass({"team": team_link, "reference": ref_link}, make_batches(inputs[name], ts.batch_size))
+        team_record["time_split"]["own"], ref_record["time_split"]["own"] = own["team"], own["reference"]
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there
         team_reply, ref_reply = call_together((team_link, ref_link), "params",
                                               per_link=({}, {"scan_process": False}))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.console import visible
 from harness.spec import Spec
+from harness.split_report import CSS as SPLIT_CSS, split_section
 
 WIDTH, HEIGHT = 960, 600
 PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 90, 930, 30, 530   # pixel box of the plotting area
@@ -305,9 +306,10 @@ def write_report(frame: pd.DataFrame, spec: Spec, path: Path, title: str | None 
             f"<h2>Leaderboard</h2><p>{html.escape(limits)}</p>", _leaderboard(frame),
             *(["<h2>Calibration: A/A</h2>", _calibration(calibration)] if calibration is not None else []),
             "<h2>Per-task scores</h2>", _task_scores(frame, spec),
+            "<h2>Where the time goes</h2>", split_section(frame, spec, _number, _text, _table),
             "<h2>Parameters against speedup</h2>", chart_svg(frame, spec)]
     page = (f'<!DOCTYPE html>\n<html lang="zh-Hans"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{CSS}{SPLIT_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -45,6 +45,12 @@ TASK_COLUMNS = {
     "{task}_score": "the task's ranking metric, 0-100 (accuracy, macro F1 or EM)",
     "{task}_time_per_example_ms": "mean-pass time per example in milliseconds (the timed unit: one batch's round trip)",
     "{task}_params": "counted parameters of the task's model",
+    "{task}_device_busy": "the team's device busy share in its timed windows, 0-1: NVML's per-process utilization samples of its processes, read by the host (README \"Where the time goes\"); the rest of its time is host work. Empty on a CPU, or when unreadable (the split note says why)",
+    "{task}_reference_device_busy": "the same for the BERT-base reference",
+    "{task}_cpu_busy": "the team worker's CPU seconds per wall second in its timed windows (user + system of all its host processes, psutil, read by the host): 1.0 is one core busy throughout",
+    "{task}_reference_cpu_busy": "the same for the BERT-base reference",
+    "{task}_team_own_forward_share": "share of predict() spent inside the model's forward on an untimed pass over its first 4 batches, as the team's own worker reports it (hooks on its top-level torch modules): the team's own figure, never used in a verdict",
+    "{task}_split_note": "why a figure of the split above could not be read (no NVML, MIG, pids not visible, no torch module found), by side; empty when all were read",
 }
 TRAILING_COLUMNS = {
     "device": "cuda or cpu (cpu timings are indicative only)",
@@ -100,11 +106,30 @@ class TeamResult:
         return asdict(self)
 
 
-def _task_cells(task: str, info: dict[str, Any]) -> dict[str, Any]:
+def _task_cells(task: str, info: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     per_example = info.get("time_per_example_s")
+    team_split, ref_split = info.get("timing", {}).get("time_split") or {}, reference.get("time_split") or {}
     return {f"{task}_score": info.get("score"),
             f"{task}_time_per_example_ms": per_example * 1000 if per_example is not None else None,
-            f"{task}_params": info.get("params")}
+            f"{task}_params": info.get("params"),
+            f"{task}_device_busy": team_split.get("device_busy"),
+            f"{task}_reference_device_busy": ref_split.get("device_busy"),
+            f"{task}_cpu_busy": team_split.get("cpu_busy"),
+            f"{task}_reference_cpu_busy": ref_split.get("cpu_busy"),
+            f"{task}_team_own_forward_share": (team_split.get("own") or {}).get("forward_share"),
+            f"{task}_split_note": split_note(team_split, ref_split)}
+
+
+def split_note(team: dict[str, Any], reference: dict[str, Any]) -> str | None:
+    """The split's notes of both sides in one cell ("team: ...; reference: ..."), None when there is none."""
+    parts = []
+    for side, record in (("team", team), ("reference", reference)):
+        notes = list(record.get("notes") or [])
+        own = record.get("own") or {}
+        if own.get("note"):
+            notes.append(f"own figure: {own['note']}")
+        parts += [f"{side}: {note}" for note in notes]
+    return "; ".join(parts) or None
 
 
 def precision_label(state: dict[str, Any]) -> str | None:
@@ -152,7 +177,7 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
         "error": result.error,
     }
     for task in spec.task_names:
-        row.update(_task_cells(task, result.tasks.get(task, {})))
+        row.update(_task_cells(task, result.tasks.get(task, {}), result.reference.get(task, {})))
     return {column: row.get(column) for column in columns(spec)}
 
 

@@ -27,7 +27,7 @@ import json
 import math
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -36,6 +36,7 @@ from harness.device_activity import DrainGuard, DrainRecord, Verdict
 from harness.freezing import FreezeLedger, timed_alone
 from harness.probe import channel
 from harness.progress import Progress, TimingEvent, no_progress, rounds_left
+from harness.time_split import SplitRecorder
 from harness.tasks import get_task
 from harness.warmup_inputs import warmup_examples
 from harness.worker_link import WorkerFailed, WorkerLink
@@ -160,6 +161,7 @@ class TaskTimes:
     stopped_by: str = ""             # why rounds stopped (STOPPED_BY)
     drain: DrainRecord = field(default_factory=lambda: DrainRecord(why_not="no drain guard", applicable=False))
     phase_s: dict[str, float] = field(default_factory=dict)   # wall seconds: load, warmup, first_sight, rounds
+    time_split: dict[str, dict[str, Any]] = field(default_factory=dict)   # side: its split (harness.time_split)
 
     @property
     def half_width(self) -> float | None:
@@ -244,7 +246,7 @@ def others(links: Sequence[WorkerLink], link: WorkerLink) -> list[WorkerLink]:
 
 @contextmanager
 def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: FreezeLedger,
-                    guard: DrainGuard | None = None) -> Iterator[Verdict]:
+                    guard: DrainGuard | None = None, split: SplitRecorder | None = None) -> Iterator[Verdict]:
     """`link` alone for one timed window: every other side frozen (harness.freezing), and `link` woken by an
     untimed round trip first. A process thawed a moment ago pays milliseconds on its first call (measured:
     a 0.1 ms model's first-sight pass 2 to 25 times its repeats without the wake-up, 1.5 to 2 with it), and
@@ -252,24 +254,26 @@ def timed_window_of(link: WorkerLink, links: Sequence[WorkerLink], ledger: Freez
 
     With a `guard`, the window opens only once the frozen side's queued device work has drained (bounded),
     and the yielded verdict says, after the window and before the thaw, whether another process was busy on
-    the device during it (harness.device_activity)."""
+    the device during it (harness.device_activity). With a `split`, the window is one of `link`'s timed
+    windows in the split of where its time goes (harness.time_split)."""
     verdict = Verdict()
     with timed_alone(others(links, link), ledger):
         if guard is not None:
             guard.before()
-        link.call("precision")
-        yield verdict
+        with split.window(link.name) if split is not None else nullcontext():
+            link.call("precision")
+            yield verdict
         if guard is not None:
             guard.after(verdict)
 
 
 def guarded_window(link: WorkerLink, links: Sequence[WorkerLink], ledger: FreezeLedger, guard: DrainGuard | None,
-                   label: str, run: Callable[[], T]) -> T:
+                   label: str, run: Callable[[], T], split: SplitRecorder | None = None) -> T:
     """run() timed alone (timed_window_of); with a guard, a window found dirty is discarded and run again, at
     most guard.retries times, then kept (the guard records it and the row is flagged)."""
     attempt = 0
     while True:
-        with timed_window_of(link, links, ledger, guard) as verdict:
+        with timed_window_of(link, links, ledger, guard, split) as verdict:
             result = run()
         if guard is None or not guard.retime(verdict, attempt, label):
             culprits = guard.frozen_busy(verdict) if guard is not None else []
@@ -285,7 +289,7 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
                       frames: Sequence[bytes], order: Sequence[int], block: int, ledger: FreezeLedger,
                       warm_frames: Sequence[bytes], spare_frames: Sequence[bytes] = (),
                       warmed: Sequence[str] = (), guard: DrainGuard | None = None,
-                      guarded: str = "reference") -> dict[str, FirstSight]:
+                      guarded: str = "reference", split: SplitRecorder | None = None) -> dict[str, FirstSight]:
     """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
     batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
 
@@ -325,7 +329,7 @@ def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: 
                     _reply(body, link.name, nonce)
 
             guarded_window(link, list(links.values()), ledger, guard if name == guarded else None,
-                           f"first-sight block {start // block}", one_block)
+                           f"first-sight block {start // block}", one_block, split)
     for name in names:
         seen[name].predictions.extend(p for batch, (body, nonce) in zip(batches, replies[name])
                                       for p in checked_predictions(task, batch, body, links[name].name, nonce))
@@ -402,27 +406,32 @@ def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: S
                  box_snapshot: Callable[[], dict[str, Any]] = dict,
                  before_timing: Callable[[], None] = lambda: None,
                  after_load: Callable[[], None] = lambda: None, drain: DrainGuard | None = None,
-                 clock: Callable[[], float] = time.monotonic, progress: Progress = no_progress) -> TaskTimes:
+                 clock: Callable[[], float] = time.monotonic, progress: Progress = no_progress,
+                 split: SplitRecorder | None = None) -> TaskTimes:
     """Load both workers, warm them up, time interleaved rounds until the task's interval is decided and
     within the target half-width, or the rounds reach max_rounds or the time cap (rounds_stop).
     `after_load` runs once both models are loaded, before any call (the count and memory after load);
     `before_timing` right before the first timed round; `clock` times the rounds against the cap. `drain`
     guards the reference's scored windows against the team's queued device work (started here, on the device
     the reference's worker resolved, and closed on the way out). `progress` hears where the task stands
-    (harness.progress), between timed windows only."""
+    (harness.progress), between timed windows only. `split` records where each side's time goes in its
+    timed windows (harness.time_split), into the result's `time_split`."""
     try:
         return _measure_task(team, reference, task, examples, batch_size, plan, loads, box_snapshot,
-                             before_timing, after_load, drain, clock, progress)
+                             before_timing, after_load, drain, clock, progress, split)
     finally:
         if drain is not None:
             drain.close()
+        if split is not None:
+            split.close()
 
 
 def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: Sequence[dict[str, Any]],
                   batch_size: int, plan: TimingPlan, loads: dict[str, dict[str, Any]],
                   box_snapshot: Callable[[], dict[str, Any]], before_timing: Callable[[], None],
                   after_load: Callable[[], None], drain: DrainGuard | None,
-                  clock: Callable[[], float], progress: Progress = no_progress) -> TaskTimes:
+                  clock: Callable[[], float], progress: Progress = no_progress,
+                  split: SplitRecorder | None = None) -> TaskTimes:
     from harness import replies      # checks replies with this module's WorkerFailed: imported when used
 
     sides = {"team": SideTimes(), "reference": SideTimes()}
@@ -437,6 +446,8 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
     phase_s["after_load"], phase_started = time.monotonic() - phase_started, time.monotonic()
     if drain is not None:
         drain.start(str(reference.environment.get("device") or ""), reference.host_pids, team.host_pids)
+    if split is not None:
+        split.start(str(reference.environment.get("device") or ""), {name: links[name].host_pids for name in links})
     batches = make_batches(examples, batch_size)
     warm_examples = warmup_examples(examples, plan.run_seed)
     warm = make_batches(warm_examples, batch_size)
@@ -475,7 +486,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
             progress(TimingEvent(task, "first sight", batches=len(frames), block=times.first_sight_block,
                                  estimate_s=first_sight_s(sides, names, warmed, len(frames))))
             seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger,
-                                     warm_frames, spares, warmed, drain)
+                                     warm_frames, spares, warmed, drain, split=split)
             for name, first in seen.items():
                 sides[name].rounds.append(first.seconds)
                 sides[name].keep([first.predictions])
@@ -484,7 +495,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
         for name in names if round_index > 0 else ():
             seconds, passes = guarded_window(
                 links[name], [team, reference], ledger, drain if name == "reference" else None,
-                f"round {round_index}", lambda: timed_window(links[name], task, batches, frames, order))
+                f"round {round_index}", lambda: timed_window(links[name], task, batches, frames, order), split)
             sides[name].rounds.append(seconds)
             sides[name].keep(passes)
         if len(times.orders) >= plan.rounds:
@@ -499,6 +510,7 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
                              window_round_s(list(sides.values()), len(frames))))
         if times.stopped_by:
             phase_s["rounds"] = time.monotonic() - phase_started      # the later rounds and their intervals
+            times.time_split = split.finish() if split is not None else {}
             return times
 
 

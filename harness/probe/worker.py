@@ -11,6 +11,9 @@ no timing and writes no files. It connects to the host's socket, says hello, the
   params                                                  -> the parameter report (harness.probe.params), with
                                                           the live ONNX Runtime sessions' providers
   precision                                               -> the matmul/cuDNN precision settings in force
+  profile {batch}                                         -> {profile: seconds inside predict() and inside the
+                                                          forward of its top-level torch modules}, on an
+                                                          untimed pass (harness.probe.forward_clock)
   stop
 
 Every reply echoes its request's nonce; every failure is a reply {ok: false, error}; the host decides what
@@ -26,6 +29,7 @@ import os
 import platform
 import random
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -229,11 +233,12 @@ class Worker:
         self.team_dir = ""
         self.imported: list[str] | None = None     # the libraries prepare imported, once
         self.warm_note = ""                        # why CUDA or ONNX Runtime could not be warmed, if not
+        self.forward_modules: tuple[list[Any], str] | None = None   # the profile's modules (forward_clock)
 
     def prepare(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        self.predictor = None
+        self.predictor = self.forward_modules = None
         gc.collect()
         device = resolve_device(request.get("device") or "auto")
         if self.imported is None:      # once per worker: later tasks find the libraries already there
@@ -255,6 +260,7 @@ class Worker:
         import torch
 
         self.predictor = None          # the previous task's model goes before the next one loads
+        self.forward_modules = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -300,12 +306,31 @@ class Worker:
     def precision(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"precision": read_precision()}
 
+    def profile(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The worker's own split of one batch (untimed): predict() with hooks on the top-level modules."""
+        if self.predictor is None:
+            raise WorkerError("profile before load")
+        from harness.probe.forward_clock import ForwardClock
+
+        if self.forward_modules is None:      # found once per loaded predictor (a walk of its objects)
+            found = ForwardClock.around(self.predictor)
+            self.forward_modules = (found.modules, found.note)
+        clock = ForwardClock(self.forward_modules[0])
+        clock.note = clock.note or self.forward_modules[1]
+        with clock:
+            started = time.perf_counter()
+            self.predictor.predict(request["batch"])
+            predict_s = time.perf_counter() - started
+        note = clock.note or ("" if clock.calls else "predict() called none of its top-level modules' forward")
+        return {"profile": {"predict_s": predict_s, "forward_s": clock.seconds if clock.modules else None,
+                            "forward_calls": clock.calls, "modules": len(clock.modules), "note": note}}
+
 
 def serve(sock) -> None:
     worker = Worker()
     channel.send(sock, {"ok": True, "hello": True, "protocol": channel.PROTOCOL_VERSION, "pid": os.getpid()})
     handlers = {"prepare": worker.prepare, "load": worker.load, "predict": worker.predict,
-                "params": worker.params, "precision": worker.precision}
+                "params": worker.params, "precision": worker.precision, "profile": worker.profile}
     while True:
         try:
             nonce, request = channel.recv_request(sock)

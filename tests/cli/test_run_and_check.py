@@ -47,6 +47,17 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert timing["frozen_windows"] >= 2 + 2 + 2 * len(timing["rounds_s"]) and not timing["freeze_unavailable"]
     assert "could not be frozen" not in row["flags"]
     assert len(record["reference"]["csl"]["rounds_s"]) == len(timing["rounds_s"])
+    # where each side's time went, read by the host (harness.time_split): on a CPU the CPU time of each side's
+    # scored windows (first-sight blocks and later rounds), no device share and nothing missing; the fake
+    # reference sleeps 0.2 s a batch, so its worker's CPU is nearly idle in its windows
+    split, ref_split = timing["time_split"], record["reference"]["csl"]["time_split"]
+    assert split["windows"] >= len(timing["rounds_s"]) and split["wall_s"] > 0 and split["device_busy"] is None
+    assert split["cpu_busy"] is not None and split["notes"] == [] and ref_split["notes"] == []
+    assert 0 <= ref_split["cpu_busy"] < 0.5 and row["csl_reference_cpu_busy"] == pytest.approx(ref_split["cpu_busy"])
+    assert pd.isna(row["csl_device_busy"])
+    # the team's own figure: ok_team's Embedding is never called by its predict()
+    assert split["own"]["forward_share"] == 0.0 and row["csl_team_own_forward_share"] == 0.0
+    assert "team: own figure: predict() called none of its top-level modules' forward" in row["csl_split_note"]
     # where the run's time went (the GPU day prints it): the build, and per task its phases, inside the run's wall
     assert record["build_s"] >= 0
     phases = [record["tasks"][task]["timing"]["phase_s"] for task in record["tasks"]]

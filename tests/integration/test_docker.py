@@ -84,6 +84,23 @@ def test_demo_team_end_to_end_with_harness_run(harness_cli, tmp_path):
     assert "cached image" in (tmp_path / "out" / "demo-team" / "build.log").read_text()
 
 
+def test_the_split_is_read_from_each_containers_processes(harness_cli, tmp_path):
+    """Where the time went, read by the host through the engine's list of each container's processes: the CPU
+    time of every side's scored windows, and each worker's own forward share from the probe's hooks in the
+    image (the fake reference holds a Linear its predict() never calls: said, not a silent zero)."""
+    result = harness_cli("run", REPO / "baselines" / "demo_team", "--max-examples", "2")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "demo-team" / "result.json").read_text(encoding="utf-8"))
+    for task, info in record["tasks"].items():
+        split, ref_split = info["timing"]["time_split"], record["reference"][task]["time_split"]
+        for side in (split, ref_split):
+            assert side["windows"] >= 2 and side["cpu_busy"] is not None and side["notes"] == [], (task, side)
+        assert 0 < split["own"]["forward_share"] <= 1 and split["own"]["note"] == "", (task, split["own"])
+        assert "none of its top-level modules' forward" in ref_split["own"]["note"]
+    r = row(tmp_path, "demo-team")
+    assert float(r["cmrc2018_cpu_busy"]) >= 0 and r["cmrc2018_device_busy"] == ""
+
+
 def test_failing_setup_is_a_build_failed_row_and_the_next_team_runs(harness_cli, tmp_path, docker_client,
                                                                     dangling_before):
     result = harness_cli("run", TEAMS / "setup_fails_team")

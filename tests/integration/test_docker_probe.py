@@ -150,3 +150,21 @@ def test_weightscan_weights_behind_elf_magic_are_flagged_end_to_end(runner_image
     assert row["params"] == 40, (row["status"], row["error"])
     assert "weights_unaccounted: the files the build added that count as weights" in row["flags"], row["flags"]
     assert "memory maps could not be read" not in row["flags"]
+
+
+def test_the_workers_profile_hooks_run_on_the_runner_images_torch(docker_client, runner_image):
+    """The worker's own split (harness.probe.forward_clock) on the image's torch: one forward of one top-level
+    module timed, inside predict()'s time, and the hooks gone after."""
+    code = ("import json, torch; from harness.probe.worker import Worker\n"
+            "class P:\n"
+            "    def __init__(self): self.model = torch.nn.Linear(4, 2)\n"
+            "    def predict(self, batch): return self.model(torch.zeros(len(batch), 4)).argmax(-1).tolist()\n"
+            "w = Worker(); w.predictor = P()\n"
+            "out = w.profile({'batch': [1, 2]})['profile']\n"
+            "out['hooks_left'] = len(w.predictor.model._forward_hooks) + len(w.predictor.model._forward_pre_hooks)\n"
+            "print(json.dumps(out))")
+    output = docker_client.containers.run(runner_image, ["/opt/venv/bin/python3", "-c", code], network_mode="none",
+                                          user="10001:10001", environment={"HOME": "/tmp"}, remove=True)
+    out = json.loads(output.decode().strip().splitlines()[-1])
+    assert (out["modules"], out["forward_calls"], out["note"], out["hooks_left"]) == (1, 1, "", 0)
+    assert 0 < out["forward_s"] <= out["predict_s"]

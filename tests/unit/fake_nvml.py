@@ -4,7 +4,8 @@ Utilization is sampled over periods of 200 ms ending at whole multiples of the p
 `nvmlDeviceGetProcessUtilization(handle, last_seen_us)` returns one sample per busy pid for every period
 that ended after `last_seen_us` and by now, stamped with the period's end in microseconds, and raises
 NVMLError_NotFound when there is none (as the H200 did between samples); `nvmlDeviceGetUtilizationRates`
-reads the last period that ended: 99 % when anyone was busy in it, else 0.
+reads the last period that ended: 99 % when anyone was busy in it, else 0. With `proportional`, a busy
+pid's sample says the share of the period it was busy (sm %, rounded), as NVML's per-process figure means.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class FakeNvml:
     NVMLError = NVMLError
 
     def __init__(self, clock: Clock, busy: dict[int, list[tuple[float, float]]], compute_pids=(1207, 2000),
-                 process_error: int | None = None, device_error: int | None = None, init_error: int | None = None):
-        self.clock, self.busy, self.compute = clock, busy, list(compute_pids)
+                 process_error: int | None = None, device_error: int | None = None, init_error: int | None = None,
+                 proportional: bool = False):
+        self.clock, self.busy, self.compute, self.proportional = clock, busy, list(compute_pids), proportional
         self.process_error, self.device_error, self.init_error = process_error, device_error, init_error
         self.shut = 0
         self.calls = 0
@@ -71,6 +73,13 @@ class FakeNvml:
         start_s, end_s = (end_us - PERIOD_US) / 1e6, end_us / 1e6
         return any(a < end_s and b > start_s for a, b in self.busy.get(pid, []))
 
+    def _sm(self, pid: int, end_us: int) -> int:
+        if not self.proportional:
+            return 99
+        start_s, end_s = (end_us - PERIOD_US) / 1e6, end_us / 1e6
+        busy_s = sum(max(0.0, min(b, end_s) - max(a, start_s)) for a, b in self.busy.get(pid, []))
+        return round(100 * busy_s / (PERIOD_US / 1e6))
+
     def _ends(self, after_us: int) -> list[int]:
         now_us = round(self.clock() * 1e6)
         last = now_us // PERIOD_US * PERIOD_US
@@ -81,7 +90,7 @@ class FakeNvml:
         self.calls += 1
         if self.process_error is not None:
             raise NVMLError(self.process_error)
-        samples = [SimpleNamespace(pid=pid, timeStamp=end, smUtil=99, memUtil=40, encUtil=0, decUtil=0)
+        samples = [SimpleNamespace(pid=pid, timeStamp=end, smUtil=self._sm(pid, end), memUtil=40, encUtil=0, decUtil=0)
                    for end in self._ends(last_seen_us) for pid in self.busy if self._busy_in(pid, end)]
         if not samples:
             raise NVMLError_NotFound()

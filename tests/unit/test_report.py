@@ -169,3 +169,37 @@ def test_a_batch_without_a_timed_team_says_no_a_a_ran_and_run_reports_have_no_se
     empty = write_report(leaderboard_frame(), SPEC, tmp_path / "r.html", calibration=[]).read_text(encoding="utf-8")
     assert "No team was timed in this batch: no A/A run." in empty
     assert "Calibration" not in page
+
+
+def split_frame():
+    """A GPU team with its split read (cmrc2018 21% busy, the team's own forward 30%), one task whose device
+    share could not be read (a note that carries a worker's words), and a CPU team."""
+    gpu = _row("轻量队", "ok", 0.7, 70.0, 8_000_000, 9.0, True)
+    gpu.update(device="cuda", cmrc2018_device_busy=0.21, cmrc2018_reference_device_busy=0.95,
+               cmrc2018_cpu_busy=1.2, cmrc2018_reference_cpu_busy=1.0, cmrc2018_team_own_forward_share=0.3,
+               csl_cpu_busy=1.1, csl_reference_cpu_busy=1.0,
+               csl_split_note=f"team: device busy share not read: NVML gives no per-process utilization; "
+                              f"team: own figure: {HOSTILE}")
+    cpu = _row("cpu-team", "ok", 0.6, 60.0, 5_000_000, 3.0)
+    cpu.update(device="cpu", csl_cpu_busy=1.9, csl_reference_cpu_busy=3.8)
+    return pd.DataFrame([gpu, cpu], columns=columns(SPEC))
+
+
+def test_where_the_time_goes_draws_a_bar_per_task_and_side(tmp_path):
+    page = write_report(split_frame(), SPEC, tmp_path / "r.html").read_text(encoding="utf-8")
+    section = page.split("<h2>Where the time goes</h2>")[1].split("<h2>")[0]
+    # 轻量队: cmrc2018 and csl, two sides each; cpu-team: csl, two sides; one note row
+    assert len(re.findall(r'<div class="bar', section)) == 6
+    assert '<span class="device" style="width:21.0%">' in section          # the team's cmrc2018 bar
+    assert '<span class="device" style="width:95.0%">' in section          # BERT-base's beside it
+    assert '<div class="own"><span style="width:30.0%">' in section and "forward 30% (team&#x27;s own figure)" in section
+    assert section.count('<div class="bar unread">') == 2                  # csl on the GPU: both sides unread
+    assert "device share not read (see the note)" in section and "NVML gives no per-process utilization" in section
+    assert "CPU run: all host work; 1.9 CPU cores busy" in section
+    assert HOSTILE not in page and "&lt;script&gt;" in section
+    assert "http" not in page and not re.search(r"""(src|href)\s*=""", page)
+
+
+def test_a_row_without_a_split_gets_no_bar(page):
+    section = page.split("<h2>Where the time goes</h2>")[1].split("<h2>")[0]
+    assert "No task was timed with the split recorded" in section and "<div class=\"bar" not in section
