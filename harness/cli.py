@@ -27,6 +27,7 @@ from harness.console import (TimingLines, plain, print_findings, print_gc_report
                              print_team_result, print_verdicts, visible)
 from harness.pipeline import REFERENCE_DIR, SAMPLE_DATA_DIR, HarnessError, RunConfig, run_team
 from harness.ray_engine import RayEngine
+from harness.sample_batches import sample_batches
 from harness.slots import ray_start_line
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
@@ -131,9 +132,11 @@ def run_config(spec_path, data_dir, out_dir, backend, max_examples, device, time
     spec = load_spec_or_fail(spec_path)
     if not data_dir.is_dir():
         raise click.ClickException(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
+    spec, batch_note = sample_batches(spec, data_dir, max_examples)
     backend = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild, slot=slot)
     return RunConfig(spec=spec, backend=backend, data_dir=data_dir, out_dir=out_dir, max_examples=max_examples,
-                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
+                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu,
+                     notes=(batch_note,) if batch_note else ())
 
 
 def execute(team_dir: Path, **options):

@@ -57,6 +57,7 @@ class RunConfig:
     timeout_s: float | None = None
     reference_dir: Path = REFERENCE_DIR
     allow_busy_gpu: bool = False
+    notes: tuple[str, ...] = ()        # every measured row of this run notes these (harness.sample_batches)
 
     @property
     def probe_timeout_s(self) -> float:
@@ -220,9 +221,13 @@ def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) ->
 
 
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
-                      ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """Everything that makes a number less trustworthy, said on the row."""
+                      ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None,
+                      notes: list[str] | None = None) -> list[str]:
+    """Everything that makes a number less trustworthy, said on the row: the flags (findings: look at this
+    team) are returned; states that are expected of a small or CPU run and say nothing about the team (the
+    caching audit undecided for too few batches, warm-up not settled, timed on CPU) go to `notes`."""
     flags = []
+    notes = [] if notes is None else notes
     for name, info in tasks.items():
         timing = info.get("timing", {})
         for flag in info.get("param_report", {}).get("flags", []):
@@ -236,14 +241,14 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
                          f"{audit.get('batches')} batches; the reference's own "
                          f"{timing['reference_first_sight_ratio']:.2f}); T from first sight only")
         elif audit.get("note"):
-            flags.append(f"{name}: caching audit undecided: {audit['note']}")
+            notes.append(f"{name}: caching audit undecided: {audit['note']}")
         if info.get("consistent_across_rounds") is False:
             flags.append(f"{name}: predictions differ between timing rounds (the first-sight round is scored)")
         if timing.get("freeze_unavailable"):
             flags.append(f"{name}: the side not being timed could not be frozen ({timing['freeze_unavailable']}): "
                          "a team's idle work could have slowed the reference")
         if timing and not timing.get("warmup_settled", True):
-            flags.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
+            notes.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
         if info.get("problems"):
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
     flags += device_memory_flags(tasks, references or {})
@@ -255,7 +260,7 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
     if team_env.get("torch_threads") != ref_env.get("torch_threads"):
         flags.append(f"thread counts differ: team {team_env.get('torch_threads')}, reference {ref_env.get('torch_threads')}")
     if team_env.get("device") == "cpu":
-        flags.append("timed on CPU: indicative only, the competition times on the GPU box")
+        notes.append("timed on CPU: indicative only, the competition times on the GPU box")
     expected = spec.box.expected_gpu
     if expected and team_env.get("device_name") not in (None, expected):
         flags.append(f"GPU is {team_env.get('device_name')}, the spec expects {expected}")
@@ -405,8 +410,9 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                           "reference": measured.reference_environment}
     references = {name: reference_task(r) for name, r in result.reference.items()}
     result.score = score_team(outcomes, references, spec)
+    result.notes = list(config.notes)
     result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
-                                       result.reference),
+                                       result.reference, result.notes),
                     *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params,
                                        measured.code_maps),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
