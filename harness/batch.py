@@ -141,13 +141,14 @@ def team_folders(submissions_dir: Path) -> list[Path]:
 
 
 def run_settings_key(config: RunConfig) -> str:
-    """What besides the team's content changes a result: harness, spec, data, sample size, backend, device."""
+    """What besides the team's content changes a result: harness, spec, data, sample size, backend, device, and
+    the batch sizes timed (the spec's, or the bundled sample data's smaller ones: harness.sample_batches)."""
     inputs = hashlib.sha256()
     for task in config.spec.tasks:
         gold = Path(config.data_dir) / task.gold_file
         inputs.update(gold.read_bytes() if gold.is_file() else b"missing")
     parts = [__version__, config.spec.sha256, inputs.hexdigest(), str(config.max_examples), config.backend.name,
-             config.device]
+             config.device, ",".join(str(task.batch_size) for task in config.spec.tasks)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

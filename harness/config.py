@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.backends import make_backend
 from harness.backends.base import Backend
 from harness.paths import REFERENCE_DIR, SAMPLE_DATA_DIR
+from harness.sample_batches import sample_batches
 from harness.slots import Slot
 from harness.spec import Spec, SpecError, load_spec
 
@@ -32,6 +33,7 @@ class RunConfig:
     timeout_s: float | None = None
     reference_dir: Path = REFERENCE_DIR
     allow_busy_gpu: bool = False
+    notes: tuple[str, ...] = ()        # every measured row of this run notes these (harness.sample_batches)
 
     @property
     def probe_timeout_s(self) -> float:
@@ -50,6 +52,8 @@ def run_config(spec_path: Path | None, data_dir: Path, out_dir: Path, backend: s
         raise HarnessError(str(exc)) from exc
     if not data_dir.is_dir():
         raise HarnessError(f"data folder {data_dir} does not exist: pass --data-dir with the gold files")
+    spec, batch_note = sample_batches(spec, data_dir, max_examples)
     made = make_backend(backend, cache_dir, spec, runner_image, rebuild=rebuild, slot=slot)
     return RunConfig(spec=spec, backend=made, data_dir=data_dir, out_dir=out_dir, max_examples=max_examples,
-                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu)
+                     device=device, timeout_s=timeout_s, reference_dir=reference_dir, allow_busy_gpu=allow_busy_gpu,
+                     notes=(batch_note,) if batch_note else ())

@@ -1,6 +1,6 @@
 """What people see on the terminal: rich tables for scores, results and self-check verdicts.
 
-Team names, reasons, errors, flags and log tails come from untrusted submissions. They reach the terminal
+Team names, reasons, errors, flags, notes and log tails come from untrusted submissions. They reach the terminal
 only through `plain`, which never reads them as rich markup (`[/opt/wheels]` stays literal) and shows
 control characters as escapes, so a team's output cannot recolour, overwrite or clear the console.
 Our own fixed strings may use markup; anything that interpolates a value does not.
@@ -131,11 +131,14 @@ def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
         interval = f" [{s.speedup_low:.2f}, {s.speedup_high:.2f}] {s.speed_verdict}" if s.speedup is not None else ""
         console.print(plain(f"P = {s.P:.2f}   S = {_fmt(s.S, '{:,}')}   speedup = {_fmt(s.speedup, '{:.2f}x')}"
                             f"{interval}   compliant = {s.compliant}   res = {_fmt(s.res, '{:.4f}')}"))
-    # errors and flags name paths and commands: printed whole on their lines, never folded at the width
+    # errors, flags and notes name paths and commands: printed whole on their lines, never folded at the width.
+    # A flag is a finding (look at this team); a note a state of the run that is not one (timed on CPU, say)
     if result.error:
         console.print(labelled("error", "red", result.error), soft_wrap=True)
     for flag in result.flags:
         console.print(labelled("flag", "yellow", flag), soft_wrap=True)
+    for note in result.notes:
+        console.print(labelled("note", "dim", note), soft_wrap=True)
 
 
 def split_cell(team: dict, reference: dict, on_gpu: bool) -> str:

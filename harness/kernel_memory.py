@@ -267,8 +267,8 @@ class KernelLedger:
     between them (the watch is reset at each). What could not be read is said, never skipped. `forked`: a
     worker forked from a server shares its pages until it writes them (FORKED_NOTE)."""
 
-    def __init__(self, group: MemoryCgroup | None, why: str = "", forked: bool = False):
-        self.group, self.why, self.forked = group, why, forked
+    def __init__(self, group: MemoryCgroup | None, why: str = "", forked: bool = False, required: bool = True):
+        self.group, self.why, self.forked, self.required = group, why, forked, required
         self.readings: dict[str, dict[str, int] | None] = {}
         self.peaks: dict[str, int | None] = {}
         self.peak_notes: dict[str, str] = {}
@@ -308,6 +308,7 @@ class KernelLedger:
                 **{f"kernel_peak_{stretch}_bytes": self.peaks.get(stretch) for stretch in STRETCHES.values()},
                 "kernel_peak_note": "; ".join(f"{stretch}: {note}" for stretch, note in self.peak_notes.items()
                                               if note),
+                "kernel_memory_required": self.required,
                 "kernel_forked_note": FORKED_NOTE if self.forked else "",
                 "kernel_held_load_growth_bytes": _growth(base, loaded, "held"),
                 "kernel_held_passes_growth_bytes": _growth(counted, passed, "held"),
@@ -340,6 +341,23 @@ def _max(*values: int | None) -> int | None:
     return max(known) if known else None
 
 
+def not_read(record: dict) -> str:
+    return (f"memory not read from the kernel's accounting: {record['kernel_memory_note']} (the resident-memory "
+            "checks ran alone)")
+
+
+def kernel_notes(record: dict) -> list[str]:
+    """What the row notes, not flags: the kernel's accounting not read where the backend cannot promise it (the
+    local backend on a box that delegates no cgroup: a participant's laptop), and a forked worker's reading
+    after the passes left unset against its baseline. The resident-memory checks ran in both cases."""
+    notes = []
+    if record.get("kernel_memory_note") and not record.get("kernel_memory_required", True):
+        notes.append(not_read(record))
+    if record.get("kernel_forked_note") and not record.get("kernel_memory_note"):
+        notes.append(f"memory (kernel) after the passes not set against the baseline: {record['kernel_forked_note']}")
+    return notes
+
+
 def kernel_reasons(record: dict, explained: int, resident_slack: int) -> list[str]:
     """weights_unaccounted from the kernel's accounting: anon + shmem taken at load beyond the counted bytes
     past the resident slack; anon + shmem kept, or a peak reached, during the passes above what was there
@@ -350,8 +368,7 @@ def kernel_reasons(record: dict, explained: int, resident_slack: int) -> list[st
     if "kernel_memory_note" not in record:
         return []
     if record["kernel_memory_note"]:
-        return [f"memory not read from the kernel's accounting: {record['kernel_memory_note']} (the resident-memory "
-                "checks ran alone)"]
+        return [not_read(record)] if record.get("kernel_memory_required", True) else []
     reasons = []
     allowance = record.get("peak_allowance_bytes") or 0
     checks = (("kernel_held_load_growth_bytes", explained, resident_slack,
@@ -369,8 +386,6 @@ def kernel_reasons(record: dict, explained: int, resident_slack: int) -> list[st
                       else "above what it held before them ")
             reasons.append(f"weights_unaccounted: the {label} {(value - counted) / 2**20:,.0f} MiB {beyond}"
                            f"(allowed {slack / 2**20:.1f} MiB)")
-    if record.get("kernel_forked_note"):
-        reasons.append(f"memory (kernel) after the passes not set against the baseline: {record['kernel_forked_note']}")
     if record.get("kernel_peak_passes_bytes") is None:
         reasons.append(f"peak memory (kernel) not read: {record.get('kernel_peak_note') or 'unknown'}")
     elif record.get("kernel_peak_note"):

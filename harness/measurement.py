@@ -102,7 +102,8 @@ def worker_cgroup(handle: Any) -> tuple[Any, str]:
 
 def worker_ledger(handle: Any) -> KernelLedger:
     """A kernel memory ledger for the worker behind `handle` (a forked one's copy-on-write pages said)."""
-    return KernelLedger(*worker_cgroup(handle), forked=bool(getattr(handle, "forked", False)))
+    return KernelLedger(*worker_cgroup(handle), forked=bool(getattr(handle, "forked", False)),
+                        required=bool(getattr(handle, "kernel_memory_required", True)))
 
 
 NO_CGROUP = KernelLedger(None, "no cgroup: the worker was not started through running_worker")

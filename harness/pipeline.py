@@ -21,7 +21,7 @@ from typing import Any, Callable
 from harness import __version__
 from harness.backends.base import Backend, Built
 from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
-from harness.kernel_memory import kernel_reasons
+from harness.kernel_memory import kernel_notes, kernel_reasons
 from harness.device_activity import drain_flags
 from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
@@ -134,6 +134,11 @@ def half_width_flags(tasks: dict[str, dict[str, Any]], score: TeamScore, spec: S
     return flags
 
 
+def memory_notes(tasks: dict[str, dict[str, Any]]) -> list[str]:
+    """Memory readings the box could not give where the resident-memory checks still ran (kernel_notes)."""
+    return [f"{name}: {note}" for name, info in tasks.items() for note in kernel_notes(info.get("timing", {}))]
+
+
 def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
     """weights_unaccounted when the worker's tree held more host memory than its counted weights explain,
     at load or at its peak during the passes (crosscheck.memory_reasons); a peak that could not be read is
@@ -201,9 +206,13 @@ def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) ->
 
 
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
-                      ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """Everything that makes a number less trustworthy, said on the row."""
+                      ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None,
+                      notes: list[str] | None = None) -> list[str]:
+    """Everything that makes a number less trustworthy, said on the row: the flags (findings: look at this
+    team) are returned; states that are expected of a small or CPU run and say nothing about the team (the
+    caching audit undecided for too few batches, warm-up not settled, timed on CPU) go to `notes`."""
     flags = []
+    notes = [] if notes is None else notes
     for name, info in tasks.items():
         timing = info.get("timing", {})
         for flag in info.get("param_report", {}).get("flags", []):
@@ -217,26 +226,27 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
                          f"{audit.get('batches')} batches; the reference's own "
                          f"{timing['reference_first_sight_ratio']:.2f}); T from first sight only")
         elif audit.get("note"):
-            flags.append(f"{name}: caching audit undecided: {audit['note']}")
+            notes.append(f"{name}: caching audit undecided: {audit['note']}")
         if info.get("consistent_across_rounds") is False:
             flags.append(f"{name}: predictions differ between timing rounds (the first-sight round is scored)")
         if timing.get("freeze_unavailable"):
             flags.append(f"{name}: the side not being timed could not be frozen ({timing['freeze_unavailable']}): "
                          "a team's idle work could have slowed the reference")
         if timing and not timing.get("warmup_settled", True):
-            flags.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
+            notes.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
         if info.get("problems"):
             flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
     flags += device_memory_flags(tasks, references or {})
     flags += drain_flags(tasks)
     flags += onnx_provider_flags(tasks, team_env.get("device"))
     flags += memory_flags(tasks)
+    notes += memory_notes(tasks)
     if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
         flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")
     if team_env.get("torch_threads") != ref_env.get("torch_threads"):
         flags.append(f"thread counts differ: team {team_env.get('torch_threads')}, reference {ref_env.get('torch_threads')}")
     if team_env.get("device") == "cpu":
-        flags.append("timed on CPU: indicative only, the competition times on the GPU box")
+        notes.append("timed on CPU: indicative only, the competition times on the GPU box")
     expected = spec.box.expected_gpu
     if expected and team_env.get("device_name") not in (None, expected):
         flags.append(f"GPU is {team_env.get('device_name')}, the spec expects {expected}")
@@ -386,8 +396,9 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                           "reference": measured.reference_environment}
     references = {name: reference_task(r) for name, r in result.reference.items()}
     result.score = score_team(outcomes, references, spec)
+    result.notes = list(config.notes)
     result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
-                                       result.reference),
+                                       result.reference, result.notes),
                     *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params,
                                        measured.code_maps),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]

@@ -28,7 +28,7 @@ body { font-family: system-ui, "Noto Sans CJK SC", "PingFang SC", "Microsoft YaH
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; line-height: 1.4; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.noncompliant td { color: #8a4b00; } tr.failed td { color: #999; }
+tr.noncompliant td { color: #8a4b00; } tr.failed td { color: #999; } td.notes { color: #777; }
 svg text { font-size: 12px; font-family: inherit; }
 svg text.label { paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 """
@@ -93,6 +93,12 @@ def _why(reason: Any, error: Any) -> str:
     return "; ".join(parts)
 
 
+def _notes(row: dict[str, Any]) -> str:
+    """The row's notes in a greyed cell of their own, apart from its flags: states of the run (timed on CPU,
+    an audit too small to decide), not findings about the team."""
+    return f'<td class="notes">{_text(row["notes"])}</td>'
+
+
 def _leaderboard(frame: pd.DataFrame) -> str:
     """The ranked table; with a "timed on" column when teams were timed on several hosts (batch --engine ray)."""
     placed = "timed_on" in frame and any(_text(value) != MISSING for value in frame["timed_on"])
@@ -105,11 +111,11 @@ def _leaderboard(frame: pd.DataFrame) -> str:
         numbers = [("score", "{:.4f}"), ("P", "{:.2f}"), ("params", "{:,.0f}"), ("speedup", "{:,.1f}x")]
         cells = [str(rank) if compliant else "", _text(row["team"]), _text(row["status"]),
                  *(f'<td class="num">{_fmt(row[c], pattern)}</td>' for c, pattern in numbers),
-                 "yes" if compliant else f"no: {why}" if why else "no", _text(row["flags"])]
+                 "yes" if compliant else f"no: {why}" if why else "no", _text(row["flags"]), _notes(row)]
         if placed:
             cells.append(_text(row["timed_on"]))
         rows.append(("compliant" if compliant else "failed" if failed else "noncompliant", cells))
-    headers = ["#", "team", "status", "score", "P", "params", "speedup", "compliant", "flags"]
+    headers = ["#", "team", "status", "score", "P", "params", "speedup", "compliant", "flags", "notes"]
     return _table(headers + ["timed on"] * placed, rows)
 
 

@@ -34,7 +34,8 @@ TEAM_COLUMNS = {
     "speedup_half_width": "the interval's half-width relative to the speedup, (speedup_high - speedup_low) / 2 / speedup (0.03: +-3%)",
     "half_width_met": "whether speedup_half_width reached the spec's target (timing.target_half_width on a GPU: 0.03); empty without a target (on a CPU); a miss is flagged with why rounds stopped",
     "reason": "why the row is not compliant, or which tasks failed",
-    "flags": "measurement warnings: caching_suspected (or the caching audit undecided: too few batches), borderline, weights outside what the predictor shows, weights_unaccounted (weight files implying more parameters, resident or peak memory beyond the counted bytes, GPU memory above BERT-base's), peak memory not checked, predictions differing across rounds, warm-up not settled, CPU timing, a speedup interval wider than its target (the half-width reached, per task, and why rounds stopped)",
+    "flags": "findings, each meaning 'look at this team': caching_suspected, borderline, weights outside what the predictor shows, weights_unaccounted (weight files implying more parameters, resident or peak memory beyond the counted bytes, device memory at load beyond the counted device bytes and its allowance), device memory, peak memory, the device drain or the freeze not checked (and why), queued device work of another process in the reference's windows, ONNX Runtime on CPU providers on a GPU box, a GPU other than the spec's `expected_gpu`, throttling, a busy GPU timed anyway, a box not proven fair by its A/A row, predictions differing across rounds or with problems, thread counts or devices that differ, a speedup interval wider than its target (the half-width reached, per task, and why rounds stopped)",
+    "notes": "states of the run that are not findings about the team: timed on CPU (indicative only), the caching audit undecided (too few batches to audit), warm-up not settled within `warmup_max_s`, the bundled sample data timed in batches smaller than the spec's",
     "T_s": "T: team time in seconds (mean pass over the timed rounds, first sight only when caching is suspected; aggregated over tasks as the spec says)",
     "T_bert_s": "T_bert: reference time in seconds over the same tasks (mean pass, timed interleaved with the team)",
     "S_bert": "reference parameters, aggregated like params",
@@ -92,7 +93,8 @@ class TeamResult:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)   # per task: score, metrics, time, params
     reference: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)     # findings: look at this team
+    notes: list[str] = field(default_factory=list)     # states of the run that are not findings
     logs: dict[str, str] = field(default_factory=dict)
     run_seed: int | None = None        # batch order and warm-up inputs of this run
     reference_precision: dict[str, Any] = field(default_factory=dict)
@@ -167,7 +169,8 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
         "speed_verdict": s.speed_verdict if s else None,
         "speed_ok": s.speed_ok if s else False, "compliant": s.compliant if s else False,
         "reason": "; ".join(s.reasons) if s else result.error,
-        "flags": "; ".join(result.flags), "T_s": s.T if s else None, "T_bert_s": s.T_bert if s else None,
+        "flags": "; ".join(result.flags), "notes": "; ".join(result.notes),
+        "T_s": s.T if s else None, "T_bert_s": s.T_bert if s else None,
         "S_bert": s.S_bert if s else None, "reference_precision": precision_label(result.reference_precision),
         "run_seed": result.run_seed,
         "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),

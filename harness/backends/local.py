@@ -316,6 +316,10 @@ def own_memory_cgroup(pid: int) -> tuple[MemoryCgroup | None, str]:
 
 
 class LocalWorker:
+    # a box may delegate no cgroup to the harness (a participant's laptop, a non-root user): there the kernel's
+    # accounting is a note on the row, not a flag (harness.kernel_memory.kernel_notes)
+    kernel_memory_required = False
+
     def __init__(self, process: subprocess.Popen | ForkedProcess, log_path: Path):
         self.process, self.log_path = process, log_path
         self.adopter = getattr(process, "adopter", None)   # a team's fork server: it holds what the worker left

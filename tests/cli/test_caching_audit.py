@@ -2,7 +2,7 @@
 caching worth 1.2x and answers that change after first sight are caught; the honest twin is not flagged.
 
 The audit's 95% interval needs at least six batches: these runs use twelve CSL examples in batches of two
-(six batches); CLUEWSC2020 keeps its one batch, which the row notes as too few to audit.
+(six batches); CLUEWSC2020 keeps its one batch, which the row notes (a note, not a flag) as too few to audit.
 """
 
 import json
@@ -57,9 +57,9 @@ def test_the_honest_twin_is_audited_and_not_flagged(audit_inputs, tmp_path):
     audit = record["tasks"]["csl"]["timing"]["caching_audit"]
     assert audit["batches"] == 6 and audit["note"] == "" and audit["low"] <= audit["team_ratio"] <= audit["high"]
     assert audit["low"] <= 1.1 and "caching_suspected" not in row["flags"]
-    # one WSC batch: no interval, said on the row rather than passed in silence
+    # one WSC batch: no interval, said on the row (a note: the data's size, no finding) rather than passed in silence
     assert "cluewsc2020: caching audit undecided: not enough batches to audit (1 < 6 for a 95% interval)" \
-        in row["flags"]
+        in row["notes"]
 
 
 def test_caching_by_input_text_is_flagged_and_timed_on_first_sight(audit_inputs, tmp_path):

@@ -12,13 +12,14 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import TEAMS
+from conftest import FIXTURES, TEAMS
 
 pytestmark = pytest.mark.slow
 
 
 def read_row(tmp_path, team):
-    frame = pd.read_csv(tmp_path / "out" / "results.csv")
+    texts = {"flags": str, "notes": str}                                  # a row with none reads back as ""
+    frame = pd.read_csv(tmp_path / "out" / "results.csv", dtype=texts).fillna(dict.fromkeys(texts, ""))
     return frame[frame["team"] == team].iloc[0]
 
 
@@ -33,7 +34,7 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert row["P"] == pytest.approx((200 / 3 + 50) / 4)
     assert row["params"] == 40 and row["S_bert"] == 100 * 100 + 100
     assert bool(row["params_ok"]) and bool(row["speed_ok"]) and bool(row["compliant"])
-    assert row["device"] == "cpu" and "timed on CPU" in row["flags"]
+    assert row["device"] == "cpu" and "timed on CPU" in row["notes"] and "timed on CPU" not in row["flags"]
     record = json.loads((tmp_path / "out" / "ok_team" / "result.json").read_text(encoding="utf-8"))
     assert record["tasks"]["cmrc2018"]["metrics"] == {"em": 50.0, "f1": 50.0}
     predictions = json.loads((tmp_path / "out" / "ok_team" / "predictions" / "cmrc2018_predict.json").read_text("utf-8"))
@@ -129,3 +130,26 @@ def test_a_bad_manifest_is_reported_before_anything_runs(invoke, run_args, tmp_p
     result = invoke("check", team, *run_args)
     assert result.exit_code == 1
     assert "harness.toml is missing" in result.output
+
+
+def test_a_first_run_on_the_bundled_sample_data_shows_a_clean_row(invoke, tmp_path):
+    """The README's demo, against the fake reference: the bundled sample (no --data-dir) is timed in batches
+    of 2 (CMRC2018's nine questions in batches of 1), so every task's caching audit decides, and an honest
+    team's row has no flag; what is not a finding (the CPU, the smaller batches) is a note."""
+    demo = FIXTURES.parents[1] / "baselines" / "demo_team"
+    result = invoke("run", demo, "--spec", FIXTURES / "spec_small.toml", "--backend", "local",
+                    "--reference", TEAMS / "fake_reference", "--cache-dir", tmp_path / "cache",
+                    "--out", tmp_path / "out", "--timeout", "120")
+    assert result.exit_code == 0, result.output
+    row = read_row(tmp_path, "demo-team")
+    assert row["status"] == "ok" and row["flags"] == "", row["flags"]
+    assert "timed on CPU" in row["notes"] and "caching audit undecided" not in row["notes"], row["notes"]
+    assert ("bundled sample data timed in batches smaller than the spec's, so that each task makes the caching "
+            "audit's 6: cluewsc2020 2 (spec 16), csl 2 (spec 16), cluener2020 2 (spec 16), cmrc2018 1 (spec 8)"
+            in row["notes"])
+    record = json.loads((tmp_path / "out" / "demo-team" / "result.json").read_text(encoding="utf-8"))
+    audits = {name: info["timing"]["caching_audit"] for name, info in record["tasks"].items()}
+    assert {name: audit["batches"] for name, audit in audits.items()} == {
+        "cluewsc2020": 6, "csl": 6, "cluener2020": 6, "cmrc2018": 9}
+    assert all(audit["note"] == "" and audit["low"] is not None for audit in audits.values()), audits
+    assert "note: timed on CPU" in result.output and "flag:" not in result.output

@@ -263,3 +263,17 @@ def test_a_worker_cgroup_is_removed_once_empty_and_a_busy_one_is_tried_again(tmp
     (busy.path / "still-here").write_text("")            # a folder rmdir refuses, as a cgroup with a process
     assert remove_cgroup(busy, wait_s=0.2) is False and busy.path.exists()
     assert remove_cgroup(MemoryCgroup(tmp_path / "gone", 1))
+
+
+def test_an_unread_cgroup_is_a_note_on_the_local_backend_and_a_flag_on_docker():
+    """A participant's laptop may delegate no cgroup: the resident checks ran, the row notes what was not read.
+    The production path (Docker) always has the container's cgroup: there not reading it is a finding."""
+    from harness.kernel_memory import kernel_notes, kernel_reasons
+    local = {"kernel_memory_note": "no writable cgroup", "kernel_memory_required": False}
+    docker = {"kernel_memory_note": "no writable cgroup", "kernel_memory_required": True}
+    assert kernel_reasons(local, 0, 0) == [] and len(kernel_notes(local)) == 1
+    assert "no writable cgroup" in kernel_notes(local)[0]
+    assert kernel_notes(docker) == [] and "no writable cgroup" in kernel_reasons(docker, 0, 0)[0]
+    forked = {"kernel_memory_note": "", "kernel_forked_note": "forked", "kernel_peak_passes_bytes": 1}
+    assert kernel_notes(forked) == ["memory (kernel) after the passes not set against the baseline: forked"]
+    assert kernel_reasons(forked, 0, 0) == []
