@@ -67,3 +67,47 @@ def pytest_terminal_summary(terminalreporter):
     parts = [f"{group} {len(_tests_by_group[group])} tests {seconds:.0f} s"
              for group, seconds in sorted(_seconds_by_group.items(), key=lambda kv: -kv[1])]
     terminalreporter.write_line("time by marker (setup + call + teardown, summed over workers): " + "; ".join(parts))
+
+
+class _StandInInputMaker:
+    """A stand-in for harness.warmup_inputs.InputMaker (issue 28) until the real one lands: opaque random ids
+    for every input, the real ones masked, fresh ones drawn like warm-up inputs from a new seed each time.
+    Installed only where the real class is missing."""
+
+    def __init__(self, examples, seed):
+        import random
+
+        self.seed, self.made, self.real, self.rng = seed, 0, {}, random.Random(f"stand-in:{seed}")
+
+    def _opaque(self):
+        while True:
+            token = f"in-{self.rng.getrandbits(40):010x}"
+            if token not in self.real:
+                self.real[token] = None
+                return token
+
+    def masked(self, examples):
+        masked = [{**example, "id": self._opaque()} for example in examples]
+        for made, example in zip(masked, examples):
+            self.real[made["id"]] = example["id"]
+        return masked
+
+    def real_id(self, opaque_id):
+        real = self.real[opaque_id]
+        if real is None:
+            raise KeyError(opaque_id)
+        return real
+
+    def fresh(self, examples):
+        from harness.warmup_inputs import warmup_examples
+
+        self.made += 1
+        return [{**example, "id": self._opaque()} for example in warmup_examples(examples, f"{self.seed}:{self.made}")]
+
+
+@pytest.fixture(autouse=True)
+def _input_maker_stand_in(monkeypatch):
+    from harness import warmup_inputs
+
+    if not hasattr(warmup_inputs, "InputMaker"):
+        monkeypatch.setattr(warmup_inputs, "InputMaker", _StandInInputMaker, raising=False)
