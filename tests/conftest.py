@@ -105,9 +105,14 @@ class _StandInInputMaker:
         return [{**example, "id": self._opaque()} for example in warmup_examples(examples, f"{self.seed}:{self.made}")]
 
 
-@pytest.fixture(autouse=True)
-def _input_maker_stand_in(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _input_maker_stand_in():
+    """Session-wide, so module-scoped fixtures that run a team see it too."""
     from harness import warmup_inputs
 
-    if not hasattr(warmup_inputs, "InputMaker"):
-        monkeypatch.setattr(warmup_inputs, "InputMaker", _StandInInputMaker, raising=False)
+    if hasattr(warmup_inputs, "InputMaker"):
+        yield
+        return
+    warmup_inputs.InputMaker = _StandInInputMaker
+    yield
+    del warmup_inputs.InputMaker

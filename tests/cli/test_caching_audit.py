@@ -1,8 +1,12 @@
-"""The caching audit end to end (local backend, fake reference at 0.2 s a batch): caching by input, partial
-caching worth 1.2x and answers that change after first sight are caught; the honest twin is not flagged.
+"""The caching audit end to end (local backend, fake reference at 0.2 s a batch): nothing timed repeats, so
+caches of what was seen before (by input, the timed-only cache, a partial cache worth 1.2x) gain nothing and
+are not flagged; a team that tells made-up inputs from real ones and skips work on them (all batches but
+one) is flagged and timed on first sight; the honest twin is not flagged; answers that would change on a
+repeat never get one, and first sight is scored.
 
-The audit's 95% interval needs at least six batches: these runs use twelve CSL examples in batches of two
-(six batches); CLUEWSC2020 keeps its one batch, which the row notes as too few to audit.
+The audit's 95% interval needs at least six batches: these runs use twelve CSL examples (each keyword inside
+its abstract, as the one-honest-batch cache expects of real inputs) in batches of two (six batches);
+CLUEWSC2020 keeps its one batch, which the row notes as too few to audit.
 """
 
 import json
@@ -18,15 +22,32 @@ from harness.cli import main
 pytestmark = pytest.mark.slow
 
 
+CSL_ROWS = [   # abstract, keywords: every keyword inside its abstract
+    ("本文提出一种轻量级中文预训练模型，显著降低推理时间。", ["预训练模型", "推理时间"]),
+    ("研究了河流泥沙在洪水期间的运动规律与沉积特征。", ["河流泥沙", "沉积特征"]),
+    ("利用卫星遥感数据监测城市热岛效应的季节变化。", ["卫星遥感", "热岛效应"]),
+    ("分析了高速铁路桥梁在地震作用下的动力响应。", ["高速铁路", "动力响应"]),
+    ("提出基于图神经网络的药物分子性质预测方法。", ["图神经网络", "药物分子"]),
+    ("通过田间试验比较了三种施肥方式对水稻产量的影响。", ["田间试验", "水稻产量"]),
+    ("建立了锂离子电池老化过程的电化学模型。", ["锂离子电池", "电化学模型"]),
+    ("探讨了明代江南地区商业市镇的兴起与演变。", ["江南地区", "商业市镇"]),
+    ("设计了一种低功耗无线传感器网络路由协议。", ["无线传感器", "路由协议"]),
+    ("测定了青藏高原冻土区土壤有机碳的储量。", ["青藏高原", "有机碳"]),
+    ("研究了深度强化学习在机器人抓取任务中的应用。", ["强化学习", "机器人抓取"]),
+    ("评估了社区健康教育对老年人慢性病管理的效果。", ["健康教育", "慢性病管理"]),
+]
+
+
 @pytest.fixture(scope="module")
 def audit_inputs(tmp_path_factory):
-    """(spec, data folder): the fixture data with CSL grown to 12 examples, and CSL batches of 2."""
+    """(spec, data folder): the fixture data with CSL replaced by twelve examples, all labelled "1", and CSL
+    batches of 2."""
     root = tmp_path_factory.mktemp("audit_inputs")
     data = root / "data"
     shutil.copytree(FIXTURES / "data", data)
-    originals = [json.loads(line) for line in (FIXTURES / "data" / "csl" / "dev.json").read_text().splitlines()]
-    grown = [{**originals[i % len(originals)], "id": i} for i in range(12)]
-    (data / "csl" / "dev.json").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in grown),
+    rows = [{"id": i, "abst": abstract, "keyword": keywords, "label": "1"}
+            for i, (abstract, keywords) in enumerate(CSL_ROWS)]
+    (data / "csl" / "dev.json").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in rows),
                                            encoding="utf-8")
     spec_text = (FIXTURES / "spec_small.toml").read_text(encoding="utf-8")
     csl_block = 'gold_file = "csl/dev.json"\nmax_seq_length = 256\nbatch_size = 16'
@@ -55,36 +76,42 @@ def run_team(team, audit_inputs, tmp_path):
 def test_the_honest_twin_is_audited_and_not_flagged(audit_inputs, tmp_path):
     row, record = run_team("sleep_team", audit_inputs, tmp_path)
     audit = record["tasks"]["csl"]["timing"]["caching_audit"]
-    assert audit["batches"] == 6 and audit["note"] == "" and audit["low"] <= audit["team_ratio"] <= audit["high"]
-    assert audit["low"] <= 1.1 and "caching_suspected" not in row["flags"]
+    assert audit["batches"] == 6 and audit["note"] == "" and audit["later_rounds_counted"]
+    for gain in (audit["flanks"], audit["later_rounds"]):
+        assert gain["low"] <= gain["gain"] <= gain["high"] and gain["gain"] <= 1.1
+    assert "caching_suspected" not in row["flags"]
     # one WSC batch: no interval, said on the row rather than passed in silence
     assert "cluewsc2020: caching audit undecided: not enough batches to audit (1 < 6 for a 95% interval)" \
         in row["flags"]
 
 
-def test_caching_by_input_text_is_flagged_and_timed_on_first_sight(audit_inputs, tmp_path):
-    row, record = run_team("caching_team", audit_inputs, tmp_path)
-    assert "csl: caching_suspected" in row["flags"]
-    # CSL timed on first sight: 6 x 0.1 s against the reference's 6 x 0.2 s (plus one fast WSC batch),
-    # about 2.3x, never the thousands the repeats would give
-    assert float(row["speedup"]) < 4 and row["speed_ok"] in (False, "False")
+@pytest.mark.parametrize("team, work_s", [("caching_team", 0.1), ("timed_only_cache_team", 0.05),
+                                          ("partial_caching_team", 0.06)])
+def test_a_cache_of_what_was_seen_before_gains_nothing(audit_inputs, tmp_path, team, work_s):
+    """Each remembers inputs by content and saves work on a repeat (all of it, or a fifth): nothing timed is
+    repeated, so every timed call costs its first-sight work, the later rounds count and nothing is flagged."""
+    row, record = run_team(team, audit_inputs, tmp_path)
     timing = record["tasks"]["csl"]["timing"]
-    assert timing["caching_suspected"] and len(timing["scored_rounds_s"]) == 1
-    assert timing["caching_audit"]["low"] > 10
+    assert "caching_suspected" not in row["flags"] and timing["caching_audit"]["later_rounds_counted"]
+    assert len(timing["scored_rounds_s"]) >= 3
+    # every scored batch took its work: T is six batches' worth at least, never what repeats would give
+    assert all(b >= 0.95 * work_s for r in timing["scored_rounds_s"] for b in r)
+    assert timing["time_s"] >= 0.95 * 6 * work_s
 
 
-def test_partial_caching_worth_1_2x_is_flagged(audit_inputs, tmp_path):
-    row, record = run_team("partial_caching_team", audit_inputs, tmp_path)
-    audit = record["tasks"]["csl"]["timing"]["caching_audit"]
+def test_skipping_work_on_made_up_inputs_but_one_batch_is_flagged_and_timed_on_first_sight(audit_inputs, tmp_path):
+    row, record = run_team("one_honest_batch_cache_team", audit_inputs, tmp_path)
+    timing = record["tasks"]["csl"]["timing"]
+    audit = timing["caching_audit"]
     assert "csl: caching_suspected" in row["flags"], (audit, row["flags"])
-    # 0.06 s against 0.05 s: 1.2x on each of the six batches, so the smallest (the interval's low end) too
-    assert 1.1 < audit["low"] <= audit["team_ratio"] < 1.4 and audit["above_tolerance"] == 6
+    assert audit["flanks"]["low"] > 1.1 and audit["later_rounds"]["low"] > 1.1
+    # T from the real inputs' first sight: six batches of 0.05 s, not the one honest batch's worth
+    assert timing["scored_rounds_s"] == timing["rounds_s"][:1] and timing["time_s"] >= 0.95 * 6 * 0.05
 
 
-def test_answers_that_change_after_first_sight_are_flagged_and_first_sight_is_scored(audit_inputs, tmp_path):
+def test_answers_that_would_change_on_a_repeat_never_get_one_and_first_sight_is_scored(audit_inputs, tmp_path):
     row, record = run_team("changing_answers_team", audit_inputs, tmp_path)
-    assert "csl: predictions differ between timing rounds" in row["flags"]
-    assert record["tasks"]["csl"]["consistent_across_rounds"] is False
-    # every grown CSL example is labelled "1": first sight ("0") scores 0, the repeats ("1") would score 100
+    assert "predictions differ" not in row["flags"] and "caching_suspected" not in row["flags"]
+    # every CSL example is labelled "1": first sight ("0") scores 0, a repeat ("1") would score 100
     gold = [json.loads(line)["label"] for line in (audit_inputs[1] / "csl" / "dev.json").read_text().splitlines()]
     assert set(gold) == {"1"} and float(row["csl_score"]) == 0
