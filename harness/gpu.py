@@ -6,7 +6,8 @@ instead of raising, and the harness goes on.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Mapping
 
 
 def _nvml():
@@ -125,9 +126,34 @@ def device_memory_reading(pids: list[int] | tuple[int, ...] | None) -> tuple[int
     return total, ""
 
 
-def gpu_busy_reason() -> str | None:
-    """Why the GPU is not ours alone (processes already on it), or None; None without NVML too."""
-    busy = [g for g in gpu_snapshot() if g["processes"]]
+def visible_gpus(gpus: list[dict[str, Any]], environ: Mapping[str, str] = os.environ) -> list[dict[str, Any]]:
+    """The GPUs of an NVML snapshot this process's CUDA sees: CUDA_VISIBLE_DEVICES's entries (NVML indices, or
+    `GPU-` UUIDs or their prefixes; CUDA stops at the first it cannot read), every GPU where it is unset. On a
+    box of several slots each slot's process sees its own GPU (harness.slots.pin_process), so another slot's
+    workers on the other GPUs are not this run's business. A MIG entry cannot be matched to a snapshot: all
+    GPUs then, the careful answer."""
+    if "CUDA_VISIBLE_DEVICES" not in environ:
+        return gpus
+    chosen = []
+    for entry in (e.strip() for e in environ["CUDA_VISIBLE_DEVICES"].split(",")):
+        if entry.startswith("MIG-"):
+            return gpus
+        if entry.isdigit():
+            found = [g for g in gpus if g["index"] == int(entry)]
+        elif entry.startswith("GPU-"):
+            found = [g for g in gpus if str(g["uuid"]).startswith(entry)]
+        else:
+            found = []
+        if len(found) != 1:
+            break
+        chosen += [g for g in found if g not in chosen]
+    return chosen
+
+
+def gpu_busy_reason(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the GPU this process's CUDA sees is not ours alone (processes already on it), or None; None without
+    NVML too."""
+    busy = [g for g in visible_gpus(gpu_snapshot(), environ) if g["processes"]]
     if not busy:
         return None
     return "; ".join(f"{g['processes']} other process(es) hold GPU {g['index']} ({g['name']})" for g in busy)
@@ -138,7 +164,7 @@ def throttle_names(bits: int) -> list[str]:
 
 
 class GpuMonitor:
-    """Samples the GPUs in a background thread while a measurement runs: state before and after, the
+    """Samples the GPUs this process's CUDA sees (visible_gpus) in a background thread while a measurement runs: state before and after, the
     hottest temperature, and every throttle reason seen. A no-op (summary says so) without NVML."""
 
     def __init__(self, interval_s: float = 0.5):
@@ -161,10 +187,10 @@ class GpuMonitor:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._record(gpu_snapshot())
+            self._record(visible_gpus(gpu_snapshot()))
 
     def __enter__(self) -> "GpuMonitor":
-        self.before = gpu_snapshot()
+        self.before = visible_gpus(gpu_snapshot())
         if self.before:
             self._record(self.before)
             self._thread.start()
@@ -174,7 +200,7 @@ class GpuMonitor:
         if self.before:
             self._stop.set()
             self._thread.join()
-            self.after = gpu_snapshot()
+            self.after = visible_gpus(gpu_snapshot())
             self._record(self.after)
 
     def summary(self) -> dict[str, Any]:

@@ -153,4 +153,7 @@ def pin_process(slot: Slot) -> None:
         except OSError:      # a thread that ended meanwhile
             pass
     if slot.gpu is not None:
+        # slot.gpu is an NVML index (node_gpus); CUDA numbers GPUs fastest first unless told PCI bus order,
+        # which is NVML's: without it a box of mixed GPUs would give a slot another slot's GPU
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)

@@ -54,3 +54,36 @@ def test_the_pipeline_refuses_a_busy_gpu_unless_allowed(monkeypatch, tmp_path):
     with pytest.raises(pipeline.HarnessError, match="hold GPU 0.*--allow-busy-gpu"):
         pipeline.refuse_busy_gpu(config)
     pipeline.refuse_busy_gpu(dataclasses.replace(config, allow_busy_gpu=True))   # allowed: no exception
+
+
+def test_only_the_gpus_this_process_sees_count_as_busy(monkeypatch):
+    """A box of several slots: slot 2's process sees GPU 1 only; slot 1's workers busy on GPU 0 are not its
+    business (they refused each other before), a stranger on GPU 1 still is."""
+    snapshot = [{**reading(processes=3), "index": 0, "uuid": "GPU-aaaa-0"},
+                {**reading(processes=0), "index": 1, "uuid": "GPU-bbbb-1"}]
+    monkeypatch.setattr(gpu, "gpu_snapshot", lambda: snapshot)
+    assert gpu.gpu_busy_reason({"CUDA_VISIBLE_DEVICES": "1"}) is None
+    assert gpu.gpu_busy_reason({"CUDA_VISIBLE_DEVICES": "GPU-bbbb"}) is None
+    assert gpu.gpu_busy_reason({}) == "3 other process(es) hold GPU 0 (NVIDIA H100)"
+    assert gpu.gpu_busy_reason({"CUDA_VISIBLE_DEVICES": "1,0"}) == "3 other process(es) hold GPU 0 (NVIDIA H100)"
+    snapshot[1]["processes"] = 1
+    assert gpu.gpu_busy_reason({"CUDA_VISIBLE_DEVICES": "1"}) == "1 other process(es) hold GPU 1 (NVIDIA H100)"
+
+
+def test_visible_gpus_reads_cuda_visible_devices_as_cuda_does():
+    gpus = [{"index": i, "uuid": f"GPU-{i}{i}{i}"} for i in range(3)]
+    assert gpu.visible_gpus(gpus, {}) == gpus
+    assert gpu.visible_gpus(gpus, {"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert [g["index"] for g in gpu.visible_gpus(gpus, {"CUDA_VISIBLE_DEVICES": "2, 0"})] == [2, 0]
+    assert [g["index"] for g in gpu.visible_gpus(gpus, {"CUDA_VISIBLE_DEVICES": "1,7,0"})] == [1]   # stops at 7
+    assert gpu.visible_gpus(gpus, {"CUDA_VISIBLE_DEVICES": "MIG-x"}) == gpus
+    assert gpu.visible_gpus(gpus, {"CUDA_VISIBLE_DEVICES": "GPU-"}) == []        # ambiguous prefix: CUDA stops
+
+
+def test_the_monitor_watches_only_visible_gpus(monkeypatch):
+    hot = {**reading(throttle=0x40, temperature=95), "index": 1, "uuid": "GPU-1b"}
+    monkeypatch.setattr(gpu, "gpu_snapshot", lambda: [reading(), hot])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with gpu.GpuMonitor(interval_s=3600) as monitor:
+        pass
+    assert monitor.flags() == [] and monitor.summary()["max_temperature_c"] == 60
