@@ -4,13 +4,14 @@ are not flagged; a team that tells made-up inputs from real ones and skips work 
 one) is flagged and timed on first sight; the honest twin is not flagged; answers that would change on a
 repeat never get one, and first sight is scored.
 
-The audit's 95% interval needs at least six batches: these runs use twelve CSL examples (each keyword inside
-its abstract, as the one-honest-batch cache expects of real inputs) in batches of two (six batches);
+The audit's 95% interval needs at least six batches: these runs use the sample data's twelve CSL examples
+(whose text the one-honest-batch cache ships as its "public" corpus) in batches of two (six batches);
 CLUEWSC2020 keeps its one batch, which the row notes as too few to audit.
 """
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,31 +23,18 @@ from harness.cli import main
 pytestmark = pytest.mark.slow
 
 
-CSL_ROWS = [   # abstract, keywords: every keyword inside its abstract
-    ("本文提出一种轻量级中文预训练模型，显著降低推理时间。", ["预训练模型", "推理时间"]),
-    ("研究了河流泥沙在洪水期间的运动规律与沉积特征。", ["河流泥沙", "沉积特征"]),
-    ("利用卫星遥感数据监测城市热岛效应的季节变化。", ["卫星遥感", "热岛效应"]),
-    ("分析了高速铁路桥梁在地震作用下的动力响应。", ["高速铁路", "动力响应"]),
-    ("提出基于图神经网络的药物分子性质预测方法。", ["图神经网络", "药物分子"]),
-    ("通过田间试验比较了三种施肥方式对水稻产量的影响。", ["田间试验", "水稻产量"]),
-    ("建立了锂离子电池老化过程的电化学模型。", ["锂离子电池", "电化学模型"]),
-    ("探讨了明代江南地区商业市镇的兴起与演变。", ["江南地区", "商业市镇"]),
-    ("设计了一种低功耗无线传感器网络路由协议。", ["无线传感器", "路由协议"]),
-    ("测定了青藏高原冻土区土壤有机碳的储量。", ["青藏高原", "有机碳"]),
-    ("研究了深度强化学习在机器人抓取任务中的应用。", ["强化学习", "机器人抓取"]),
-    ("评估了社区健康教育对老年人慢性病管理的效果。", ["健康教育", "慢性病管理"]),
-]
+SAMPLE_CSL = Path(__file__).resolve().parents[2] / "baselines" / "sample_data" / "csl" / "dev.json"
 
 
 @pytest.fixture(scope="module")
 def audit_inputs(tmp_path_factory):
-    """(spec, data folder): the fixture data with CSL replaced by twelve examples, all labelled "1", and CSL
-    batches of 2."""
+    """(spec, data folder): the fixture data with CSL replaced by the sample data's twelve CSL examples (whose
+    text the one-honest-batch cache knows), all labelled "1", and CSL batches of 2."""
     root = tmp_path_factory.mktemp("audit_inputs")
     data = root / "data"
     shutil.copytree(FIXTURES / "data", data)
-    rows = [{"id": i, "abst": abstract, "keyword": keywords, "label": "1"}
-            for i, (abstract, keywords) in enumerate(CSL_ROWS)]
+    rows = [{**json.loads(line), "label": "1"} for line in SAMPLE_CSL.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12
     (data / "csl" / "dev.json").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in rows),
                                            encoding="utf-8")
     spec_text = (FIXTURES / "spec_small.toml").read_text(encoding="utf-8")

@@ -273,7 +273,9 @@ def test_a_team_honest_in_round_0_but_not_after_is_caught_by_the_later_rounds(ma
     times = measure_task(team, link("reference", lambda ids, seen: 0.01, []), "csl", examples, 2, plan(), LOADS)
     team_record, _ = task_records("csl", times, len(examples), SPEC)
     audit = team_record["caching_audit"]
-    assert audit["flanks"]["gain"] < 1.1 < audit["later_rounds"]["low"]
+    # round 0 shows nothing (the flanks cost the real input's work; only noise of the box there), the later
+    # rounds everything: first sight against passes of nothing
+    assert audit["flanks"]["gain"] < 1.5 and audit["later_rounds"]["low"] > 1.1
     assert team_record["caching_suspected"] and team_record["scored_rounds_s"] == times.team.rounds[:1]
 
 
