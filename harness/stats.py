@@ -207,7 +207,9 @@ def order_statistic_rank(n: int, confidence: float) -> int:
 
 
 def min_audit_batches(confidence: float) -> int:
-    """The fewest batches whose smallest and largest gains bound the median with `confidence` (6 at 95%)."""
+    """The fewest batches whose smallest and largest values bound their median with `confidence` whatever
+    their distribution (6 at 95%): the fewest the caching audit draws an interval from, so that a bootstrap
+    over batches never rests on fewer than a distribution-free interval needs."""
     n = 1
     while order_statistic_rank(n, confidence) < 1:
         n += 1

@@ -44,6 +44,7 @@ from harness.timed_inputs import (Batch, FirstSightInputs, PassInputs, TaskInput
                                   named_for_people, predict_frames)
 
 MIN_WINDOW_S = 0.1
+MAX_PREPARED_PASSES = 1000
 T = TypeVar("T")
 
 
@@ -700,6 +701,17 @@ def time_first_sight(links: dict[str, WorkerLink], names: Sequence[str], task: s
         sides[name].passes += 1
 
 
+def passes_expected(pass_s: float) -> int:
+    """How many passes a window will take at `pass_s` seconds a pass: one where a pass lasts MIN_WINDOW_S
+    (a window by itself), else enough for MIN_WINDOW_S and one more (the pace varies). Made before the window
+    opens, so no side waits between its timed passes for inputs to be made (a CSL pass of 3,000 examples takes
+    about 0.7 s to make); a window that needs more makes them as it goes. At most MAX_PREPARED_PASSES (the
+    host's memory: a pass of tens of microseconds would otherwise ask for thousands at once)."""
+    if pass_s >= MIN_WINDOW_S:
+        return 1
+    return min(MAX_PREPARED_PASSES, math.ceil(MIN_WINDOW_S / max(pass_s, 1e-9)) + 1)
+
+
 def time_later_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, inputs: TaskInputs,
                      order: Sequence[int], sides: dict[str, SideTimes], ledger: FreezeLedger,
                      drain: DrainGuard | None, round_index: int) -> None:
@@ -707,8 +719,7 @@ def time_later_round(links: dict[str, WorkerLink], names: Sequence[str], task: s
     reference's guarded against the team's queued device work."""
     inputs.fresh.new_round()
     for name in names:
-        expected = max(1, math.ceil(MIN_WINDOW_S / max(sum(sides[name].rounds[-1]), 1e-9)))
-        inputs.fresh.prepare(expected + 1)      # made before the window opens: no idle gap between its passes
+        inputs.fresh.prepare(passes_expected(sum(sides[name].rounds[-1])))   # before the window opens
         seconds, passes = guarded_window(
             links[name], list(links.values()), ledger, drain if name == "reference" else None,
             f"round {round_index}", lambda: timed_window(links[name], task, inputs.fresh, order))

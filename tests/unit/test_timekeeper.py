@@ -454,3 +454,11 @@ def test_a_prediction_carrying_keys_outside_its_tasks_format_is_that_sides_failu
     with pytest.raises(WorkerFailed, match="not in cmrc2018's prediction format"):
         checked_predictions("cmrc2018", question, _reply_body([{"id": "q1", "answer": "a", "label": "b"}]),
                             "team", "ab")
+
+
+def test_a_window_s_fresh_passes_are_made_before_it_opens_as_many_as_it_will_take():
+    from harness.timekeeper import passes_expected
+
+    # a pass of 100 ms or more is a window by itself; shorter ones: enough for 100 ms, and one more; at
+    # most a thousand at once
+    assert [passes_expected(s) for s in (0.2, 0.1, 0.05, 0.03, 0.0)] == [1, 1, 3, 5, 1000]
