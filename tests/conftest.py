@@ -67,4 +67,3 @@ def pytest_terminal_summary(terminalreporter):
     parts = [f"{group} {len(_tests_by_group[group])} tests {seconds:.0f} s"
              for group, seconds in sorted(_seconds_by_group.items(), key=lambda kv: -kv[1])]
     terminalreporter.write_line("time by marker (setup + call + teardown, summed over workers): " + "; ".join(parts))
-
