@@ -238,10 +238,11 @@ def test_a_team_caching_every_input_gains_nothing_and_is_not_flagged(makers):
     examples = [{"id": i, "label_free": f"句子{i}"} for i in range(12)]   # six batches: an interval at 95%
     times = measure_task(team, ref, "csl", examples, 2, plan(), LOADS)
     team_record, _ = task_records("csl", times, len(examples), SPEC)
-    assert not team_record["caching_suspected"] and team_record["caching_audit"]["later_rounds_counted"]
-    # every timed call was work: each batch's mean at least its 10 ms, in every round, T included
+    assert not team_record["caching_suspected"]
+    # every timed call was work: each batch's mean at least its 10 ms, in every round, so T too (whether the
+    # later rounds counted or a burst of load on the box kept them out)
     assert all(b >= 0.0095 for r in times.team.rounds for b in r)
-    assert team_record["time_s"] >= 6 * 0.0095 and len(team_record["scored_rounds_s"]) == 3
+    assert team_record["time_s"] >= 6 * 0.0095
 
 
 def skips_made_up_inputs(makers, honest_batch=None, from_call=0):
