@@ -40,8 +40,7 @@ from harness.freezing import FreezeLedger, FreezeUnavailable, timed_alone
 from harness.probe import channel
 from harness.progress import Progress, TimingEvent, no_progress, rounds_left
 from harness.tasks import get_task
-from harness.timed_inputs import (Batch, FirstSightInputs, PassInputs, TaskInputs, make_batches,
-                                  named_for_people, predict_frames)
+from harness.timed_inputs import Batch, FirstSightInputs, PassInputs, TaskInputs, named_for_people
 
 MIN_WINDOW_S = 0.1
 MAX_PREPARED_PASSES = 1000

@@ -15,7 +15,8 @@ from harness.probe import channel
 from harness.spec import load_spec
 from harness import warmup_inputs
 from harness.timekeeper import (MIN_WINDOW_S, TimingPlan, checked_predictions, WorkerFailed, WorkerLink, WorkerTimeout,
-                                measure_task, predict_frames, timed_pass)
+                                measure_task, timed_pass)
+from harness.timed_inputs import predict_frames
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPEC = load_spec(FIXTURES / "spec_small.toml")
