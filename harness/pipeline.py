@@ -223,12 +223,14 @@ def caching_flags(name: str, suspected: bool | None, audit: dict[str, Any]) -> l
     otherwise the audit's note, where it has one (T from first sight only, or no interval to decide on)."""
     if suspected:
         bound = 1 + audit.get("tolerance", 0.0)
-        proven = [f"{label} {gain['gain']:.2f}x, {audit.get('confidence', 0):.0%} interval [{gain['low']:.2f}, "
-                  f"{gain['high']:.2f}]" for label, key in (("real inputs against fresh ones beside them", "flanks"),
-                                                            ("first sight against the later rounds", "later_rounds"))
-                  if (gain := audit.get(key)) and gain.get("low") is not None and gain["low"] > bound]
-        return [f"{name}: caching_suspected (the team's gain over the reference's, above {bound:.2f}x: "
-                f"{'; '.join(proven)}); T from first sight only"]
+        proven = [f"{label} {gain['team_ratio']:.2f}x [{gain['team_low']:.2f}, {gain['team_high']:.2f}], over the "
+                  f"reference's {gain['gain']:.2f}x [{gain['low']:.2f}, {gain['high']:.2f}]"
+                  for label, key in (("real inputs against fresh ones beside them", "flanks"),
+                                     ("first sight against the later rounds", "later_rounds"))
+                  if (gain := audit.get(key)) and gain.get("low") is not None
+                  and min(gain["low"], gain["team_low"]) > bound]
+        return [f"{name}: caching_suspected (the team's ratios, {audit.get('confidence', 0):.0%} intervals wholly "
+                f"above {bound:.2f}x: {'; '.join(proven)}); T from first sight only"]
     return [f"{name}: caching audit undecided: {audit['note']}"] if audit.get("note") else []
 
 

@@ -219,17 +219,34 @@ def min_audit_batches(confidence: float) -> int:
 @dataclass(frozen=True)
 class Gain:
     """One of the caching audit's two comparisons: the team's ratio and the reference's, `gain` the team's over
-    the reference's, [low, high] its interval (bootstrap over batches; None with too few batches)."""
+    the reference's; [low, high] the gain's interval and [team_low, team_high] the team's own ratio's
+    (bootstrap over batches, the same draws for both; None with too few batches).
+
+    A team is held to the smaller of its own ratio and its gain over the reference's: the reference's figure
+    can excuse a team (the box or the inputs did it to both), never accuse it. The reference is compute on a
+    CPU that load slows, where a team may not be: a sleeping fixture team read 1.40x [1.14, 1.82] against a
+    BERT-base reference whose later rounds ran slower than its first sight beside bursty load."""
 
     team_ratio: float
     reference_ratio: float
     gain: float
     low: float | None
     high: float | None
+    team_low: float | None = None
+    team_high: float | None = None
+
+    @property
+    def point(self) -> float:
+        """What the later rounds are decided on: the smaller of the team's own ratio and its gain."""
+        return min(self.team_ratio, self.gain)
+
+    def proven_above(self, bound: float) -> bool:
+        """Both intervals (own ratio and gain) wholly above `bound`."""
+        return self.low is not None and self.team_low is not None and min(self.low, self.team_low) > bound
 
     def record(self) -> dict[str, float | None]:
         return {"team_ratio": self.team_ratio, "reference_ratio": self.reference_ratio, "gain": self.gain,
-                "low": self.low, "high": self.high}
+                "low": self.low, "high": self.high, "team_low": self.team_low, "team_high": self.team_high}
 
 
 @dataclass(frozen=True)
@@ -241,8 +258,8 @@ class CachingAudit:
     A team that answers synthetic inputs faster than real ones gains there. `later_rounds`: the team's first
     sight against its later passes (fresh inputs), first / later in total seconds, against the reference's
     same ratio. A team faster after first sight than the reference is gains there (None: no later rounds).
-    The later rounds count only when neither gain's point passes 1 + tolerance; `suspected` (the flag) when
-    an interval lies wholly above it; `note` says why the later rounds do not count when nothing is flagged,
+    The later rounds count only when neither gain's point (Gain.point) passes 1 + tolerance; `suspected`
+    (the flag) when an audit's intervals lie wholly above it (Gain.proven_above); `note` says why the later rounds do not count when nothing is flagged,
     or why no interval could be had."""
 
     flanks: Gain
@@ -288,14 +305,24 @@ def _per_batch(rounds: Sequence[Sequence[float]], batches: int, side: str) -> np
     return array.mean(axis=0)
 
 
-def _bootstrap_gain(log_gain: Callable[[np.ndarray], np.ndarray], batches: int, confidence: float,
-                    resamples: int, seed: int) -> tuple[float, float]:
-    """The percentile interval of exp(log_gain) over batches resampled with replacement (the same draws for
-    team and reference: `log_gain` takes a (resamples x batches) table of batch indices)."""
+LogRatio = Callable[[np.ndarray], np.ndarray]   # a (draws x batches) table of batch indices -> log ratio a draw
+
+
+def _gain(team_log: LogRatio, ref_log: LogRatio, batches: int, interval: bool, confidence: float,
+          resamples: int, seed: int) -> Gain:
+    """The two sides' ratios over all batches and, with `interval`, the percentile intervals of the team's
+    gain and of its own ratio over batches resampled with replacement (the same draws for both sides)."""
+    everything = np.arange(batches)[None, :]
+    team_ratio, ref_ratio = float(np.exp(team_log(everything)[0])), float(np.exp(ref_log(everything)[0]))
+    if not interval:
+        return Gain(team_ratio, ref_ratio, team_ratio / ref_ratio, None, None)
     picks = np.random.default_rng(seed).integers(0, batches, (resamples, batches))
+    team, ref = team_log(picks), ref_log(picks)
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(log_gain(picks), [tail, 100 - tail])
-    return float(math.exp(low)), float(math.exp(high))
+    low, high = np.exp(np.percentile(team - ref, [tail, 100 - tail]))
+    team_low, team_high = np.exp(np.percentile(team, [tail, 100 - tail]))
+    return Gain(team_ratio, ref_ratio, team_ratio / ref_ratio, float(low), float(high), float(team_low),
+                float(team_high))
 
 
 def flank_gain(team_first: Sequence[float], team_flanks: Sequence[Sequence[float]], ref_first: Sequence[float],
@@ -306,12 +333,8 @@ def flank_gain(team_first: Sequence[float], team_flanks: Sequence[Sequence[float
     team, ref = _log_gains(team_first, team_flanks, "team"), _log_gains(ref_first, ref_flanks, "reference")
     if team.shape != ref.shape:
         raise ValueError("team and reference need the same batches for the caching audit")
-    low = high = None
-    if interval:
-        low, high = _bootstrap_gain(lambda picks: team[picks].mean(axis=1) - ref[picks].mean(axis=1),
-                                    team.shape[0], confidence, resamples, seed)
-    team_ratio, ref_ratio = float(np.exp(team.mean())), float(np.exp(ref.mean()))
-    return Gain(team_ratio, ref_ratio, team_ratio / ref_ratio, low, high)
+    return _gain(lambda picks: team[picks].mean(axis=1), lambda picks: ref[picks].mean(axis=1), team.shape[0],
+                 interval, confidence, resamples, seed)
 
 
 def later_rounds_gain(team_rounds: TaskRounds, ref_rounds: TaskRounds, interval: bool, confidence: float,
@@ -327,19 +350,12 @@ def later_rounds_gain(team_rounds: TaskRounds, ref_rounds: TaskRounds, interval:
     team_later = _per_batch(team_rounds[1:], batches, "team")
     ref_later = _per_batch(ref_rounds[1:], batches, "reference")
 
-    def log_gain(picks: np.ndarray) -> np.ndarray:
-        def log_ratio(first: np.ndarray, later: np.ndarray) -> np.ndarray:
-            return np.log(np.maximum(first[picks].sum(axis=-1), _TINY)) - np.log(
-                np.maximum(later[picks].sum(axis=-1), _TINY))
-        return log_ratio(team_first, team_later) - log_ratio(ref_first, ref_later)
+    def log_ratio(first: np.ndarray, later: np.ndarray) -> LogRatio:
+        return lambda picks: (np.log(np.maximum(first[picks].sum(axis=1), _TINY))
+                              - np.log(np.maximum(later[picks].sum(axis=1), _TINY)))
 
-    low = high = None
-    if interval:
-        low, high = _bootstrap_gain(log_gain, batches, confidence, resamples, seed)
-    everything = np.arange(batches)
-    team_ratio = float(team_first.sum() / max(team_later.sum(), _TINY))
-    ref_ratio = float(ref_first.sum() / max(ref_later.sum(), _TINY))
-    return Gain(team_ratio, ref_ratio, float(math.exp(log_gain(everything))), low, high)
+    return _gain(log_ratio(team_first, team_later), log_ratio(ref_first, ref_later), batches, interval, confidence,
+                 resamples, seed)
 
 
 def caching_audit(team_rounds: TaskRounds, team_flanks: Sequence[Sequence[float]], ref_rounds: TaskRounds,
@@ -357,14 +373,14 @@ def caching_audit(team_rounds: TaskRounds, team_flanks: Sequence[Sequence[float]
     later = later_rounds_gain(team_rounds, ref_rounds, interval, confidence, seed=seed)
     bound = 1 + tolerance
     gains = {"real against fresh inputs beside it": flanks, "first sight against the later rounds": later}
-    above = [f"{name} {gain.gain:.2f}x" for name, gain in gains.items() if gain is not None and gain.gain > bound]
-    proven = [gain for gain in gains.values() if gain is not None and gain.low is not None and gain.low > bound]
+    above = [f"{name} {gain.point:.2f}x" for name, gain in gains.items() if gain is not None and gain.point > bound]
+    proven = [gain for gain in gains.values() if gain is not None and gain.proven_above(bound)]
     notes = []
     if not interval:
         notes.append(f"not enough batches to audit ({batches} < {min_audit_batches(confidence)} for a "
                      f"{confidence:.0%} interval)")
     if above and not proven:
-        notes.append(f"T from first sight only: the team's gain ({', '.join(above)}, relative to the "
-                     f"reference's) is above {bound:.2f}x, not decided on an interval")
+        notes.append(f"T from first sight only: the team's gain ({', '.join(above)}, its own ratio or its "
+                     f"ratio over the reference's, the smaller) is above {bound:.2f}x, not decided on an interval")
     note = "; ".join(notes)
     return CachingAudit(flanks, later, batches, tolerance, confidence, bool(proven), not above, note)

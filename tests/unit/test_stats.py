@@ -173,8 +173,8 @@ def test_the_caching_audit_needs_batches_for_an_interval_and_says_so():
     assert audit.flanks.gain == pytest.approx(2.0) and audit.flanks.low is None
     assert audit.later_rounds.gain == pytest.approx(1.0)
     assert audit.note == ("not enough batches to audit (5 < 6 for a 95% interval); T from first sight only: the "
-                          "team's gain (real against fresh inputs beside it 2.00x, relative to the reference's) is "
-                          "above 1.10x, not decided on an interval")
+                          "team's gain (real against fresh inputs beside it 2.00x, its own ratio or its ratio over the "
+                          "reference's, the smaller) is above 1.10x, not decided on an interval")
     # the same without a gain: the later rounds count, and the row still says no interval could be had
     audit = audit_of([1] * 5, [[1, 1]] * 5, [1] * 5, [[1, 1]] * 5)
     assert audit.later_rounds_count and audit.note == "not enough batches to audit (5 < 6 for a 95% interval)"
@@ -256,3 +256,18 @@ def test_the_reference_s_own_ratio_is_what_the_box_does_and_is_taken_off():
 def test_without_later_rounds_only_the_flanks_decide():
     audit = caching_audit([[1.0] * 6], [[1.0, 1.0]] * 6, [[1.0] * 6], [[1.0, 1.0]] * 6, 0.1)
     assert audit.later_rounds is None and audit.later_rounds_count and audit.record()["later_rounds"] is None
+
+
+def test_the_reference_can_excuse_a_team_never_accuse_it():
+    # beside bursty load a BERT-base reference's later rounds ran slower than its first sight (1/1.4), while a
+    # sleeping team's did not move: its gain over the reference reads 1.4 with an interval above 1.1, its own
+    # ratio 1. Held to the smaller, it keeps its later rounds and is not flagged
+    audit = audit_of([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, ref_later=[1.4] * 6)
+    assert audit.later_rounds.gain == pytest.approx(1.4) and audit.later_rounds.low == pytest.approx(1.4)
+    assert audit.later_rounds.team_ratio == audit.later_rounds.team_low == pytest.approx(1.0)
+    assert audit.later_rounds_count and not audit.suspected and audit.note == ""
+    # and a team 2x faster later while the box made the reference 2x faster too: its own ratio 2, its gain 1
+    audit = audit_of([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, team_later=[0.5] * 6,
+                     ref_later=[0.5] * 6)
+    assert audit.later_rounds.team_ratio == pytest.approx(2.0) and audit.later_rounds.gain == pytest.approx(1.0)
+    assert audit.later_rounds_count and not audit.suspected
