@@ -68,7 +68,7 @@ def test_the_honest_twin_is_audited_and_not_flagged(audit_inputs, tmp_path):
     # load on the real calls, would take T from first sight with a note, never a flag)
     assert audit["batches"] == 6
     for gain in (audit["flanks"], audit["later_rounds"]):
-        assert gain["low"] <= gain["gain"] <= gain["high"] and gain["low"] <= 1.1
+        assert gain["low"] <= gain["gain"] <= gain["high"] and min(gain["low"], gain["team_low"]) <= 1.1
     assert "caching_suspected" not in row["flags"]
     # one WSC batch: no interval, said on the row rather than passed in silence
     assert "cluewsc2020: caching audit undecided: not enough batches to audit (1 < 6 for a 95% interval)" \
@@ -94,7 +94,7 @@ def test_skipping_work_on_made_up_inputs_but_one_batch_is_flagged_and_timed_on_f
     timing = record["tasks"]["csl"]["timing"]
     audit = timing["caching_audit"]
     assert "csl: caching_suspected" in row["flags"], (audit, row["flags"])
-    assert audit["flanks"]["low"] > 1.1 and audit["later_rounds"]["low"] > 1.1
+    assert all(min(audit[key]["low"], audit[key]["team_low"]) > 1.1 for key in ("flanks", "later_rounds"))
     # T from the real inputs' first sight: six batches of 0.05 s, not the one honest batch's worth
     assert timing["scored_rounds_s"] == timing["rounds_s"][:1] and timing["time_s"] >= 0.95 * 6 * 0.05
 

@@ -264,7 +264,7 @@ def test_a_team_skipping_work_on_made_up_inputs_but_one_batch_is_caught_and_time
     team_record, _ = task_records("csl", times, len(examples), SPEC)
     audit = team_record["caching_audit"]
     assert team_record["caching_suspected"] and not audit["later_rounds_counted"]
-    assert audit["flanks"]["low"] > 1.1 and audit["later_rounds"]["low"] > 1.1
+    assert all(min(audit[key]["low"], audit[key]["team_low"]) > 1.1 for key in ("flanks", "later_rounds"))
     assert team_record["scored_rounds_s"] == times.team.rounds[:1]
     assert team_record["time_s"] == pytest.approx(sum(times.team.rounds[0])) and team_record["time_s"] >= 6 * 0.0095
 
