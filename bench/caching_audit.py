@@ -5,13 +5,23 @@ Bursty load is what fooled the first audit (first sight against repeats timed se
 part of a first-sight pass and quiet for part of the repeats. Beside them this runs, through the real
 pipeline (local backend, the BERT-base reference):
   honest  - the four bundled teams (demo, roberta_tiny, albert_tiny, onnx), --runs times each;
-  caching - the caching fixtures (caching_team: answers remembered by input; partial_caching_team: a fifth
-            of its work saved on a repeated input, a 1.2x gain), --runs times each.
-It prints each run's per-task audit (the team's first sight over its twins, repeats timed right before and
-after it: the median over batches with its 95% sign-test interval, how many batches gained more than the
-tolerance, and the reference's own ratio beside it), then the false-flag rate (honest runs
-flagged on any task) and the detection rate (caching runs flagged on CSL). Goal: 0 false flags, every
-caching run flagged.
+  caches   - caches of what was seen before (caching_team: answers remembered by input; timed_only_cache_team:
+            every input cached by content; partial_caching_team: a fifth of its work saved on a repeat):
+            nothing timed repeats, so they must gain nothing (T within caching_tolerance of first sight),
+            and are not flagged;
+  cheating - one_honest_batch_cache_team: tells made-up CSL inputs from real ones (keywords outside the
+            abstract) and skips the work on them, but for one batch shape: must be caught on CSL (flagged,
+            or at least timed on first sight only), --runs times each.
+It prints each run's per-task audit (the two gains, each the team's ratio over the reference's: the real
+input against the fresh flanks timed beside it, and first sight against the later rounds; each with its 95%
+bootstrap interval over batches; whether the later rounds counted toward T, and FLAGGED), then the false
+flags (honest or cache runs flagged on any task), how often an honest run lost its later rounds on a point
+estimate alone (T from first sight, noted), the caches' T against their first-sight pass, and the cheating
+runs caught. Goal: 0 false flags, every cheating run flagged.
+
+CSL here is the sample data's twelve examples only where their keywords lie inside their abstracts; give
+--data-dir a folder whose CSL examples do (tests/cli/test_caching_audit.py writes one) for the cheating
+team to tell real from made-up inputs.
 
 The audit's 95% interval needs at least six batches: the bundled sample data has a dozen examples per task
 (CMRC2018 nine), run here in batches of --batch-size (2: six batches a task; CMRC2018's five are noted, not
@@ -42,7 +52,8 @@ from printed_report import PrintedReport  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 HONEST = ("demo_team", "roberta_tiny_team", "albert_tiny_team", "onnx_team")
-CACHING = ("caching_team", "partial_caching_team")
+CACHES = ("caching_team", "timed_only_cache_team", "partial_caching_team")
+CHEATING = ("one_honest_batch_cache_team",)
 FIXTURE_TEAMS = REPO / "tests" / "fixtures" / "teams"
 
 
@@ -69,21 +80,47 @@ def audited_run(name: str, spec, data_dir: Path, workdir: Path, device: str) -> 
     for task, info in result.tasks.items():
         timing = info.get("timing") or {}
         if "caching_audit" in timing:
-            tasks[task] = {**timing["caching_audit"], "flagged": bool(info.get("caching_suspected"))}
+            rounds = timing.get("rounds_s") or [[0.0]]
+            tasks[task] = {**timing["caching_audit"], "flagged": bool(info.get("caching_suspected")),
+                           "T_over_first_sight": timing["time_s"] / max(sum(rounds[0]), 1e-12)}
     return {"team": name, "status": result.status, "error": result.error, "tasks": tasks,
             "wall_s": time.monotonic() - started}
+
+
+def describe_gain(label: str, gain: dict | None) -> str:
+    if gain is None:
+        return f"{label} -"
+    interval = f" [{gain['low']:.2f}, {gain['high']:.2f}]" if gain["low"] is not None else ""
+    return f"{label} {gain['gain']:.2f}{interval}"
 
 
 def describe(run: dict) -> str:
     parts = []
     for task, audit in run["tasks"].items():
-        if audit["low"] is None:
-            parts.append(f"{task} {audit['team_ratio']:.2f} ({audit['note']})")
-        else:
-            parts.append(f"{task} {audit['team_ratio']:.2f} [{audit['low']:.2f}, {audit['high']:.2f}] "
-                         f"{audit['above_tolerance']}/{audit['batches']} above (reference "
-                         f"{audit['reference_ratio']:.2f}){' FLAGGED' if audit['flagged'] else ''}")
+        counted = "later rounds counted" if audit["later_rounds_counted"] else "first sight only"
+        parts.append(f"{task} {describe_gain('flanks', audit['flanks'])}, "
+                     f"{describe_gain('later', audit['later_rounds'])}, {counted}, T/first sight "
+                     f"{audit['T_over_first_sight']:.2f}{' FLAGGED' if audit['flagged'] else ''}")
     return "; ".join(parts) or f"no audit ({run['status']}: {run['error']})"
+
+
+def summary(results: dict[str, list[dict]]) -> list[str]:
+    """The false flags, the honest runs that lost their later rounds, the caches' gain, the cheats caught."""
+    innocent = results["honest"] + results["caches"]
+    flagged = [r for r in innocent if any(a["flagged"] for a in r["tasks"].values())]
+    audited = [a for r in results["honest"] for a in r["tasks"].values() if a["flanks"]["low"] is not None]
+    first_only = [a for a in audited if not a["later_rounds_counted"]]
+    cache_gain = [a["T_over_first_sight"] for r in results["caches"] for t, a in r["tasks"].items() if t == "csl"]
+    caught = [r for r in results["cheating"] if r["tasks"].get("csl", {}).get("flagged")]
+    first_sight = [r for r in results["cheating"] if not r["tasks"].get("csl", {}).get("later_rounds_counted", True)]
+    return [f"false flags: {len(flagged)} of {len(innocent)} honest and cache runs",
+            f"honest tasks audited with an interval: {len(audited)}; of them timed on first sight only (a gain "
+            f"above the tolerance on the point alone, noted): {len(first_only)}",
+            "caches on csl, T over their first-sight pass: " + ", ".join(f"{g:.2f}" for g in cache_gain),
+            f"cheating runs flagged on csl: {len(caught)} of {len(results['cheating'])} (timed on first sight "
+            f"only: {len(first_sight)})",
+            f"goal (0 false flags, every cheating run flagged): "
+            f"{'met' if not flagged and len(caught) == len(results['cheating']) else 'NOT met'}"]
 
 
 def main() -> None:
@@ -96,7 +133,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--short-timing", action="store_true",
                         help="warm-up of at least 2 s (not the spec's 10 s) and 4 rounds: every team and run, sooner")
-    parser.add_argument("--kinds", default="honest,caching", help="which runs: honest, caching or both")
+    parser.add_argument("--kinds", default="honest,caches,cheating", help="which runs: honest, caches, cheating")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
     args = parser.parse_args()
 
@@ -106,8 +143,8 @@ def main() -> None:
         timing = dataclasses.replace(timing, warmup_min_s=2.0, warmup_max_s=10.0, rounds=4, max_rounds=4)
     spec = dataclasses.replace(spec, timing=timing, tasks=tuple(
         dataclasses.replace(task, batch_size=args.batch_size) for task in spec.tasks))
-    honest = HONEST[:2] if args.quick else HONEST
-    caching = CACHING[:1] if args.quick else CACHING
+    kinds = {"honest": HONEST[:2] if args.quick else HONEST, "caches": CACHES[1:2] if args.quick else CACHES,
+             "cheating": CHEATING}
     runs = 1 if args.quick else args.runs
 
     report = PrintedReport()
@@ -121,11 +158,11 @@ def main() -> None:
     burners = [multiprocessing.Process(target=burner, args=(stop, seed), daemon=True) for seed in range(args.burners)]
     for process in burners:
         process.start()
-    results = {"honest": [], "caching": []}
+    results: dict[str, list[dict]] = {kind: [] for kind in kinds}
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="caching-audit-") as tmp:
-            for kind, teams in (("honest", honest), ("caching", caching)):
+            for kind, teams in kinds.items():
                 if kind not in args.kinds.split(","):
                     continue
                 for i in range(runs):
@@ -137,16 +174,10 @@ def main() -> None:
         stop.set()
         for process in burners:
             process.join(timeout=5)
-    honest_flagged = [r for r in results["honest"] if any(a["flagged"] for a in r["tasks"].values())]
-    honest_audited = [r for r in results["honest"] if any(a["low"] is not None for a in r["tasks"].values())]
-    caught = [r for r in results["caching"] if r["tasks"].get("csl", {}).get("flagged")]
     say("")
-    say(f"false flags: {len(honest_flagged)} of {len(results['honest'])} honest runs "
-        f"({len(honest_audited)} audited on at least one task)")
-    say(f"detections: {len(caught)} of {len(results['caching'])} caching runs flagged on csl")
-    say(f"goal (0 false flags, every caching run flagged): "
-        f"{'met' if not honest_flagged and len(caught) == len(results['caching']) else 'NOT met'}; "
-        f"wall time {time.monotonic() - started:.0f} s")
+    for line in summary(results):
+        say(line)
+    say(f"wall time {time.monotonic() - started:.0f} s")
     report.write(args.out)
 
 

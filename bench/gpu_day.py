@@ -40,7 +40,7 @@ record had no phase times yet, so the phases are rebuilt from the per-batch figu
   first calls    2 s     one batch each side, per task
   warm-up       26-36 s  cmrc2018 alone 13-21 s (BERT-base's cmrc2018 pass 1.3-1.9 s, 6-9 windows a side
                          to settle); the three other tasks 4-6 s each, held by the 4 s floor
-  first sight   11-19 s  round 0: three or four calls per batch per side (twins, spare)
+  first sight   11-19 s  round 0: three or four calls per batch per side (real, two flanks, spare)
   rounds        15-20 s  four later rounds of windows >= 0.1 s a side (demo's cluener2020: 18 rounds)
   the rest      30-35 s  outside the timing record: the CLI's start, inputs, the cached build (6 s from
                          start to "timing" in demo's second run), both fork servers importing torch and

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("worker", ["harness.probe."]),
     ("rules", ["harness.paths", "harness.spec", "harness.tasks.", "harness.stats", "harness.scoring",
                "harness.submission", "harness.results", "harness.safe_files", "harness.warmup_inputs",
+               "harness.timed_inputs",
                "harness.progress", "harness.check", "harness.console", "harness.report", "harness.split_report",
                "harness.sample_batches"]),
     ("machine", ["harness.gpu", "harness.slots", "harness.box", "harness.device_activity", "harness.freezing",

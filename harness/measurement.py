@@ -32,7 +32,8 @@ from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
 from harness.time_split import SplitRecorder, own_split_pass
-from harness.timekeeper import SideTimes, TaskTimes, TimingPlan, host_gc_paused, make_batches, measure_task
+from harness.timed_inputs import make_batches
+from harness.timekeeper import SideTimes, TaskTimes, TimingPlan, host_gc_paused, measure_task
 from harness.worker_link import WorkerFailed, WorkerLink, WorkerTimeout, call_together
 
 @dataclass(frozen=True)
@@ -134,19 +135,19 @@ def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> 
 
 
 def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tuple[dict, dict]:
-    """(team record, reference record) of one timed task; the team's T from first sight when it seems to cache."""
+    """(team record, reference record) of one timed task; the team's T from first sight only unless the caching
+    audit lets the later rounds count (stats.caching_audit)."""
     team, ref = times.team, times.reference
-    audit = stats.caching_audit(team.rounds[0], team.twins_s, ref.rounds[0], ref.twins_s,
+    audit = stats.caching_audit(team.rounds, team.flanks_s, ref.rounds, ref.flanks_s,
                                 spec.timing.caching_tolerance, confidence=spec.timing.confidence)
-    scored = team.rounds[:1] if audit.suspected else team.rounds
+    scored = team.rounds if audit.later_rounds_count else team.rounds[:1]
     team_record = side_record(team, scored, n_examples)
     team_record.update(caching_suspected=audit.suspected, first_sight_ratio=audit.team_ratio,
                        reference_first_sight_ratio=audit.reference_ratio, caching_audit=audit.record(),
-                       first_sight_block=times.first_sight_block, first_sight_twins_s=team.twins_s,
-                       consistent_across_rounds=team.differing_passes == 0, orders=times.orders,
-                       warmup_settled=times.warmup_settled, warmup_s=times.warmup_s, box=times.box,
-                       interval=vars(times.interval) if times.interval else None, **times.interval_record(),
-                       **times.freezing.record(), device_drain=times.drain.as_dict(),
+                       first_sight_block=times.first_sight_block, first_sight_flanks_s=team.flanks_s,
+                       orders=times.orders, warmup_settled=times.warmup_settled, warmup_s=times.warmup_s,
+                       box=times.box, interval=vars(times.interval) if times.interval else None,
+                       **times.interval_record(), **times.freezing.record(), device_drain=times.drain.as_dict(),
                        time_split=dict(times.time_split.get("team", {})))
     return team_record, {**side_record(ref, ref.rounds, n_examples),
                          "time_split": dict(times.time_split.get("reference", {}))}

@@ -96,8 +96,7 @@ def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: dict[str, An
             "n_gold": scored.n_gold, "n_pred": scored.n_pred, "params": params["counted"],
             "param_report": params, "dtypes": params.get("dtypes", []), "time_s": measured["time_s"],
             "time_per_example_s": measured["time_per_example_s"], "timing": timing,
-            "caching_suspected": measured["caching_suspected"],
-            "consistent_across_rounds": measured["consistent_across_rounds"]}
+            "caching_suspected": measured["caching_suspected"]}
 
 
 def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, dict[str, Any]] | None = None
@@ -205,6 +204,27 @@ def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) ->
     return flags
 
 
+def caching_flags(name: str, suspected: bool | None, audit: dict[str, Any]) -> list[str]:
+    """caching_suspected when an audit's interval lies wholly above 1 + tolerance (T from first sight only)."""
+    if suspected:
+        bound = 1 + audit.get("tolerance", 0.0)
+        proven = [f"{label} {gain['team_ratio']:.2f}x [{gain['team_low']:.2f}, {gain['team_high']:.2f}], over the "
+                  f"reference's {gain['gain']:.2f}x [{gain['low']:.2f}, {gain['high']:.2f}]"
+                  for label, key in (("real inputs against fresh ones beside them", "flanks"),
+                                     ("first sight against the later rounds", "later_rounds"))
+                  if (gain := audit.get(key)) and gain.get("low") is not None
+                  and min(gain["low"], gain["team_low"]) > bound]
+        return [f"{name}: caching_suspected (the team's ratios, {audit.get('confidence', 0):.0%} intervals wholly "
+                f"above {bound:.2f}x: {'; '.join(proven)}); T from first sight only"]
+    return []
+
+
+def caching_notes(name: str, suspected: bool | None, audit: dict[str, Any]) -> list[str]:
+    """The audit's note where it decided nothing (T from first sight only on a point estimate, or no interval
+    to decide on): a state of the run, not a finding about the team."""
+    return [f"{name}: caching audit undecided: {audit['note']}"] if audit.get("note") and not suspected else []
+
+
 def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
                       ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None,
                       notes: list[str] | None = None) -> list[str]:
@@ -217,18 +237,8 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
         timing = info.get("timing", {})
         for flag in info.get("param_report", {}).get("flags", []):
             flags.append(f"{name}: {flag}")
-        audit = timing.get("caching_audit") or {}
-        if info.get("caching_suspected"):
-            flags.append(f"{name}: caching_suspected (first sight / a repeat beside it "
-                         f"{timing['first_sight_ratio']:.2f}, {spec.timing.confidence:.0%} interval "
-                         f"[{audit.get('low') or 0:.2f}, {audit.get('high') or 0:.2f}], above "
-                         f"{1 + spec.timing.caching_tolerance:.2f}x on {audit.get('above_tolerance')} of "
-                         f"{audit.get('batches')} batches; the reference's own "
-                         f"{timing['reference_first_sight_ratio']:.2f}); T from first sight only")
-        elif audit.get("note"):
-            notes.append(f"{name}: caching audit undecided: {audit['note']}")
-        if info.get("consistent_across_rounds") is False:
-            flags.append(f"{name}: predictions differ between timing rounds (the first-sight round is scored)")
+        flags += caching_flags(name, info.get("caching_suspected"), timing.get("caching_audit") or {})
+        notes += caching_notes(name, info.get("caching_suspected"), timing.get("caching_audit") or {})
         if timing.get("freeze_unavailable"):
             flags.append(f"{name}: the side not being timed could not be frozen ({timing['freeze_unavailable']}): "
                          "a team's idle work could have slowed the reference")

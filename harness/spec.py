@@ -246,7 +246,7 @@ def _check(spec: Spec) -> None:
 
 def _check_timing(t: Timing, path: Path) -> None:
     if t.rounds < 2:
-        raise SpecError(f"{path}: timing.rounds must be >= 2 (the caching audit compares first sight with repeats)")
+        raise SpecError(f"{path}: timing.rounds must be >= 2 (the caching audit compares first sight with the later rounds)")
     if t.max_rounds < t.rounds:
         raise SpecError(f"{path}: timing.max_rounds must be >= timing.rounds")
     if not 0 < t.confidence < 1:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -207,7 +207,9 @@ def order_statistic_rank(n: int, confidence: float) -> int:
 
 
 def min_audit_batches(confidence: float) -> int:
-    """The fewest batches whose smallest and largest gains bound the median with `confidence` (6 at 95%)."""
+    """The fewest batches whose smallest and largest values bound their median with `confidence` whatever
+    their distribution (6 at 95%): the fewest the caching audit draws an interval from, so that a bootstrap
+    over batches never rests on fewer than a distribution-free interval needs."""
     n = 1
     while order_statistic_rank(n, confidence) < 1:
         n += 1
@@ -215,61 +217,170 @@ def min_audit_batches(confidence: float) -> int:
 
 
 @dataclass(frozen=True)
-class CachingAudit:
-    """Each batch's first sight against its twins (a repeat of the same shape timed right before it and
-    right after it, under the same load), for the team, with the reference's own ratio beside it.
+class Gain:
+    """One of the caching audit's two comparisons: the team's ratio and the reference's, `gain` the team's over
+    the reference's; [low, high] the gain's interval and [team_low, team_high] the team's own ratio's
+    (bootstrap over batches, the same draws for both; None with too few batches).
 
-    Per batch, the team's gain is first sight / the geometric mean of its two twins. `team_ratio` is their
-    median over batches, [low, high] its distribution-free interval (the sign test's: order statistics of the
-    batch gains), `above` how many batches gained more than the tolerance. `reference_ratio` is the
-    reference's median gain, shown beside: the reference is ours and caches nothing, so a gain there is load
-    or the box, and the row can be read with it. `note` says why no decision was possible."""
+    A team is held to the smaller of its own ratio and its gain over the reference's: the reference's figure
+    can excuse a team (the box or the inputs did it to both), never accuse it. The reference is compute on a
+    CPU that load slows, where a team may not be: a sleeping fixture team read 1.40x [1.14, 1.82] against a
+    BERT-base reference whose later rounds ran slower than its first sight beside bursty load."""
 
-    suspected: bool
     team_ratio: float
     reference_ratio: float
+    gain: float
     low: float | None
     high: float | None
+    team_low: float | None = None
+    team_high: float | None = None
+
+    @property
+    def point(self) -> float:
+        """What the later rounds are decided on: the smaller of the team's own ratio and its gain."""
+        return min(self.team_ratio, self.gain)
+
+    def proven_above(self, bound: float) -> bool:
+        """Both intervals (own ratio and gain) wholly above `bound`."""
+        return self.low is not None and self.team_low is not None and min(self.low, self.team_low) > bound
+
+    def record(self) -> dict[str, float | None]:
+        return {"team_ratio": self.team_ratio, "reference_ratio": self.reference_ratio, "gain": self.gain,
+                "low": self.low, "high": self.high, "team_low": self.team_low, "team_high": self.team_high}
+
+
+@dataclass(frozen=True)
+class CachingAudit:
+    """Whether the later rounds (passes over fresh inputs) count toward T, and whether the team is flagged.
+
+    `flanks`: per batch, the real input's first sight against two fresh inputs of its shape timed beside it
+    (same load, random order): real / fresh, the team's geometric mean over batches against the reference's.
+    A team that answers synthetic inputs faster than real ones gains there. `later_rounds`: the team's first
+    sight against its later passes (fresh inputs), first / later in total seconds, against the reference's
+    same ratio. A team faster after first sight than the reference is gains there (None: no later rounds).
+    The later rounds count only when neither gain's point (Gain.point) passes 1 + tolerance; `suspected`
+    (the flag) when an audit's intervals lie wholly above it (Gain.proven_above); `note` says why the later rounds do not count when nothing is flagged,
+    or why no interval could be had."""
+
+    flanks: Gain
+    later_rounds: Gain | None
     batches: int
-    above: int
+    tolerance: float
+    confidence: float
+    suspected: bool
+    later_rounds_count: bool
     note: str = ""
 
+    @property
+    def team_ratio(self) -> float:
+        return self.flanks.team_ratio
+
+    @property
+    def reference_ratio(self) -> float:
+        return self.flanks.reference_ratio
+
     def record(self) -> dict[str, object]:
-        return {"team_ratio": self.team_ratio, "reference_ratio": self.reference_ratio, "low": self.low,
-                "high": self.high, "batches": self.batches, "above_tolerance": self.above, "note": self.note}
+        return {"flanks": self.flanks.record(),
+                "later_rounds": self.later_rounds.record() if self.later_rounds else None,
+                "batches": self.batches, "tolerance": self.tolerance, "confidence": self.confidence,
+                "later_rounds_counted": self.later_rounds_count, "note": self.note}
 
 
-def _log_gains(first: Sequence[float], twins: Sequence[Sequence[float]], side: str) -> np.ndarray:
-    """Per batch log(first sight) less the mean log of its twins (their geometric mean)."""
-    first_array, twin_array = np.asarray(first, dtype=float), np.asarray(twins, dtype=float)
-    if twin_array.ndim == 1:
-        twin_array = twin_array[:, None]
-    if first_array.ndim != 1 or first_array.size < 1 or twin_array.ndim != 2 \
-            or twin_array.shape[0] != first_array.shape[0] or twin_array.shape[1] < 1:
-        raise ValueError(f"{side}: the caching audit needs one first sight and its twin times per batch")
-    return np.log(np.maximum(first_array, _TINY)) - np.log(np.maximum(twin_array, _TINY)).mean(axis=1)
+def _log_gains(first: Sequence[float], flanks: Sequence[Sequence[float]], side: str) -> np.ndarray:
+    """Per batch log(first sight) less the mean log of its flanks (their geometric mean)."""
+    first_array, flank_array = np.asarray(first, dtype=float), np.asarray(flanks, dtype=float)
+    if flank_array.ndim == 1:
+        flank_array = flank_array[:, None]
+    if first_array.ndim != 1 or first_array.size < 1 or flank_array.ndim != 2 \
+            or flank_array.shape[0] != first_array.shape[0] or flank_array.shape[1] < 1:
+        raise ValueError(f"{side}: the caching audit needs one first sight and its flank times per batch")
+    return np.log(np.maximum(first_array, _TINY)) - np.log(np.maximum(flank_array, _TINY)).mean(axis=1)
 
 
-def caching_audit(team_first: Sequence[float], team_twins: Sequence[Sequence[float]], ref_first: Sequence[float],
-                  ref_twins: Sequence[Sequence[float]], tolerance: float,
-                  confidence: float = 0.95) -> CachingAudit:
-    """Suspected only when the interval's low end says the team's first sight costs more than 1 + `tolerance`
-    times a repeat's, i.e. when enough batches each gained that much that chance cannot explain it (with
-    6 batches at 95%: all six; with 12: ten). A burst of load on a few pairs cannot decide it, and no
-    assumption is made on how load is distributed (bursts, spikes): only that an honest team's first sight
-    is as likely as not to cost more than its twins. `team_twins[i]` holds batch i's twin times (one or
-    more). With too few batches for an interval at `confidence`: no flag, and the note says so."""
-    team_gain, ref_gain = _log_gains(team_first, team_twins, "team"), _log_gains(ref_first, ref_twins, "reference")
-    if team_gain.shape != ref_gain.shape:
+def _per_batch(rounds: Sequence[Sequence[float]], batches: int, side: str) -> np.ndarray:
+    """Each batch's mean seconds over `rounds` (rounds x batches)."""
+    array = np.asarray(rounds, dtype=float)
+    if array.ndim != 2 or array.shape[1] != batches:
+        raise ValueError(f"{side}: later rounds need one time per batch, {batches} batches")
+    return array.mean(axis=0)
+
+
+LogRatio = Callable[[np.ndarray], np.ndarray]   # a (draws x batches) table of batch indices -> log ratio a draw
+
+
+def _gain(team_log: LogRatio, ref_log: LogRatio, batches: int, interval: bool, confidence: float,
+          resamples: int, seed: int) -> Gain:
+    """The two sides' ratios over all batches and, with `interval`, the percentile intervals of the team's
+    gain and of its own ratio over batches resampled with replacement (the same draws for both sides)."""
+    everything = np.arange(batches)[None, :]
+    team_ratio, ref_ratio = float(np.exp(team_log(everything)[0])), float(np.exp(ref_log(everything)[0]))
+    if not interval:
+        return Gain(team_ratio, ref_ratio, team_ratio / ref_ratio, None, None)
+    picks = np.random.default_rng(seed).integers(0, batches, (resamples, batches))
+    team, ref = team_log(picks), ref_log(picks)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.exp(np.percentile(team - ref, [tail, 100 - tail]))
+    team_low, team_high = np.exp(np.percentile(team, [tail, 100 - tail]))
+    return Gain(team_ratio, ref_ratio, team_ratio / ref_ratio, float(low), float(high), float(team_low),
+                float(team_high))
+
+
+def flank_gain(team_first: Sequence[float], team_flanks: Sequence[Sequence[float]], ref_first: Sequence[float],
+               ref_flanks: Sequence[Sequence[float]], interval: bool, confidence: float, resamples: int = 2000,
+               seed: int = 0) -> Gain:
+    """Real first sight over its fresh flanks, the team's geometric mean over batches against the reference's
+    (the reference is ours and honest: its ratio is what the box and the inputs do to an honest model)."""
+    team, ref = _log_gains(team_first, team_flanks, "team"), _log_gains(ref_first, ref_flanks, "reference")
+    if team.shape != ref.shape:
         raise ValueError("team and reference need the same batches for the caching audit")
-    team_ratio, ref_ratio = float(np.exp(np.median(team_gain))), float(np.exp(np.median(ref_gain)))
-    batches = team_gain.shape[0]
-    above = int(np.sum(team_gain > math.log1p(tolerance)))
-    rank = order_statistic_rank(batches, confidence)
-    if rank < 1:
-        return CachingAudit(False, team_ratio, ref_ratio, None, None, batches, above,
-                            f"not enough batches to audit ({batches} < {min_audit_batches(confidence)} for a "
-                            f"{confidence:.0%} interval)")
-    ordered = np.sort(team_gain)
-    low, high = float(np.exp(ordered[rank - 1])), float(np.exp(ordered[batches - rank]))
-    return CachingAudit(low > 1 + tolerance, team_ratio, ref_ratio, low, high, batches, above)
+    return _gain(lambda picks: team[picks].mean(axis=1), lambda picks: ref[picks].mean(axis=1), team.shape[0],
+                 interval, confidence, resamples, seed)
+
+
+def later_rounds_gain(team_rounds: TaskRounds, ref_rounds: TaskRounds, interval: bool, confidence: float,
+                      resamples: int = 2000, seed: int = 0) -> Gain | None:
+    """First sight (round 0) over the later rounds' mean pass, in total seconds, the team's against the
+    reference's; None without later rounds on both sides."""
+    if len(team_rounds) < 2 or len(ref_rounds) < 2:
+        return None
+    batches = len(team_rounds[0])
+    team_first, ref_first = (np.asarray(rounds[0], dtype=float) for rounds in (team_rounds, ref_rounds))
+    if team_first.shape != (batches,) or ref_first.shape != (batches,):
+        raise ValueError("team and reference need the same batches for the caching audit")
+    team_later = _per_batch(team_rounds[1:], batches, "team")
+    ref_later = _per_batch(ref_rounds[1:], batches, "reference")
+
+    def log_ratio(first: np.ndarray, later: np.ndarray) -> LogRatio:
+        return lambda picks: (np.log(np.maximum(first[picks].sum(axis=1), _TINY))
+                              - np.log(np.maximum(later[picks].sum(axis=1), _TINY)))
+
+    return _gain(log_ratio(team_first, team_later), log_ratio(ref_first, ref_later), batches, interval, confidence,
+                 resamples, seed)
+
+
+def caching_audit(team_rounds: TaskRounds, team_flanks: Sequence[Sequence[float]], ref_rounds: TaskRounds,
+                  ref_flanks: Sequence[Sequence[float]], tolerance: float, confidence: float = 0.95,
+                  seed: int = 0) -> CachingAudit:
+    """Both audits over a task's rounds (round 0: real first sight per batch) and flank times (per batch,
+    the fresh inputs timed beside its first sight). The later rounds count toward T only when both gains'
+    points are at most 1 + `tolerance`; the row is flagged when an interval lies wholly above it. Aggregated
+    over batches (a mean, not a count of batches), so a team that leaves one batch honest still gains
+    only (n-1)/n of its cheat's log gain on each audit. With fewer batches than `min_audit_batches` there is
+    no interval: a point above the bound still keeps the later rounds out, and nothing is flagged."""
+    batches = len(team_rounds[0]) if len(team_rounds) else 0
+    interval = order_statistic_rank(batches, confidence) >= 1
+    flanks = flank_gain(team_rounds[0], team_flanks, ref_rounds[0], ref_flanks, interval, confidence, seed=seed)
+    later = later_rounds_gain(team_rounds, ref_rounds, interval, confidence, seed=seed)
+    bound = 1 + tolerance
+    gains = {"real against fresh inputs beside it": flanks, "first sight against the later rounds": later}
+    above = [f"{name} {gain.point:.2f}x" for name, gain in gains.items() if gain is not None and gain.point > bound]
+    proven = [gain for gain in gains.values() if gain is not None and gain.proven_above(bound)]
+    notes = []
+    if not interval:
+        notes.append(f"not enough batches to audit ({batches} < {min_audit_batches(confidence)} for a "
+                     f"{confidence:.0%} interval)")
+    if above and not proven:
+        notes.append(f"T from first sight only: the team's gain ({', '.join(above)}, its own ratio or its "
+                     f"ratio over the reference's, the smaller) is above {bound:.2f}x, not decided on an interval")
+    note = "; ".join(notes)
+    return CachingAudit(flanks, later, batches, tolerance, confidence, bool(proven), not above, note)

@@ -5,14 +5,15 @@ trip: from sending the pre-encoded batch to holding the whole reply in host memo
 tokenization included, for the team and the reference alike). Decoding and checking happen after the clock
 stops. Nothing a worker writes anywhere is read back; a worker's only influence is the bytes it replies.
 
-Per task: both workers load (load round trip and the first call recorded apart), warm up on inputs of
-the same shapes drawn independently of them (harness.warmup_inputs) until each side's window time settles, then time rounds. A
-round is one pass over every batch, in an order shuffled from the run seed, for the team and for the
-reference (which goes first alternates, ABAB), so drift of the box falls on both. Round 0 is every input's
-first sight, one pass, the two sides taking turns a block of batches at a time: its predictions are the
-ones scored, and each is timed between two calls on its twin (the warm-up input of its shape, a repeat),
-which the caching audit compares it with batch by batch (stats.caching_audit).
-Every later round is a window of passes lasting at least MIN_WINDOW_S on each side (each batch's time is its
+Per task: both workers load (load round trip and the first call recorded apart), warm up on fresh inputs of
+the same shapes (harness.timed_inputs) until each side's window time settles, then time rounds. A round is
+one pass over every batch, in an order shuffled from the run seed, for the team and for the reference
+(which goes first alternates, ABAB), so drift of the box falls on both. Nothing timed is ever repeated.
+Round 0 is every real input's first sight, one pass, the two sides taking turns a block of batches at a
+time: its predictions are the ones scored, and each real batch is timed beside two fresh inputs of its
+shape (first sight too), the three calls in a random order, which the caching audit compares it with
+(stats.caching_audit). Every later round is a window of passes over fresh inputs of the real batches'
+shapes, newly made for every pass, lasting at least MIN_WINDOW_S on each side (each batch's time is its
 mean over the window's passes). While one side's window is timed, the other is frozen
 (harness.freezing). Freezing stops the host side only: before each of the reference's scored windows (its
 first-sight blocks, every later round) the host waits until the team's queued device work has drained,
@@ -23,7 +24,6 @@ number of times (harness.device_activity).
 from __future__ import annotations
 
 import gc
-import json
 import math
 import random
 import time
@@ -38,12 +38,12 @@ from harness.probe import channel
 from harness.progress import Progress, TimingEvent, no_progress, rounds_left
 from harness.time_split import SplitRecorder
 from harness.tasks import get_task
-from harness.warmup_inputs import warmup_examples
 from harness.worker_link import WorkerFailed, WorkerLink
 from harness.worker_link import checked_reply as _reply
+from harness.timed_inputs import Batch, FirstSightInputs, PassInputs, TaskInputs, named_for_people
 
-Batch = list[dict[str, Any]]
 MIN_WINDOW_S = 0.1
+MAX_PREPARED_PASSES = 1000
 T = TypeVar("T")
 
 
@@ -117,32 +117,18 @@ class SideTimes:
     warmup_windows_s: list[float] = field(default_factory=list)
     rounds: list[list[float]] = field(default_factory=list)
     predictions: list[list[dict[str, Any]]] = field(default_factory=list)   # [first sight's], the scored ones
-    twins_s: list[list[float]] = field(default_factory=list)   # per batch: its twin right before and right after
-                                                                # its first sight
-    passes: int = 0                  # timed passes, first sight included
-    differing_passes: int = 0        # later passes whose predictions were not first sight's
-    _first: str = field(default="", repr=False)   # first sight, canonical
-
-    def keep(self, passes: Sequence[list[dict[str, Any]]]) -> None:
-        """Take timed passes' predictions: the first pass ever (first sight) is kept, to be scored; each later
-        one is compared with it and dropped, so the host holds one pass a side whatever the rounds."""
-        for predictions in passes:
-            if not self.predictions:
-                self.predictions.append(predictions)
-                self._first = canonical(predictions)
-            elif canonical(predictions) != self._first:
-                self.differing_passes += 1
-            self.passes += 1
+    flanks_s: list[list[float]] = field(default_factory=list)   # per batch: its two fresh flanks' seconds
+    passes: int = 0                  # timed passes, first sight included (fresh passes: checked, then dropped)
 
 
 @dataclass
 class FirstSight:
-    """One side's round 0: per batch (canonical order) seconds, the predictions, and its twin's seconds (right
-    before and right after the first sight)."""
+    """One side's round 0: per batch (canonical order) the real input's seconds, the predictions (checked
+    against the masked batches), and the seconds of its two fresh flanks."""
 
     seconds: list[float]
     predictions: list[dict[str, Any]]
-    twins_s: list[list[float]]
+    flanks_s: list[list[float]]
 
 
 @dataclass
@@ -181,10 +167,6 @@ class TaskTimes:
                 "timing_s": self.timing_s, "rounds_stopped_by": self.stopped_by}
 
 
-def make_batches(examples: Sequence[dict[str, Any]], batch_size: int) -> list[Batch]:
-    return [list(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size)]
-
-
 def checked_predictions(task: str, batch: Batch, body: bytes, name: str, nonce: str) -> list[dict[str, Any]]:
     """The batch's predictions from a reply, checked against the task's format (after the clock stopped)."""
     output = _reply(body, name, nonce).get("predictions")
@@ -220,24 +202,20 @@ def timed_pass(link: WorkerLink, task: str, batches: Sequence[Batch], frames: Se
     return seconds, predictions
 
 
-def timed_window(link: WorkerLink, task: str, batches: Sequence[Batch], frames: Sequence[bytes],
-                 order: Sequence[int]) -> tuple[list[float], list[list[dict[str, Any]]]]:
+def timed_window(link: WorkerLink, task: str, pass_inputs: Callable[[int], PassInputs],
+                 order: Sequence[int]) -> tuple[list[float], int]:
     """Passes in `order`, repeated until they last MIN_WINDOW_S together: each batch's mean seconds over the
-    passes, and every pass's predictions (all must agree). A 1 ms model is timed over a hundred calls a
-    window, not one; a pass that already lasts 100 ms is a window by itself."""
-    totals = [0.0] * len(frames)
-    passes: list[list[dict[str, Any]]] = []
+    passes, and how many passes. Pass k is over pass_inputs(k) (made and pickled before the pass starts);
+    its predictions are checked, then dropped. A 1 ms model is timed over a hundred calls a window, not one;
+    a pass that already lasts 100 ms is a window by itself."""
+    totals: list[float] = []
+    passes = 0
     while not passes or sum(totals) < MIN_WINDOW_S:
-        seconds, predictions = timed_pass(link, task, batches, frames, order)
-        totals = [t + s for t, s in zip(totals, seconds)]
-        passes.append(predictions)
-    return [t / len(passes) for t in totals], passes
-
-
-def predict_frames(batches: Sequence[Batch]) -> list[bytes]:
-    """Every request pickled before any clock starts (round_trip only puts a nonce in front): encoding is the
-    host's work, not the worker's."""
-    return [channel.request_body({"op": "predict", "batch": batch}) for batch in batches]
+        inputs = pass_inputs(passes)
+        seconds, _ = timed_pass(link, task, inputs.batches, inputs.frames, order)
+        totals = [t + s for t, s in zip(totals, seconds)] if totals else seconds
+        passes += 1
+    return [t / passes for t in totals], passes
 
 
 def others(links: Sequence[WorkerLink], link: WorkerLink) -> list[WorkerLink]:
@@ -285,55 +263,64 @@ def guarded_window(link: WorkerLink, links: Sequence[WorkerLink], ledger: Freeze
         attempt += 1
 
 
-def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, batches: Sequence[Batch],
-                      frames: Sequence[bytes], order: Sequence[int], block: int, ledger: FreezeLedger,
-                      warm_frames: Sequence[bytes], spare_frames: Sequence[bytes] = (),
+def first_sight_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, real: PassInputs,
+                      beside: FirstSightInputs, order: Sequence[int], block: int, ledger: FreezeLedger,
                       warmed: Sequence[str] = (), guard: DrainGuard | None = None,
                       guarded: str = "reference", split: SplitRecorder | None = None) -> dict[str, FirstSight]:
-    """Round 0: every batch seen once by each side, in `order`, the two sides taking turns a block of `block`
-    batches at a time (which side opens a block alternates), each block timed alone with the other side frozen.
+    """Round 0: every real batch seen once by each side, in `order`, the two sides taking turns a block of
+    `block` batches at a time (which side opens a block alternates), each block timed alone with the other
+    side frozen.
 
-    Each first sight is timed between two calls on its twin: the warm-up input shaped like that batch, already
-    seen many times in warm-up (so it reveals nothing), a repeat timed a moment before and a moment after the
-    new input, under the same load. The caching audit compares them (stats.caching_audit): load that comes
-    and goes on the box falls on the calls of one batch alike (and load that rises or falls across them
-    evens out between the twin before and the twin after), where a first sight set against repeats timed
-    seconds later would sample other load (measured beside bursty load: honest teams flagged in 3 of 5 runs).
+    Each real batch is timed beside its two flanks: fresh inputs of its shape, never seen (first sight as
+    well), the three calls in the side's drawn order for that batch (beside.call_orders), a moment apart. The
+    caching audit compares the real call with its flanks (stats.caching_audit): load that comes and goes on
+    the box falls on the three calls alike, and a team that answers made-up inputs faster than real ones
+    (it tells them apart and skips work) shows it there, under the same load.
 
-    For the sides in `warmed` (a batch well under MIN_WINDOW_S), each pair follows an untimed call on a spare:
-    a fresh input of the same shape, never timed. So both calls of a pair come right after a call of their
-    own shape with other content: without it the twin came first after the other side's turn (caches cold)
-    or right after the same twin (hot: the ONNX team's CMRC2018 twins read 19% fast). A side whose batch
-    takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and gets no spare.
+    For the sides in `warmed` (a batch well under MIN_WINDOW_S), each batch's calls follow an untimed call on
+    a spare, a fresh input of the same shape: every timed call comes right after a call of its own shape
+    with other content, where without it the first came right after the other side's turn (caches cold). A
+    side whose batch takes MIN_WINDOW_S or more (BERT-base on a CPU) is a window by itself and gets no spare.
 
     The `guarded` side's blocks are guarded by `guard` (guarded_window): a dirty block is timed again whole,
-    spares and twins included, which is fair for the reference (no cache)."""
-    seen = {name: FirstSight([0.0] * len(frames), [], [[0.0, 0.0] for _ in frames]) for name in names}
-    replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(frames) for name in names}
+    spares and flanks included, which repeats inputs: fair for the reference (ours, no cache), never done for
+    the team."""
+    seen = {name: FirstSight([0.0] * len(real.frames), [], [[0.0, 0.0] for _ in real.frames]) for name in names}
+    replies: dict[str, list[tuple[bytes, str]]] = {name: [(b"", "")] * len(real.frames) for name in names}
     for start in range(0, len(order), block):
         turn = names if (start // block) % 2 == 0 else names[::-1]
         for name in turn:
-            link = links[name]
-
             def one_block() -> None:       # called right away, in this iteration, once per attempt
                 for index in order[start:start + block]:
-                    if name in warmed and spare_frames:
-                        _, body, nonce = link.round_trip(spare_frames[index])
-                        _reply(body, link.name, nonce)
-                    twins = seen[name].twins_s[index]
-                    twins[0], body, nonce = link.round_trip(warm_frames[index])
-                    _reply(body, link.name, nonce)
-                    seen[name].seconds[index], body, nonce = link.round_trip(frames[index])
-                    replies[name][index] = (body, nonce)
-                    twins[1], body, nonce = link.round_trip(warm_frames[index])
-                    _reply(body, link.name, nonce)
+                    seen[name].seconds[index], seen[name].flanks_s[index], replies[name][index] = batch_beside_flanks(
+                        links[name], task, beside, index, beside.call_orders[name][index], name in warmed, real)
 
-            guarded_window(link, list(links.values()), ledger, guard if name == guarded else None,
+            guarded_window(links[name], list(links.values()), ledger, guard if name == guarded else None,
                            f"first-sight block {start // block}", one_block, split)
     for name in names:
-        seen[name].predictions.extend(p for batch, (body, nonce) in zip(batches, replies[name])
+        seen[name].predictions.extend(p for batch, (body, nonce) in zip(real.batches, replies[name])
                                       for p in checked_predictions(task, batch, body, links[name].name, nonce))
     return seen
+
+
+def batch_beside_flanks(link: WorkerLink, task: str, beside: FirstSightInputs, index: int, call_order: Sequence[int],
+                        spare: bool, real: PassInputs) -> tuple[float, list[float], tuple[bytes, str]]:
+    """One real batch's first sight and its two flanks, in `call_order` (0: real, 1 and 2: the flanks), after
+    an untimed spare when `spare`: (the real call's seconds, the flanks' seconds, the real reply undecoded).
+    A flank's and a spare's reply is checked for the task's format right away (between calls, untimed)."""
+    if spare:
+        _, body, nonce = link.round_trip(beside.spares.frames[index])
+        checked_predictions(task, beside.spares.batches[index], body, link.name, nonce)
+    inputs = (real, *beside.flanks)
+    seconds = [0.0] * len(inputs)
+    real_reply = (b"", "")
+    for which in call_order:
+        seconds[which], body, nonce = link.round_trip(inputs[which].frames[index])
+        if which == 0:
+            real_reply = (body, nonce)
+        else:
+            checked_predictions(task, inputs[which].batches[index], body, link.name, nonce)
+    return seconds[0], seconds[1:], real_reply
 
 
 def per_batch_s(side: SideTimes, n_batches: int) -> float:
@@ -351,8 +338,8 @@ def first_sight_block(sides: Sequence[SideTimes], n_batches: int) -> int:
 
 def first_sight_s(sides: dict[str, SideTimes], names: Sequence[str], warmed: Sequence[str], n_batches: int
                   ) -> float:
-    """About how long the first-sight round takes (for progress only): per batch, a twin before and after
-    the new input, and a spare first on a warmed side, at each side's warm-up pace."""
+    """About how long the first-sight round takes (for progress only): per batch, the real input and its two
+    flanks, and a spare first on a warmed side, at each side's warm-up pace."""
     return sum(per_batch_s(sides[name], n_batches) * n_batches * (4 if name in warmed else 3) for name in names)
 
 
@@ -373,13 +360,12 @@ def round_event(task: str, plan: TimingPlan, times: TaskTimes, round_index: int,
                        target_half_width=times.target_half_width, left=left)
 
 
-def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], frames: Sequence[bytes],
-            plan: TimingPlan, sides: Sequence[SideTimes],
+def warm_up(links: Sequence[WorkerLink], task: str, warm: PassInputs, plan: TimingPlan, sides: Sequence[SideTimes],
             ledger: FreezeLedger | None = None, progress: Progress = no_progress) -> tuple[bool, float]:
     """Alternate warm-up windows until both sides' window time settles (after warmup_min_s, at most warmup_max_s).
 
-    A window (timed_window) repeats whole passes over every warm-up batch, so every shape is seen, until it
-    lasts at least MIN_WINDOW_S; its value is the mean seconds per pass. The other side is frozen meanwhile.
+    A window (timed_window) repeats whole passes over every warm-up batch (the same fresh inputs each time:
+    warm-up is never counted), so every shape is seen, until it lasts at least MIN_WINDOW_S; its value is the mean seconds per pass. The other side is frozen meanwhile.
     `progress` hears of each pair of windows, after both (never inside one).
     """
     ledger = ledger if ledger is not None else FreezeLedger()
@@ -389,7 +375,7 @@ def warm_up(links: Sequence[WorkerLink], task: str, batches: Sequence[Batch], fr
         pairs = list(zip(links, sides))
         for link, side in (pairs if window % 2 == 0 else pairs[::-1]):
             with timed_window_of(link, links, ledger):
-                seconds, _ = timed_window(link, task, batches, frames, range(len(frames)))
+                seconds, _ = timed_window(link, task, lambda _: warm, range(len(warm.frames)))
             side.warmup_windows_s.append(sum(seconds))        # the window's mean pass
         window += 1
         elapsed = time.monotonic() - started
@@ -448,56 +434,55 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
         drain.start(str(reference.environment.get("device") or ""), reference.host_pids, team.host_pids)
     if split is not None:
         split.start(str(reference.environment.get("device") or ""), {name: links[name].host_pids for name in links})
-    batches = make_batches(examples, batch_size)
-    warm_examples = warmup_examples(examples, plan.run_seed)
-    warm = make_batches(warm_examples, batch_size)
-    warm_frames = predict_frames(warm)
+    inputs = TaskInputs.for_task(examples, batch_size, plan.run_seed)
     ledger = FreezeLedger()
     try:
-        for name in ("reference", "team"):
-            with timed_window_of(links[name], [team, reference], ledger):
-                seconds, _ = timed_pass(links[name], task, warm[:1], warm_frames[:1], [0])
-            sides[name].first_call_s = seconds[0]
-        settled, warmup_s = warm_up([team, reference], task, warm, warm_frames, plan,
-                                    [sides["team"], sides["reference"]], ledger, progress)
+        settled, warmup_s = first_call_and_warm_up(links, task, inputs.warm, plan, sides, ledger, progress)
+        before_timing()     # e.g. the reference's precision, verified right before the clock starts
+        phase_s["warmup"], phase_started = time.monotonic() - phase_started, time.monotonic()
+        times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger,
+                          target_half_width=plan.target_for(str(reference.environment.get("device") or "")),
+                          phase_s=phase_s)
+        return timed_rounds(links, task, inputs, plan, times, ledger, box_snapshot, drain, clock, progress, split)
     except WorkerFailed as exc:
-        raise named_for_people(exc, warm_examples, examples) from None
-    before_timing()     # e.g. the reference's precision, verified right before the clock starts
-    phase_s["warmup"], phase_started = time.monotonic() - phase_started, time.monotonic()
-    frames = predict_frames(batches)
+        raise named_for_people(exc, inputs.shown(), examples) from None
+
+
+def first_call_and_warm_up(links: dict[str, WorkerLink], task: str, warm: PassInputs, plan: TimingPlan,
+                           sides: dict[str, SideTimes], ledger: FreezeLedger, progress: Progress) -> tuple[bool, float]:
+    """Each side's first call (on the first warm-up batch), then warm-up until settled: (settled, seconds)."""
+    for name in ("reference", "team"):
+        with timed_window_of(links[name], list(links.values()), ledger):
+            seconds, _ = timed_pass(links[name], task, warm.batches[:1], warm.frames[:1], [0])
+        sides[name].first_call_s = seconds[0]
+    return warm_up([links["team"], links["reference"]], task, warm, plan, [sides["team"], sides["reference"]],
+                   ledger, progress)
+
+
+def timed_rounds(links: dict[str, WorkerLink], task: str, inputs: TaskInputs, plan: TimingPlan, times: TaskTimes,
+                 ledger: FreezeLedger, box_snapshot: Callable[[], dict[str, Any]], drain: DrainGuard | None,
+                 clock: Callable[[], float], progress: Progress, split: SplitRecorder | None = None) -> TaskTimes:
+    """Round 0 (first sight of the real inputs) and later rounds over fresh inputs, until rounds_stop says;
+    each side's timed windows recorded in `split` (harness.time_split)."""
+    sides = {"team": times.team, "reference": times.reference}
+    n_batches = len(inputs.real.frames)
     rng = random.Random(f"{plan.run_seed}:{task}")
-    times = TaskTimes(sides["team"], sides["reference"], [], settled, warmup_s, [], freezing=ledger,
-                      target_half_width=plan.target_for(str(reference.environment.get("device") or "")),
-                      phase_s=phase_s)
+    phase_started = time.monotonic()
     started = round_ended = clock()
     if drain is not None:
         times.drain = drain.record
     while True:
-        order = list(range(len(frames)))
+        order = list(range(n_batches))
         rng.shuffle(order)
         times.orders.append(order)
         round_index = len(times.orders) - 1
         times.box.append({"round": round_index, **box_snapshot()})
         names = ("team", "reference") if round_index % 2 == 0 else ("reference", "team")
-        if round_index == 0:      # first sight: each input seen once, the scored predictions
-            times.first_sight_block = first_sight_block(list(sides.values()), len(frames))
-            warmed = [name for name in names if per_batch_s(sides[name], len(frames)) < MIN_WINDOW_S]
-            spares = predict_frames(make_batches(warmup_examples(examples, f"{plan.run_seed}:spare"), batch_size))
-            progress(TimingEvent(task, "first sight", batches=len(frames), block=times.first_sight_block,
-                                 estimate_s=first_sight_s(sides, names, warmed, len(frames))))
-            seen = first_sight_round(links, names, task, batches, frames, order, times.first_sight_block, ledger,
-                                     warm_frames, spares, warmed, drain, split=split)
-            for name, first in seen.items():
-                sides[name].rounds.append(first.seconds)
-                sides[name].keep([first.predictions])
-                sides[name].twins_s = first.twins_s
-            phase_s["first_sight"], phase_started = time.monotonic() - phase_started, time.monotonic()
-        for name in names if round_index > 0 else ():
-            seconds, passes = guarded_window(
-                links[name], [team, reference], ledger, drain if name == "reference" else None,
-                f"round {round_index}", lambda: timed_window(links[name], task, batches, frames, order), split)
-            sides[name].rounds.append(seconds)
-            sides[name].keep(passes)
+        if round_index == 0:      # first sight: each real input seen once, the scored predictions
+            time_first_sight(links, names, task, inputs, order, sides, times, ledger, drain, rng, progress, split)
+            times.phase_s["first_sight"], phase_started = time.monotonic() - phase_started, time.monotonic()
+        else:
+            time_later_round(links, names, task, inputs, order, sides, ledger, drain, round_index, split)
         if len(times.orders) >= plan.rounds:
             times.interval = stats.speedup_interval([sides["team"].rounds], [sides["reference"].rounds],
                                                     confidence=plan.confidence, seed=plan.run_seed)
@@ -507,25 +492,55 @@ def _measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: 
             times.stopped_by = rounds_stop(plan, times.target_half_width, len(times.orders), times.interval,
                                            times.timing_s, last_round_s)
         progress(round_event(task, plan, times, round_index, last_round_s if round_index > 0 else
-                             window_round_s(list(sides.values()), len(frames))))
+                             window_round_s(list(sides.values()), n_batches)))
         if times.stopped_by:
-            phase_s["rounds"] = time.monotonic() - phase_started      # the later rounds and their intervals
+            times.phase_s["rounds"] = time.monotonic() - phase_started      # the later rounds and their intervals
             times.time_split = split.finish() if split is not None else {}
             return times
 
 
-def named_for_people(exc: WorkerFailed, warm: Sequence[dict[str, Any]], timed: Sequence[dict[str, Any]]
-                     ) -> WorkerFailed:
-    """A failure during warm-up names a warm-up input's random id: the message (read by people, after the
-    run; never sent to a worker) also names the timed example whose shape that input had."""
-    message = str(exc)
-    for warm_example, timed_example in zip(warm, timed):
-        quoted = repr(warm_example.get("id"))
-        if quoted in message:
-            message = message.replace(quoted, f"{quoted} (a warm-up input shaped like {timed_example.get('id')!r})")
-    return type(exc)(message, exc.side)
+def time_first_sight(links: dict[str, WorkerLink], names: Sequence[str], task: str, inputs: TaskInputs,
+                     order: Sequence[int], sides: dict[str, SideTimes], times: TaskTimes, ledger: FreezeLedger,
+                     drain: DrainGuard | None, rng: random.Random, progress: Progress,
+                     split: SplitRecorder | None = None) -> None:
+    """Round 0 into `sides`: each side's real first sight (its round 0), flanks and scored predictions (their
+    real ids given back)."""
+    n_batches = len(inputs.real.frames)
+    times.first_sight_block = first_sight_block(list(sides.values()), n_batches)
+    warmed = [name for name in names if per_batch_s(sides[name], n_batches) < MIN_WINDOW_S]
+    beside = inputs.make_first_sight(names, rng)
+    progress(TimingEvent(task, "first sight", batches=n_batches, block=times.first_sight_block,
+                         estimate_s=first_sight_s(sides, names, warmed, n_batches)))
+    seen = first_sight_round(links, names, task, inputs.real, beside, order, times.first_sight_block, ledger,
+                             warmed, drain, split=split)
+    for name, first in seen.items():
+        sides[name].rounds.append(first.seconds)
+        sides[name].predictions.append(inputs.real_predictions(first.predictions))
+        sides[name].flanks_s = first.flanks_s
+        sides[name].passes += 1
 
 
-def canonical(predictions: Sequence[dict[str, Any]]) -> str:
-    """One pass's predictions as text two equal passes share (the consistency check compares these)."""
-    return json.dumps(predictions, sort_keys=True, ensure_ascii=False)
+def passes_expected(pass_s: float) -> int:
+    """How many passes a window will take at `pass_s` seconds a pass: one where a pass lasts MIN_WINDOW_S
+    (a window by itself), else enough for MIN_WINDOW_S and one more (the pace varies). Made before the window
+    opens, so no side waits between its timed passes for inputs to be made (a CSL pass of 3,000 examples takes
+    about 0.7 s to make); a window that needs more makes them as it goes. At most MAX_PREPARED_PASSES (the
+    host's memory: a pass of tens of microseconds would otherwise ask for thousands at once)."""
+    if pass_s >= MIN_WINDOW_S:
+        return 1
+    return min(MAX_PREPARED_PASSES, math.ceil(MIN_WINDOW_S / max(pass_s, 1e-9)) + 1)
+
+
+def time_later_round(links: dict[str, WorkerLink], names: Sequence[str], task: str, inputs: TaskInputs,
+                     order: Sequence[int], sides: dict[str, SideTimes], ledger: FreezeLedger,
+                     drain: DrainGuard | None, round_index: int, split: SplitRecorder | None = None) -> None:
+    """One later round: a window a side over fresh inputs (the two sides' k-th passes share theirs), the
+    reference's guarded against the team's queued device work."""
+    inputs.fresh.new_round()
+    for name in names:
+        inputs.fresh.prepare(passes_expected(sum(sides[name].rounds[-1])))   # before the window opens
+        seconds, passes = guarded_window(
+            links[name], list(links.values()), ledger, drain if name == "reference" else None,
+            f"round {round_index}", lambda: timed_window(links[name], task, inputs.fresh, order), split)
+        sides[name].rounds.append(seconds)
+        sides[name].passes += passes

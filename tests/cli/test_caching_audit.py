@@ -1,12 +1,17 @@
-"""The caching audit end to end (local backend, fake reference at 0.2 s a batch): caching by input, partial
-caching worth 1.2x and answers that change after first sight are caught; the honest twin is not flagged.
+"""The caching audit end to end (local backend, fake reference at 0.2 s a batch): nothing timed repeats, so
+caches of what was seen before (by input, the timed-only cache, a partial cache worth 1.2x) gain nothing and
+are not flagged; a team that tells made-up inputs from real ones and skips work on them (all batches but
+one) is flagged and timed on first sight; the honest twin is not flagged; answers that would change on a
+repeat never get one, and first sight is scored.
 
-The audit's 95% interval needs at least six batches: these runs use twelve CSL examples in batches of two
-(six batches); CLUEWSC2020 keeps its one batch, which the row notes (a note, not a flag) as too few to audit.
+The audit's 95% interval needs at least six batches: these runs use the sample data's twelve CSL examples
+(whose text the one-honest-batch cache ships as its "public" corpus) in batches of two (six batches);
+CLUEWSC2020 keeps its one batch, which the row notes (a note, not a flag) as too few to audit.
 """
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,15 +23,19 @@ from harness.cli import main
 pytestmark = pytest.mark.slow
 
 
+SAMPLE_CSL = Path(__file__).resolve().parents[2] / "baselines" / "sample_data" / "csl" / "dev.json"
+
+
 @pytest.fixture(scope="module")
 def audit_inputs(tmp_path_factory):
-    """(spec, data folder): the fixture data with CSL grown to 12 examples, and CSL batches of 2."""
+    """(spec, data folder): the fixture data with CSL replaced by the sample data's twelve CSL examples (whose
+    text the one-honest-batch cache knows), all labelled "1", and CSL batches of 2."""
     root = tmp_path_factory.mktemp("audit_inputs")
     data = root / "data"
     shutil.copytree(FIXTURES / "data", data)
-    originals = [json.loads(line) for line in (FIXTURES / "data" / "csl" / "dev.json").read_text().splitlines()]
-    grown = [{**originals[i % len(originals)], "id": i} for i in range(12)]
-    (data / "csl" / "dev.json").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in grown),
+    rows = [{**json.loads(line), "label": "1"} for line in SAMPLE_CSL.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12
+    (data / "csl" / "dev.json").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in rows),
                                            encoding="utf-8")
     spec_text = (FIXTURES / "spec_small.toml").read_text(encoding="utf-8")
     csl_block = 'gold_file = "csl/dev.json"\nmax_seq_length = 256\nbatch_size = 16'
@@ -55,36 +64,44 @@ def run_team(team, audit_inputs, tmp_path):
 def test_the_honest_twin_is_audited_and_not_flagged(audit_inputs, tmp_path):
     row, record = run_team("sleep_team", audit_inputs, tmp_path)
     audit = record["tasks"]["csl"]["timing"]["caching_audit"]
-    assert audit["batches"] == 6 and audit["note"] == "" and audit["low"] <= audit["team_ratio"] <= audit["high"]
-    assert audit["low"] <= 1.1 and "caching_suspected" not in row["flags"]
-    # one WSC batch: no interval, said on the row (a note: the data's size, no finding) rather than passed in silence
+    # no evidence of a gain: each interval reaches down to the tolerance (a point above it, from a burst of
+    # load on the real calls, would take T from first sight with a note, never a flag)
+    assert audit["batches"] == 6
+    for gain in (audit["flanks"], audit["later_rounds"]):
+        assert gain["low"] <= gain["gain"] <= gain["high"] and min(gain["low"], gain["team_low"]) <= 1.1
+    assert "caching_suspected" not in row["flags"]
+    # one WSC batch: no interval, said on the row rather than passed in silence
     assert "cluewsc2020: caching audit undecided: not enough batches to audit (1 < 6 for a 95% interval)" \
         in row["notes"]
 
 
-def test_caching_by_input_text_is_flagged_and_timed_on_first_sight(audit_inputs, tmp_path):
-    row, record = run_team("caching_team", audit_inputs, tmp_path)
-    assert "csl: caching_suspected" in row["flags"]
-    # CSL timed on first sight: 6 x 0.1 s against the reference's 6 x 0.2 s (plus one fast WSC batch),
-    # about 2.3x, never the thousands the repeats would give
-    assert float(row["speedup"]) < 4 and row["speed_ok"] in (False, "False")
+@pytest.mark.parametrize("team, work_s", [("caching_team", 0.1), ("timed_only_cache_team", 0.05),
+                                          ("partial_caching_team", 0.06)])
+def test_a_cache_of_what_was_seen_before_gains_nothing(audit_inputs, tmp_path, team, work_s):
+    """Each remembers inputs by content and saves work on a repeat (all of it, or a fifth): nothing timed is
+    repeated, so every timed call costs its first-sight work, the later rounds count and nothing is flagged."""
+    row, record = run_team(team, audit_inputs, tmp_path)
     timing = record["tasks"]["csl"]["timing"]
-    assert timing["caching_suspected"] and len(timing["scored_rounds_s"]) == 1
-    assert timing["caching_audit"]["low"] > 10
+    assert "caching_suspected" not in row["flags"]
+    # every scored batch took its work (later rounds counted or not): T is six batches' worth at least,
+    # never what repeats would give
+    assert all(b >= 0.95 * work_s for r in timing["scored_rounds_s"] for b in r)
+    assert timing["time_s"] >= 0.95 * 6 * work_s
 
 
-def test_partial_caching_worth_1_2x_is_flagged(audit_inputs, tmp_path):
-    row, record = run_team("partial_caching_team", audit_inputs, tmp_path)
-    audit = record["tasks"]["csl"]["timing"]["caching_audit"]
+def test_skipping_work_on_made_up_inputs_but_one_batch_is_flagged_and_timed_on_first_sight(audit_inputs, tmp_path):
+    row, record = run_team("one_honest_batch_cache_team", audit_inputs, tmp_path)
+    timing = record["tasks"]["csl"]["timing"]
+    audit = timing["caching_audit"]
     assert "csl: caching_suspected" in row["flags"], (audit, row["flags"])
-    # 0.06 s against 0.05 s: 1.2x on each of the six batches, so the smallest (the interval's low end) too
-    assert 1.1 < audit["low"] <= audit["team_ratio"] < 1.4 and audit["above_tolerance"] == 6
+    assert all(min(audit[key]["low"], audit[key]["team_low"]) > 1.1 for key in ("flanks", "later_rounds"))
+    # T from the real inputs' first sight: six batches of 0.05 s, not the one honest batch's worth
+    assert timing["scored_rounds_s"] == timing["rounds_s"][:1] and timing["time_s"] >= 0.95 * 6 * 0.05
 
 
-def test_answers_that_change_after_first_sight_are_flagged_and_first_sight_is_scored(audit_inputs, tmp_path):
+def test_answers_that_would_change_on_a_repeat_never_get_one_and_first_sight_is_scored(audit_inputs, tmp_path):
     row, record = run_team("changing_answers_team", audit_inputs, tmp_path)
-    assert "csl: predictions differ between timing rounds" in row["flags"]
-    assert record["tasks"]["csl"]["consistent_across_rounds"] is False
-    # every grown CSL example is labelled "1": first sight ("0") scores 0, the repeats ("1") would score 100
+    assert "predictions differ" not in row["flags"] and "caching_suspected" not in row["flags"]
+    # every CSL example is labelled "1": first sight ("0") scores 0, a repeat ("1") would score 100
     gold = [json.loads(line)["label"] for line in (audit_inputs[1] / "csl" / "dev.json").read_text().splitlines()]
     assert set(gold) == {"1"} and float(row["csl_score"]) == 0

@@ -157,72 +157,117 @@ def test_order_statistic_ranks_match_the_sign_test_by_hand():
     assert min_audit_batches(0.95) == 6 and min_audit_batches(0.90) == 5    # 1/32 = 3.1% <= 5%
 
 
+def audit_of(team_first, team_flanks, ref_first, ref_flanks, team_later=None, ref_later=None, rounds=3):
+    """caching_audit on rounds made of round 0 (first sight) and `rounds - 1` later rounds equal to `*_later`
+    (first sight's own values when not given)."""
+    team = [list(team_first)] + [list(team_later or team_first)] * (rounds - 1)
+    ref = [list(ref_first)] + [list(ref_later or ref_first)] * (rounds - 1)
+    return caching_audit(team, team_flanks, ref, ref_flanks, 0.1)
+
+
 def test_the_caching_audit_needs_batches_for_an_interval_and_says_so():
-    # 5 batches, team first sight twice its twins on all: a point of 2x, but no 95% interval from 5 values
-    audit = caching_audit([2] * 5, [[1, 1]] * 5, [1] * 5, [[1, 1]] * 5, 0.1)
-    assert audit.suspected is False and audit.team_ratio == pytest.approx(2.0) and audit.low is None
-    assert audit.note == "not enough batches to audit (5 < 6 for a 95% interval)" and audit.above == 5
-    with pytest.raises(ValueError, match="one first sight and its twin times"):
-        caching_audit([1.0] * 6, [[1.0, 1.0]] * 5, [1.0] * 6, [[1.0, 1.0]] * 6, 0.1)
+    # 5 batches, the team's real input twice its flanks on all: a point of 2x, but no 95% interval from 5
+    # batches: T from first sight, noted, not flagged
+    audit = audit_of([2] * 5, [[1, 1]] * 5, [1] * 5, [[1, 1]] * 5)
+    assert audit.suspected is False and audit.later_rounds_count is False
+    assert audit.flanks.gain == pytest.approx(2.0) and audit.flanks.low is None
+    assert audit.later_rounds.gain == pytest.approx(1.0)
+    assert audit.note == ("not enough batches to audit (5 < 6 for a 95% interval); T from first sight only: the "
+                          "team's gain (real against fresh inputs beside it 2.00x, its own ratio or its ratio over the "
+                          "reference's, the smaller) is above 1.10x, not decided on an interval")
+    # the same without a gain: the later rounds count, and the row still says no interval could be had
+    audit = audit_of([1] * 5, [[1, 1]] * 5, [1] * 5, [[1, 1]] * 5)
+    assert audit.later_rounds_count and audit.note == "not enough batches to audit (5 < 6 for a 95% interval)"
+    with pytest.raises(ValueError, match="one first sight and its flank times"):
+        audit_of([1.0] * 6, [[1.0, 1.0]] * 5, [1.0] * 6, [[1.0, 1.0]] * 6)
     with pytest.raises(ValueError, match="same batches"):
-        caching_audit([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 5, [[1.0, 1.0]] * 5, 0.1)
+        audit_of([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 5, [[1.0, 1.0]] * 5)
 
 
-def test_a_team_fast_only_on_repeats_is_suspected_with_an_interval_above_the_tolerance():
-    # every first sight 0.5 s against twins of 0.01 s (50x); the reference 1.1 s against 1.0 s (1.1x)
-    audit = caching_audit([0.5] * 6, [[0.01, 0.01]] * 6, [1.1] * 6, [[1.0, 1.0]] * 6, 0.1)
-    assert audit.suspected and audit.team_ratio == pytest.approx(50.0) and audit.reference_ratio == pytest.approx(1.1)
-    assert audit.low == pytest.approx(50.0) and audit.high == pytest.approx(50.0) and audit.above == 6
+def test_a_team_that_skips_work_on_made_up_inputs_but_one_batch_is_flagged():
+    # five batches: real 1 s, flanks 0.01 s (100x); the sixth honest. The old sign test's low end was that one
+    # batch (1x): no flag. The mean of log gains is 5/6 log 100: a gain of 100**(5/6) = 46.4. Resampling six
+    # batches, the count k of cheating ones drawn is Binomial(6, 5/6): P(k <= 2) = 0.8%, P(k <= 3) = 6.2%,
+    # so the 2.5% percentile has k = 3: exp(3/6 log 100) = 10, wholly above 1.1
+    audit = audit_of([1] * 6, [[0.01, 0.01]] * 5 + [[1, 1]], [1] * 6, [[1, 1]] * 6)
+    assert audit.flanks.gain == pytest.approx(100 ** (5 / 6)) and audit.flanks.team_ratio == pytest.approx(46.4, 0.01)
+    assert audit.flanks.low == pytest.approx(10.0) and audit.flanks.high == pytest.approx(100.0)
+    assert audit.suspected and not audit.later_rounds_count and audit.note == ""
 
 
-def test_the_twins_before_and_after_are_averaged_geometrically():
-    # twins 1 s and 4 s around a 2 s first sight: sqrt(1 * 4) = 2, a gain of exactly 1 (load that rose
-    # across the batch's three calls). Against the twin before alone it would read 2x on every batch.
-    audit = caching_audit([2.0] * 6, [[1.0, 4.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, 0.1)
-    assert audit.team_ratio == pytest.approx(1.0) and audit.suspected is False and audit.above == 0
+def test_a_team_faster_in_the_later_rounds_than_at_first_sight_is_flagged():
+    # flanks agree with the real input (no gain there); the later rounds take half of first sight's time
+    # while the reference's take all of it: (6 / 3) / (6 / 6) = 2 on every resample
+    audit = audit_of([1] * 6, [[1, 1]] * 6, [1] * 6, [[1, 1]] * 6, team_later=[0.5] * 6)
+    assert audit.flanks.gain == pytest.approx(1.0)
+    assert audit.later_rounds.team_ratio == pytest.approx(2.0) and audit.later_rounds.reference_ratio == 1.0
+    assert audit.later_rounds.gain == audit.later_rounds.low == audit.later_rounds.high == pytest.approx(2.0)
+    assert audit.suspected and not audit.later_rounds_count
+    assert audit.record()["later_rounds"]["gain"] == pytest.approx(2.0)
 
 
-def test_partial_caching_worth_1_2x_on_every_batch_is_suspected():
-    first = [1.2, 1.25, 1.2, 1.22, 1.2, 1.21, 1.2, 1.2]
-    audit = caching_audit(first, [[1.0, 1.0]] * 8, [1.0] * 8, [[1.0, 1.0]] * 8, 0.1)
-    # 8 batches: the interval is [smallest, largest] = [1.2, 1.25]; the median of the sorted gains
-    # 1.2 1.2 1.2 1.2 1.2 1.21 1.22 1.25 is 1.2
-    assert audit.suspected and audit.team_ratio == pytest.approx(1.2)
-    assert audit.low == pytest.approx(1.2) and audit.high == pytest.approx(1.25) and audit.above == 8
+def test_a_1_2x_gain_on_every_batch_is_flagged_and_one_within_the_tolerance_counts():
+    audit = audit_of([1.2] * 8, [[1.0, 1.0]] * 8, [1.0] * 8, [[1.0, 1.0]] * 8)
+    assert audit.suspected and audit.flanks.low == pytest.approx(1.2)
+    # 1.05x: what the tolerance lets through, so the later rounds count (the team gains at most 5%)
+    audit = audit_of([1.0] * 8, [[1.0, 1.0]] * 8, [1.0] * 8, [[1.0, 1.0]] * 8, team_later=[1 / 1.05] * 8)
+    assert audit.later_rounds.gain == pytest.approx(1.05) and audit.later_rounds_count and not audit.suspected
 
 
-def test_one_batch_below_the_tolerance_is_enough_doubt_with_six_batches():
-    # five batches gain 3x, one 1.05x: with six batches only the smallest bounds the median at 95%,
-    # 1.05 < 1.1, so not suspected (a burst on the five pairs cannot be told from a cache)
-    audit = caching_audit([3, 3, 3, 3, 3, 1.05], [[1, 1]] * 6, [1] * 6, [[1, 1]] * 6, 0.1)
-    assert audit.suspected is False and audit.low == pytest.approx(1.05) and audit.above == 5
-    # twelve batches with ten above: the third smallest (3x) bounds it, so suspected
-    audit = caching_audit([3] * 10 + [1.05, 0.5], [[1, 1]] * 12, [1] * 12, [[1, 1]] * 12, 0.1)
-    assert audit.suspected and audit.low == pytest.approx(3.0) and audit.above == 10
+def test_the_flanks_before_and_after_are_averaged_geometrically():
+    # flanks 1 s and 4 s beside a 2 s real input: sqrt(1 * 4) = 2, a gain of exactly 1 (load that rose
+    # across the batch's three calls)
+    audit = audit_of([2.0] * 6, [[1.0, 4.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, team_later=[2.0] * 6)
+    assert audit.flanks.gain == pytest.approx(1.0) and audit.later_rounds_count and not audit.suspected
 
 
-def test_a_burst_between_the_calls_of_a_few_batches_is_not_caching():
-    # batches 4 and 5: load arrived between the twins and the first sight (5x and 3x); the other four agree
-    audit = caching_audit([1, 1, 1, 1, 5, 3], [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, 0.1)
-    assert audit.team_ratio == pytest.approx(1.0) and audit.suspected is False
-    assert audit.low == pytest.approx(1.0) and audit.high == pytest.approx(5.0)
+def test_a_burst_on_a_few_real_calls_keeps_the_later_rounds_out_but_is_never_flagged():
+    # batches 4 and 5: load arrived on the real call only (5x and 3x): a mean log gain of (log 5 + log 3) / 6,
+    # 1.57x, above the tolerance, so T is taken from first sight. A resample without either batch has
+    # probability (4/6)**6 = 8.8% > 2.5%, so the interval reaches 1 and nothing is flagged
+    audit = audit_of([1, 1, 1, 1, 5, 3], [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, team_later=[1] * 6)
+    assert audit.flanks.gain == pytest.approx(math.exp((math.log(5) + math.log(3)) / 6))
+    assert audit.flanks.low == pytest.approx(1.0) and audit.suspected is False and not audit.later_rounds_count
+    assert audit.note.startswith("T from first sight only")
 
 
 def test_load_that_slows_a_whole_batch_is_not_caching():
     # load doubles batches 0-2 on the team's side and quadruples 3-5 on the reference's: each batch's calls
     # share their load, so every ratio is 1
-    audit = caching_audit([2, 2, 2, 1, 1, 1], [[2, 2]] * 3 + [[1, 1]] * 3, [1, 1, 1, 4, 4, 4],
-                          [[1, 1]] * 3 + [[4, 4]] * 3, 0.1)
-    assert audit.team_ratio == pytest.approx(1.0) and audit.low == pytest.approx(1.0) and audit.suspected is False
+    audit = audit_of([2, 2, 2, 1, 1, 1], [[2, 2]] * 3 + [[1, 1]] * 3, [1, 1, 1, 4, 4, 4],
+                     [[1, 1]] * 3 + [[4, 4]] * 3)
+    assert audit.flanks.gain == pytest.approx(1.0) and audit.flanks.low == pytest.approx(1.0)
+    assert audit.later_rounds_count and audit.suspected is False
 
 
-def test_the_reference_s_ratio_is_shown_beside_not_subtracted():
-    # the reference's pairs are seconds long and swing with load: subtracting them batch by batch added
-    # their noise to the team's (an honest ONNX team read 1.19 against a reference at 0.9). The team's
-    # 1.3x on every batch is its own evidence; the reference's 1.3x is shown beside it
-    audit = caching_audit([1.3] * 6, [[1.0, 1.0]] * 6, [2.6] * 6, [[2.0, 2.0]] * 6, 0.1)
-    assert audit.team_ratio == pytest.approx(1.3) and audit.reference_ratio == pytest.approx(1.3)
-    assert audit.suspected and audit.record()["reference_ratio"] == pytest.approx(1.3)
-    # and a reference that read 0.5 (load on its twin) takes nothing from an honest team's 1.0
-    audit = caching_audit([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 6, [[2.0, 2.0]] * 6, 0.1)
-    assert audit.suspected is False and audit.reference_ratio == pytest.approx(0.5)
+def test_the_reference_s_own_ratio_is_what_the_box_does_and_is_taken_off():
+    # the made-up inputs cost every model less here (the real ones 1.3x theirs, the reference's too): the box
+    # and the inputs, not the team; the team's gain over the reference's is 1
+    audit = audit_of([1.3] * 6, [[1.0, 1.0]] * 6, [2.6] * 6, [[2.0, 2.0]] * 6)
+    assert audit.flanks.team_ratio == pytest.approx(1.3) and audit.flanks.reference_ratio == pytest.approx(1.3)
+    assert audit.flanks.gain == pytest.approx(1.0) and not audit.suspected and audit.later_rounds_count
+    # and the later rounds likewise: both sides' later passes 20% faster than first sight
+    audit = audit_of([1.2] * 6, [[1.2, 1.2]] * 6, [2.4] * 6, [[2.4, 2.4]] * 6, team_later=[1.0] * 6,
+                     ref_later=[2.0] * 6)
+    assert audit.later_rounds.team_ratio == pytest.approx(1.2) and audit.later_rounds.gain == pytest.approx(1.0)
+    assert audit.later_rounds_count
+
+
+def test_without_later_rounds_only_the_flanks_decide():
+    audit = caching_audit([[1.0] * 6], [[1.0, 1.0]] * 6, [[1.0] * 6], [[1.0, 1.0]] * 6, 0.1)
+    assert audit.later_rounds is None and audit.later_rounds_count and audit.record()["later_rounds"] is None
+
+
+def test_the_reference_can_excuse_a_team_never_accuse_it():
+    # beside bursty load a BERT-base reference's later rounds ran slower than its first sight (1/1.4), while a
+    # sleeping team's did not move: its gain over the reference reads 1.4 with an interval above 1.1, its own
+    # ratio 1. Held to the smaller, it keeps its later rounds and is not flagged
+    audit = audit_of([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, ref_later=[1.4] * 6)
+    assert audit.later_rounds.gain == pytest.approx(1.4) and audit.later_rounds.low == pytest.approx(1.4)
+    assert audit.later_rounds.team_ratio == audit.later_rounds.team_low == pytest.approx(1.0)
+    assert audit.later_rounds_count and not audit.suspected and audit.note == ""
+    # and a team 2x faster later while the box made the reference 2x faster too: its own ratio 2, its gain 1
+    audit = audit_of([1.0] * 6, [[1.0, 1.0]] * 6, [1.0] * 6, [[1.0, 1.0]] * 6, team_later=[0.5] * 6,
+                     ref_later=[0.5] * 6)
+    assert audit.later_rounds.team_ratio == pytest.approx(2.0) and audit.later_rounds.gain == pytest.approx(1.0)
+    assert audit.later_rounds_count and not audit.suspected

@@ -15,6 +15,7 @@ import pytest
 
 from fake_nvml import T0, Clock, FakeNvml
 
+from harness import warmup_inputs
 from harness.device_activity import DeviceActivity, DrainGuard
 from harness.measurement import task_records
 from harness.probe import channel
@@ -70,9 +71,31 @@ def measure(busy_until, retries=3, busy_pid=TEAM):
     return times, ref_log, nvml
 
 
-def timed_batches(log):
-    """The timed batches (by index) the worker was sent, warm-up, twin and spare inputs left out."""
-    return [ids[0] // 2 for ids in log if isinstance(ids[0], int) and ids[0] < len(EXAMPLES)]
+MAKERS = []
+
+
+@pytest.fixture(autouse=True)
+def recorded_makers(monkeypatch):
+    """Every InputMaker the timekeeper makes, in MAKERS (to tell the real inputs by their masked ids)."""
+    MAKERS.clear()
+
+    class Recording(warmup_inputs.InputMaker):
+        def __init__(self, examples, seed):
+            super().__init__(examples, seed)
+            MAKERS.append(self)
+
+    monkeypatch.setattr(warmup_inputs, "InputMaker", Recording)
+
+
+def real_batches(log):
+    """The real batches (by index) the worker was sent, every made-up input (warm-up, flank, spare, the later
+    rounds' fresh passes) left out."""
+    def real(opaque):
+        try:
+            return MAKERS[0].real_id(opaque)
+        except KeyError:
+            return None
+    return [real(ids[0]) // 2 for ids in log if real(ids[0]) is not None]
 
 
 def test_a_dirty_reference_window_is_retimed_and_counted():
@@ -87,10 +110,11 @@ def test_a_dirty_reference_window_is_retimed_and_counted():
     assert record["busy_while_draining"] == {str(TEAM): 99}
     # 3 first-sight blocks (one batch each) and round 1's window guarded, plus the discarded attempt
     assert record["waits"] == record["guarded_windows"] == 5
-    # the reference was sent its first timed batch once more: first sight timed again
-    sends = Counter(timed_batches(ref_log))
+    # the reference was sent its first real batch once more: first sight timed again (the later round is
+    # over fresh inputs)
+    sends = Counter(real_batches(ref_log))
     first = times.orders[0][0]
-    assert sends == {b: 3 if b == first else 2 for b in range(3)}
+    assert sends == {b: 2 if b == first else 1 for b in range(3)}
     assert len(times.reference.rounds) == 2 and len(times.reference.predictions[0]) == len(EXAMPLES)
     assert nvml.shut == 1                                  # closed on the way out
 
@@ -114,7 +138,7 @@ def test_a_clean_run_waits_once_per_guarded_window_and_discards_nothing():
     record = task_records("csl", times, len(EXAMPLES), SPEC)[0]["device_drain"]
     assert record["checked"] and record["discarded_windows"] == 0 and record["timeouts"] == 0
     assert record["waits"] == record["guarded_windows"] == 4
-    assert Counter(timed_batches(ref_log)) == {0: 2, 1: 2, 2: 2}     # each batch: first sight, round 1
+    assert Counter(real_batches(ref_log)) == {0: 1, 1: 1, 2: 1}     # each real batch once: first sight
 
 
 def test_the_teams_own_device_work_through_every_retiming_fails_the_task_never_slows_the_reference():
