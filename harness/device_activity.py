@@ -291,6 +291,19 @@ class Verdict:
     drained: bool = True
 
 
+def watch_pids(activity: "DeviceActivity", pids: set[int], whose: str) -> None:
+    """Watch the GPU `pids` are listed on (focus) and take the first samples; ActivityUnreadable, naming `whose`
+    processes, when the pids are unknown or NVML lists none of them (another pid namespace)."""
+    if not pids:
+        raise ActivityUnreadable(f"{whose} host pids are unknown")
+    listed = activity.compute_pids()
+    if not pids & listed:
+        raise ActivityUnreadable(f"{whose} processes {sorted(pids)} are not among the GPU's compute processes "
+                                 f"NVML lists {sorted(listed)} (another pid namespace?)")
+    activity.focus(pids)
+    activity.poll()
+
+
 class DrainGuard:
     """The timekeeper's handle on the drain check for one task: `start` once both models are loaded,
     `before` right after the other side is frozen, `after` when the window ends (before the thaw), and
@@ -324,15 +337,7 @@ class DrainGuard:
             self.record = DrainRecord(why_not=str(exc))
             return
         try:
-            pids = set(timed_pids())
-            if not pids:
-                raise ActivityUnreadable("the timed side's host pids are unknown")
-            listed = activity.compute_pids()
-            if not pids & listed:
-                raise ActivityUnreadable(f"the timed side's processes {sorted(pids)} are not among the GPU's compute "
-                                         f"processes NVML lists {sorted(listed)} (another pid namespace?)")
-            activity.focus(pids)
-            activity.poll()
+            watch_pids(activity, set(timed_pids()), "the timed side's")
         except ActivityUnreadable as exc:
             activity.close()
             self.record = DrainRecord(why_not=str(exc))

@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from harness.device_activity import MARGIN, ActivityUnreadable, DeviceActivity, ProcessSample
+from harness.device_activity import MARGIN, ActivityUnreadable, DeviceActivity, ProcessSample, watch_pids
 from harness.freezing import FreezeLedger, timed_alone
 from harness.worker_link import WorkerFailed, WorkerTimeout
 
@@ -133,13 +133,7 @@ class SplitRecorder:
             self.device_unread = str(exc)
             return
         try:
-            reference = set(pid_sources["reference"]())
-            listed = activity.compute_pids()
-            if not reference & listed:
-                raise ActivityUnreadable(f"the reference's processes {sorted(reference)} are not among the GPU's "
-                                         f"compute processes NVML lists {sorted(listed)} (another pid namespace?)")
-            activity.focus(reference)
-            activity.poll()
+            watch_pids(activity, set(pid_sources["reference"]()), "the reference's")
         except ActivityUnreadable as exc:
             activity.close()
             self.device_unread = str(exc)
