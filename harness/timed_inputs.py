@@ -61,9 +61,9 @@ class FirstSightInputs:
 
 
 class FreshPasses:
-    """The later rounds' inputs: a newly made pass of fresh inputs for every pass of every window. The two
-    sides' k-th passes of a round share theirs (each side still sees each input once), so their content is
-    paired as their rounds are; a new round drops the last round's."""
+    """The later rounds' inputs: a newly made pass of fresh inputs in the real inputs' place each round
+    (harness.timekeeper.time_later_round), shared by the two sides (each still sees each input once), so
+    their content is paired as their rounds are; a new round drops the last round's."""
 
     def __init__(self, maker: Any, examples: Sequence[dict[str, Any]], batch_size: int):
         self.maker, self.examples, self.batch_size = maker, examples, batch_size
@@ -73,8 +73,7 @@ class FreshPasses:
         self.passes = []
 
     def prepare(self, count: int) -> None:
-        """At least `count` passes made: called before a window, so no pass is made between timed passes
-        (a side left idle between its passes would be timed cold) unless a window needs more than expected."""
+        """At least `count` passes made (before the round starts: nothing is made between timed calls)."""
         while len(self.passes) < count:
             self.passes.append(PassInputs.of(self.maker.fresh(self.examples), self.batch_size))
 
