@@ -134,8 +134,9 @@ def test_a_bad_manifest_is_reported_before_anything_runs(invoke, run_args, tmp_p
 
 def test_a_first_run_on_the_bundled_sample_data_shows_a_clean_row(invoke, tmp_path):
     """The README's demo, against the fake reference: the bundled sample (no --data-dir) is timed in batches
-    of 2 (CMRC2018's nine questions in batches of 1), so every task's caching audit decides, and an honest
-    team's row has no flag; what is not a finding (the CPU, the smaller batches) is a note."""
+    of 2 (CMRC2018's nine questions in batches of 1), so every task's caching audit has enough batches for an
+    interval, and an honest team's row has no flag; what is not a finding (the CPU, the smaller batches, a
+    task timed on first sight on a noisy point) is a note."""
     demo = FIXTURES.parents[1] / "baselines" / "demo_team"
     result = invoke("run", demo, "--spec", FIXTURES / "spec_small.toml", "--backend", "local",
                     "--reference", TEAMS / "fake_reference", "--cache-dir", tmp_path / "cache",
@@ -143,7 +144,7 @@ def test_a_first_run_on_the_bundled_sample_data_shows_a_clean_row(invoke, tmp_pa
     assert result.exit_code == 0, result.output
     row = read_row(tmp_path, "demo-team")
     assert row["status"] == "ok" and row["flags"] == "", row["flags"]
-    assert "timed on CPU" in row["notes"] and "caching audit undecided" not in row["notes"], row["notes"]
+    assert "timed on CPU" in row["notes"] and "not enough batches" not in row["notes"], row["notes"]
     assert ("bundled sample data timed in batches smaller than the spec's, so that each task makes the caching "
             "audit's 6: cluewsc2020 2 (spec 16), csl 2 (spec 16), cluener2020 2 (spec 16), cmrc2018 1 (spec 8)"
             in row["notes"])
@@ -151,5 +152,8 @@ def test_a_first_run_on_the_bundled_sample_data_shows_a_clean_row(invoke, tmp_pa
     audits = {name: info["timing"]["caching_audit"] for name, info in record["tasks"].items()}
     assert {name: audit["batches"] for name, audit in audits.items()} == {
         "cluewsc2020": 6, "csl": 6, "cluener2020": 6, "cmrc2018": 9}
-    assert all(audit["note"] == "" and audit["low"] is not None for audit in audits.values()), audits
+    # each audit had an interval to decide on (a point above the tolerance from noise may still note "T from
+    # first sight only": a note, never a flag)
+    assert all(audit[kind]["low"] is not None for audit in audits.values() for kind in ("flanks", "later_rounds")), \
+        audits
     assert "note: timed on CPU" in result.output and "flag:" not in result.output
