@@ -3,8 +3,8 @@
 All of them come from one harness.warmup_inputs.InputMaker per task, so their ids look alike: the warm-up
 inputs (fresh, repeated through warm-up, never timed), the real inputs with masked ids (timed once, in
 round 0: the scored first sight), and fresh inputs of the real batches' shapes (synthetic content, new every
-time): in round 0 two flanks per batch timed beside its first sight and an untimed spare before them, and in
-every later round a newly made set for each pass. Nothing timed is ever repeated, so a cache of anything
+time): in round 0 two flanks per batch timed beside its first sight and an untimed spare before them, and
+every later round the same with a newly made stand-in pass in the real inputs' place. Nothing timed is ever repeated, so a cache of anything
 timed earlier never answers a timed call (a reference window timed again after a dirty drain check repeats
 its inputs: the reference is ours). Every request is pickled before any clock starts: encoding is the
 host's work, not the worker's.
@@ -60,28 +60,6 @@ class FirstSightInputs:
     call_orders: dict[str, list[list[int]]]
 
 
-class FreshPasses:
-    """The later rounds' inputs: a newly made pass of fresh inputs in the real inputs' place each round
-    (harness.timekeeper.time_later_round), shared by the two sides (each still sees each input once), so
-    their content is paired as their rounds are; a new round drops the last round's."""
-
-    def __init__(self, maker: Any, examples: Sequence[dict[str, Any]], batch_size: int):
-        self.maker, self.examples, self.batch_size = maker, examples, batch_size
-        self.passes: list[PassInputs] = []
-
-    def new_round(self) -> None:
-        self.passes = []
-
-    def prepare(self, count: int) -> None:
-        """At least `count` passes made (before the round starts: nothing is made between timed calls)."""
-        while len(self.passes) < count:
-            self.passes.append(PassInputs.of(self.maker.fresh(self.examples), self.batch_size))
-
-    def __call__(self, index: int) -> PassInputs:
-        self.prepare(index + 1)
-        return self.passes[index]
-
-
 @dataclass
 class TaskInputs:
     """Everything one task shows its workers, made by one InputMaker (`maker`) from the real `examples`."""
@@ -91,23 +69,30 @@ class TaskInputs:
     batch_size: int
     warm: PassInputs = field(init=False)
     real: PassInputs = field(init=False)
-    fresh: FreshPasses = field(init=False)
+    stand_in: PassInputs | None = None     # the current later round's fresh pass in the real inputs' place
     first_sight: FirstSightInputs | None = None
 
     def __post_init__(self) -> None:
         self.warm = PassInputs.of(self.maker.fresh(self.examples), self.batch_size)
         self.real = PassInputs.of(self.maker.masked(self.examples), self.batch_size)
-        self.fresh = FreshPasses(self.maker, self.examples, self.batch_size)
 
     @classmethod
     def for_task(cls, examples: Sequence[dict[str, Any]], batch_size: int, seed: Any) -> "TaskInputs":
         return cls(warmup_inputs.InputMaker(examples, seed), examples, batch_size)
 
+    def made_pass(self) -> PassInputs:
+        """A newly made pass of fresh inputs of the real inputs' shapes (made and pickled outside the clock)."""
+        return PassInputs.of(self.maker.fresh(self.examples), self.batch_size)
+
+    def make_stand_in(self) -> PassInputs:
+        """A later round's pass in the real inputs' place (harness.timekeeper.time_later_round), shared by
+        the two sides (each still sees each input once), so their content is paired as their rounds are."""
+        self.stand_in = self.made_pass()
+        return self.stand_in
+
     def make_first_sight(self, names: Sequence[str], rng: random.Random) -> FirstSightInputs:
         """Round 0's flanks, spares and call orders (made before round 0 starts, outside the clock)."""
-        def made() -> PassInputs:
-            return PassInputs.of(self.maker.fresh(self.examples), self.batch_size)
-
+        made = self.made_pass
         orders = {name: [rng.sample(range(CALLS), CALLS) for _ in self.real.batches] for name in names}
         self.first_sight = FirstSightInputs((made(), made()), made(), orders)
         return self.first_sight
@@ -123,7 +108,9 @@ class TaskInputs:
         if self.first_sight is not None:
             shown += [("a fresh input shaped like", inputs.examples)
                       for inputs in (*self.first_sight.flanks, self.first_sight.spares)]
-        return shown + [("a fresh input shaped like", inputs.examples) for inputs in self.fresh.passes]
+        if self.stand_in is not None:
+            shown.append(("a fresh input shaped like", self.stand_in.examples))
+        return shown
 
 
 def named_for_people(exc: Any, shown: Sequence[tuple[str, Sequence[dict[str, Any]]]],

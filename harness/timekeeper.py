@@ -201,16 +201,14 @@ def timed_pass(link: WorkerLink, task: str, batches: Sequence[Batch], frames: Se
     return seconds, predictions
 
 
-def timed_window(link: WorkerLink, task: str, pass_inputs: Callable[[int], PassInputs],
-                 order: Sequence[int]) -> tuple[list[float], int]:
-    """Passes in `order`, repeated until they last MIN_WINDOW_S together: each batch's mean seconds over the
-    passes, and how many passes. Pass k is over pass_inputs(k) (made and pickled before the pass starts);
-    its predictions are checked, then dropped. A 1 ms model is timed over a hundred calls a window, not one;
-    a pass that already lasts 100 ms is a window by itself."""
+def timed_window(link: WorkerLink, task: str, inputs: PassInputs, order: Sequence[int]) -> tuple[list[float], int]:
+    """Passes over `inputs` in `order` (warm-up's), repeated until they last MIN_WINDOW_S together: each
+    batch's mean seconds over the passes, and how many passes; predictions checked, then dropped. A 1 ms
+    model is timed over a hundred calls a window, not one; a pass that already lasts 100 ms is a window by
+    itself."""
     totals: list[float] = []
     passes = 0
     while not passes or sum(totals) < MIN_WINDOW_S:
-        inputs = pass_inputs(passes)
         seconds, _ = timed_pass(link, task, inputs.batches, inputs.frames, order)
         totals = [t + s for t, s in zip(totals, seconds)] if totals else seconds
         passes += 1
@@ -375,7 +373,7 @@ def warm_up(links: Sequence[WorkerLink], task: str, warm: PassInputs, plan: Timi
         pairs = list(zip(links, sides))
         for link, side in (pairs if window % 2 == 0 else pairs[::-1]):
             with timed_window_of(link, links, ledger):
-                seconds, _ = timed_window(link, task, lambda _: warm, range(len(warm.frames)))
+                seconds, _ = timed_window(link, task, warm, range(len(warm.frames)))
             side.warmup_windows_s.append(sum(seconds))        # the window's mean pass
         window += 1
         elapsed = time.monotonic() - started
@@ -534,8 +532,7 @@ def time_later_round(links: dict[str, WorkerLink], names: Sequence[str], task: s
     # the reference (ours, no cache: nothing to audit) calls each batch's stand-in alone, no spare, no flanks:
     # a later round costs BERT-base on a CPU a third of round 0
     warmed = [name for name in names if name != "reference" and per_batch_s(sides[name], n_batches) < MIN_WINDOW_S]
-    inputs.fresh.new_round()
-    stand_in = inputs.fresh(0)
+    stand_in = inputs.make_stand_in()
     beside = inputs.make_first_sight(names, rng)
     if "reference" in beside.call_orders:
         beside.call_orders["reference"] = [[0] for _ in beside.call_orders["reference"]]
