@@ -78,10 +78,10 @@ def audited_run(name: str, spec, data_dir: Path, workdir: Path, device: str) -> 
     result = run_team(team_folder(name), config)
     tasks = {}
     for task, info in result.tasks.items():
-        timing = info.get("timing") or {}
+        timing = info.timing
         if "caching_audit" in timing:
             rounds = timing.get("rounds_s") or [[0.0]]
-            tasks[task] = {**timing["caching_audit"], "flagged": bool(info.get("caching_suspected")),
+            tasks[task] = {**timing["caching_audit"], "flagged": bool(info.caching_suspected),
                            "T_over_first_sight": timing["time_s"] / max(sum(rounds[0]), 1e-12)}
     return {"team": name, "status": result.status, "error": result.error, "tasks": tasks,
             "wall_s": time.monotonic() - started}

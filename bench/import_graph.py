@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 # modules import each other, however indirectly. A name ending in "." is a package and everything in it.
 # The README's layout section lists the same layers (tests/unit/test_import_layers.py holds them equal).
 LAYERS: list[tuple[str, list[str]]] = [
-    ("shared", ["harness", "harness.precision", "harness.cpusets", "harness.crosscheck"]),
+    ("shared", ["harness", "harness.precision", "harness.cpusets", "harness.crosscheck", "harness.records"]),
     ("worker", ["harness.probe."]),
     ("rules", ["harness.paths", "harness.spec", "harness.tasks.", "harness.stats", "harness.scoring",
                "harness.submission", "harness.results", "harness.safe_files", "harness.warmup_inputs",

@@ -47,11 +47,11 @@ def main() -> None:
             if s is None or s.speedup is None:
                 raise SystemExit(f"run {i}: no speedup ({result.status}: {result.error})")
             runs.append(s)
-            rounds = max(len(t.get("timing", {}).get("rounds_s", [])) for t in result.tasks.values())
+            rounds = max(len(t.timing.get("rounds_s", [])) for t in result.tasks.values())
             half = (s.speedup_high - s.speedup_low) / 2 / s.speedup
             print(f"run {i}: speedup {s.speedup:8.2f}x  [{s.speedup_low:.2f}, {s.speedup_high:.2f}]  "
                   f"half-width {half:5.1%}  {s.speed_verdict:10s}  T {s.T:.4f} s  T_bert {s.T_bert:.4f} s  "
-                  f"rounds {rounds}  on {result.environment.get('device_name')}", flush=True)
+                  f"rounds {rounds}  on {result.environment.device_name}", flush=True)
     points = [s.speedup for s in runs]
     mean = statistics.fmean(points)
     cv = statistics.stdev(points) / mean if len(points) > 1 else 0.0

@@ -167,8 +167,7 @@ def cached_result(out_dir: Path, team_dir: Path, content_hash: str, settings: st
 
 def result_from_record(record: dict[str, Any], config: RunConfig) -> TeamResult:
     """Rebuild a TeamResult from its JSON record (the score is recomputed from the stored figures)."""
-    fields = {k: v for k, v in record.items() if k in TeamResult.__dataclass_fields__ and k != "score"}
-    result = TeamResult(**fields)
+    result = TeamResult.from_dict({**record, "score": None})
     if record.get("score") is not None:
         outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
         reference = {name: reference_task(r) for name, r in result.reference.items()}
@@ -301,6 +300,6 @@ def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, p
                                        progress.stage, getattr(progress, "timing", no_progress), in_batch=True))
             if built.ok:
                 summary.reference_runs += 1
-                summary.gpu = summary.gpu or str(result.environment.get("device_name") or "")
+                summary.gpu = summary.gpu or str(result.environment.device_name or "")
             progress.team_done(result, cached=False)
     return done

@@ -33,13 +33,13 @@ def verdicts(result: TeamResult, spec: Spec) -> list[Verdict]:
         if info is None:
             out.append(Verdict(f"{name} ran", False, "not listed in harness.toml tasks (scores 0)"))
             continue
-        ok = info.get("error") is None and "score" in info
-        detail = (f"{info['time_per_example_s'] * 1000:.2f} ms/example" if ok else str(info.get("error")))
+        ok = info.ok and info.score is not None
+        detail = f"{info.time_per_example_s * 1000:.2f} ms/example" if ok else str(info.error)
         out.append(Verdict(f"{name} ran", ok, detail))
         if ok:
-            problems = info.get("problems", [])
+            problems = info.problems
             out.append(Verdict(f"{name} predictions valid", not problems,
-                               f"score {info['score']:.2f}" if not problems
+                               f"score {info.score:.2f}" if not problems
                                else f"{len(problems)} problem(s): {problems[0]}"))
     s = result.score
     if s is None:
@@ -63,7 +63,8 @@ def host_work_diagnosis(result: TeamResult, spec: Spec) -> str | None:
     beside it. None on a CPU (no device to weigh the host against) and when the device did most of the work."""
     shares = []
     for name in spec.task_names:
-        split = result.tasks.get(name, {}).get("timing", {}).get("time_split") or {}
+        task = result.tasks.get(name)
+        split = (task.timing.get("time_split") if task is not None else None) or {}
         if split.get("device_busy") is not None and split["device_busy"] < HOST_DOMINATES:
             shares.append((split["device_busy"], name))
     if not shares:

@@ -216,7 +216,7 @@ def check(team_dir, **options):
     print_team_result(console, result, spec)
     results = verdicts(result, spec)
     print_verdicts(console, results)
-    if result.environment.get("device") == "cpu":
+    if result.environment.device == "cpu":
         console.print("No GPU here: timings and the speedup are indicative only; the organizers time on the GPU box.")
     diagnosis = host_work_diagnosis(result, spec)
     if diagnosis:       # last: where the team's time goes, when host work dominates it

@@ -101,18 +101,18 @@ def print_team_result(console: Console, result: TeamResult, spec: Spec) -> None:
     s = result.score
     """The tasks the team declared (and ran) in a table, the spec's other tasks named as skipped."""
     table = Table(title=plain(f"{result.team}: {result.status}"), title_justify="left")
-    on_gpu = str(result.environment.get("device") or "").startswith("cuda")
+    on_gpu = str(result.environment.device or "").startswith("cuda")
     busy_column = "device busy\nteam | ref" if on_gpu else "CPU cores busy\nteam | ref"
     for column in ("task", "score", "ms/example", "params", busy_column, "forward\n(team's own)"):
         table.add_column(column, justify="left" if column == "task" else "right")
     notes = []
     for name in [t for t in spec.task_names if t in result.tasks]:
-        info = result.tasks[name]
-        per_example = info.get("time_per_example_s")
-        team_split = info.get("timing", {}).get("time_split") or {}
-        ref_split = result.reference.get(name, {}).get("time_split") or {}
-        table.add_row(name, _fmt(info.get("score")), _fmt(per_example * 1000 if per_example else None),
-                      _fmt(info.get("params"), "{:,}") if "params" in info else plain(info.get("error") or "-"),
+        info, reference = result.tasks[name], result.reference.get(name)
+        per_example = info.time_per_example_s
+        team_split = info.timing.get("time_split") or {}
+        ref_split = (reference.timing.get("time_split") if reference is not None else None) or {}
+        table.add_row(name, _fmt(info.score), _fmt(per_example * 1000 if per_example else None),
+                      _fmt(info.params, "{:,}") if info.ok else plain(info.error or "-"),
                       split_cell(team_split, ref_split, on_gpu),
                       _fmt((team_split.get("own") or {}).get("forward_share"), "{:.0%}"))
         note = split_note(team_split, ref_split)

@@ -424,7 +424,7 @@ def drain_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
     """The row's flags from each task's `device_drain`: not checked on a GPU, or windows kept dirty."""
     flags = []
     for name, info in tasks.items():
-        drain = info.get("timing", {}).get("device_drain")
+        drain = info.timing.get("device_drain")
         if not drain or not drain.get("applicable", True):
             continue
         if not drain.get("checked"):

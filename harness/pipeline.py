@@ -30,6 +30,7 @@ from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
 from harness.paths import REFERENCE_PREDICTOR
 from harness.progress import Progress, no_progress
+from harness.records import Environment, ReferenceResult, TaskResult, side_timing
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.safe_files import fresh_dir
 from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, ranked_score, score_team
@@ -67,36 +68,43 @@ def prepare_inputs(spec: Spec, data_dir: Path, max_examples: int | None) -> Prep
     return prepared
 
 
-def task_outcome(name: str, info: dict[str, Any]) -> TaskOutcome:
+def task_outcome(name: str, info: TaskResult) -> TaskOutcome:
     """The scoring view of one task's record in TeamResult.tasks (fresh or read back from result.json)."""
-    if "score" not in info:
-        return TaskOutcome(name, error=str(info.get("error") or "failed"))
-    rounds = tuple(tuple(r) for r in info.get("timing", {}).get("scored_rounds_s", ()))
-    target = info.get("timing", {}).get("target_half_width") or 0.0
-    return TaskOutcome(name, info["score"], int(info["params"]), float(info["time_s"]), rounds=rounds,
+    if not info.ok:
+        return TaskOutcome(name, error=str(info.error or "failed"))
+    rounds = tuple(tuple(r) for r in info.timing.get("scored_rounds_s", ()))
+    target = info.timing.get("target_half_width") or 0.0
+    return TaskOutcome(name, info.score, int(info.params or 0), float(info.time_s or 0.0), rounds=rounds,
                        target_half_width=float(target))
 
 
-def reference_task(info: dict[str, Any]) -> ReferenceTask:
-    return ReferenceTask(int(info["params"]), float(info["time_s"]), tuple(tuple(r) for r in info.get("rounds_s", ())))
+def reference_task(info: ReferenceResult) -> ReferenceTask:
+    return ReferenceTask(int(info.params), info.time_s, tuple(tuple(r) for r in info.rounds_s))
 
 
 def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
-              predictions: list[dict[str, Any]] | None) -> dict[str, Any]:
+              predictions: list[dict[str, Any]] | None) -> TaskResult:
     """Score one task's first-sight predictions (held in host memory) against gold, ranked by the spec's
     metric (scoring.ranked_score); the TeamResult.tasks record."""
     if measured is None:
-        return {"error": "not run"}
+        return TaskResult.failure("not run")
     if not measured.get("ok") or predictions is None:
-        return {"error": measured.get("error")}
+        return TaskResult.failure(measured.get("error"))
     scored = ranked_score(task, gold, predictions)
     params = measured["params"]
-    timing = {k: v for k, v in measured.items() if k not in ("ok", "params")}
-    return {"score": scored.score, "metrics": scored.metrics, "problems": list(scored.problems),
-            "n_gold": scored.n_gold, "n_pred": scored.n_pred, "params": params["counted"],
-            "param_report": params, "dtypes": params.get("dtypes", []), "time_s": measured["time_s"],
-            "time_per_example_s": measured["time_per_example_s"], "timing": timing,
-            "caching_suspected": measured["caching_suspected"]}
+    timing = side_timing({k: v for k, v in measured.items() if k not in ("ok", "params")})
+    return TaskResult(score=scored.score, metrics=dict(scored.metrics), problems=tuple(scored.problems),
+                      n_gold=scored.n_gold, n_pred=scored.n_pred, params=params["counted"], param_report=params,
+                      dtypes=tuple(params.get("dtypes", [])), time_s=measured["time_s"],
+                      time_per_example_s=measured["time_per_example_s"], timing=timing,
+                      caching_suspected=measured["caching_suspected"])
+
+
+def reference_result(measured: dict[str, Any]) -> ReferenceResult:
+    """The reference's record of one task: its counted parameters, its verified precision, its timing."""
+    rest = {k: v for k, v in measured.items() if k not in ("params", "precision")}
+    return ReferenceResult(params=measured["params"]["counted"], timing=side_timing(rest),
+                           precision=measured.get("precision"))
 
 
 def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, dict[str, Any]] | None = None
@@ -108,7 +116,7 @@ def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, 
     with BERT-base's. `references` is kept for callers; the calibration is in each task's record."""
     flags = []
     for name, info in tasks.items():
-        flags += [f"{name}: {reason}" for reason in device_reasons(info.get("timing", {}))]
+        flags += [f"{name}: {reason}" for reason in device_reasons(info.timing)]
     return flags
 
 
@@ -120,7 +128,7 @@ def half_width_flags(tasks: dict[str, dict[str, Any]], score: TeamScore, spec: S
         flags.append(f"speedup interval +-{score.speedup_half_width:.1%}, wider than the target "
                      f"+-{score.target_half_width:.1%}")
     for name, info in tasks.items():
-        timing = info.get("timing", {})
+        timing = info.timing
         if timing.get("half_width_met") is not False:
             continue
         rounds = len(timing.get("orders") or ())
@@ -135,7 +143,7 @@ def half_width_flags(tasks: dict[str, dict[str, Any]], score: TeamScore, spec: S
 
 def memory_notes(tasks: dict[str, dict[str, Any]]) -> list[str]:
     """Memory readings the box could not give where the resident-memory checks still ran (kernel_notes)."""
-    return [f"{name}: {note}" for name, info in tasks.items() for note in kernel_notes(info.get("timing", {}))]
+    return [f"{name}: {note}" for name, info in tasks.items() for note in kernel_notes(info.timing)]
 
 
 def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
@@ -144,7 +152,7 @@ def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
     said, never passed in silence."""
     flags = []
     for name, info in tasks.items():
-        timing = info.get("timing", {})
+        timing = info.timing
         flags += [f"{name}: {reason}" for reason in memory_reasons(timing)]
         flags += [f"{name}: {reason}" for reason in kernel_reasons(timing, timing.get("explained_bytes") or 0,
                                                                    timing.get("resident_slack_bytes") or 0)]
@@ -174,7 +182,7 @@ def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: 
 
 def task_counts(tasks: dict[str, dict[str, Any]]) -> list[int]:
     """The parameter count of each task's model, for the tasks that were counted."""
-    return [int(info["params"]) for info in tasks.values() if info.get("params") is not None]
+    return [int(info.params) for info in tasks.values() if info.params is not None]
 
 
 # Providers that run an ONNX Runtime graph on an NVIDIA GPU: a session led by one of them is timed on the GPU.
@@ -194,7 +202,7 @@ def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) ->
         return []
     flags = []
     for name, info in tasks.items():
-        sessions = [s["providers"] for s in info.get("timing", {}).get("onnx_sessions") or []]
+        sessions = [s["providers"] for s in info.timing.get("onnx_sessions") or []]
         off_gpu = [providers for providers in sessions if providers[:1] not in [[p] for p in GPU_ONNX_PROVIDERS]]
         if not off_gpu:
             continue
@@ -234,18 +242,18 @@ def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: di
     flags = []
     notes = [] if notes is None else notes
     for name, info in tasks.items():
-        timing = info.get("timing", {})
-        for flag in info.get("param_report", {}).get("flags", []):
+        timing = info.timing
+        for flag in info.param_report.get("flags", []):
             flags.append(f"{name}: {flag}")
-        flags += caching_flags(name, info.get("caching_suspected"), timing.get("caching_audit") or {})
-        notes += caching_notes(name, info.get("caching_suspected"), timing.get("caching_audit") or {})
+        flags += caching_flags(name, info.caching_suspected, timing.get("caching_audit") or {})
+        notes += caching_notes(name, info.caching_suspected, timing.get("caching_audit") or {})
         if timing.get("freeze_unavailable"):
             flags.append(f"{name}: the side not being timed could not be frozen ({timing['freeze_unavailable']}): "
                          "a team's idle work could have slowed the reference")
         if timing and not timing.get("warmup_settled", True):
             notes.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
-        if info.get("problems"):
-            flags.append(f"{name}: {len(info['problems'])} prediction problem(s), e.g. {info['problems'][0]}")
+        if info.problems:
+            flags.append(f"{name}: {len(info.problems)} prediction problem(s), e.g. {info.problems[0]}")
     flags += device_memory_flags(tasks, references or {})
     flags += drain_flags(tasks)
     flags += onnx_provider_flags(tasks, team_env.get("device"))
@@ -396,14 +404,13 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
         raise HarnessError(f"the BERT-base reference failed ({exc}); see {work / 'reference.log'}") from exc
     result.logs.update({f"worker_{name}": str(worker_log(work, name)) for name in submission.tasks
                         if worker_log(work, name).exists()}, reference=str(work / "reference.log"))
-    result.reference = {name: {"params": r["params"]["counted"], **{k: v for k, v in r.items() if k != "params"}}
-                        for name, r in measured.reference.items()}
+    result.reference = {name: reference_result(r) for name, r in measured.reference.items()}
     result.reference_precision = next((r.get("precision") for r in measured.reference.values()), {})
     result.tasks = {name: task_info(spec.task(name), prepared.gold[name], measured.tasks.get(name),
                                     predictions.get(name)) for name in submission.tasks}
     outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
-    result.environment = {**measured.environment, "gpu": gpu.summary(), "box": cpu_description(),
-                          "reference": measured.reference_environment}
+    result.environment = Environment(worker=dict(measured.environment), gpu=gpu.summary(), box=cpu_description(),
+                                     reference=dict(measured.reference_environment))
     references = {name: reference_task(r) for name, r in result.reference.items()}
     result.score = score_team(outcomes, references, spec)
     result.notes = list(config.notes)

@@ -43,6 +43,7 @@ from typing import Any
 
 from harness.batch import result_from_record
 from harness.config import HarnessError, run_config
+from harness.records import Placement
 from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_bytes
 from harness.slots import (SLOT_RESOURCE, Slot, SlotError, claim, claim_dir, node_cpus, node_gpus, pin_process,
@@ -202,11 +203,11 @@ def calibrate_in_slot(options: dict[str, Any], box: str, slot: Slot, where: dict
     return json.loads(json.dumps(record, default=str))
 
 
-def slot_box(placement: dict[str, Any]) -> str:
+def slot_box(placement: Placement) -> str:
     """The calibration section's name of the slot a team was timed on: host, Ray node id, slot when several."""
-    name = f"{placement.get('node')} node {str(placement.get('node_id', ''))[:8]}"
-    slots = int(placement.get("slots") or 1)
-    return name + (f" slot {int(placement.get('slot', 0)) + 1}/{slots}" if slots > 1 else "")
+    name = f"{placement.node} node {str(placement.node_id or '')[:8]}"
+    slots = int(placement.slots or 1)
+    return name + (f" slot {int(placement.slot or 0) + 1}/{slots}" if slots > 1 else "")
 
 
 def ray_token_available(environ: dict[str, str] | None = None, home: Path | None = None) -> bool:
@@ -300,7 +301,7 @@ class RayEngine:
 
     def __init__(self, options: dict[str, Any], address: str | None = None, slots: int = 1):
         self.options, self.address, self.slots = options, address, slots
-        self._placements: dict[str, dict[str, Any]] = {}     # box name -> where its teams were timed
+        self._placements: dict[str, Placement] = {}     # box name -> where its teams were timed
 
     def box_of(self, result: TeamResult) -> str:
         """The slot a team was timed on (its placement), named as in the calibration section."""
@@ -319,13 +320,13 @@ class RayEngine:
         jobs, failed = {}, {}
         for box in boxes:
             place = self._placements[box]
-            if not place.get("node_id"):
+            if not place.node_id:
                 failed[box] = calibration_record(box, why_not="the Ray node it was timed on is unknown", failed=True)
                 continue
-            strategy = NodeAffinitySchedulingStrategy(place["node_id"], soft=False)
+            strategy = NodeAffinitySchedulingStrategy(place.node_id, soft=False)
             remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0,
                                 scheduling_strategy=strategy)(run_calibration_on_node)
-            jobs[box] = remote.remote(self.options, box, int(place.get("slot") or 0))
+            jobs[box] = remote.remote(self.options, box, int(place.slot or 0))
         records = list(failed.values())
         for box, ref in jobs.items():
             try:
@@ -392,7 +393,8 @@ def leader_row(job: dict[str, Any], reply: dict[str, Any], config) -> TeamResult
         result.status = "harness_failed"
         result.error = f"on the cluster: {reply.get('error') or 'no record came back'}"
         result.duration_s = round(time.time() - job["started"], 3)
-    result.placement = {**(reply.get("where") or {}), "attempts": job["attempts"], "node_faults": job["faults"]}
+    result.placement = Placement.from_dict({**(reply.get("where") or {}), "attempts": job["attempts"],
+                                            "node_faults": job["faults"]})
     if job["faults"]:
         result.flags.append(f"retried on another node after {len(job['faults'])} node fault(s): {job['faults'][-1]}")
     folder = write_team_output(config.out_dir, result.team, reply.get("files") or {})

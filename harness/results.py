@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
 from harness.precision import STRICT_FP32
+from harness.records import Environment, Placement, ReferenceResult, TaskResult
 from harness.safe_files import write_new_text
 from harness.scoring import TeamScore
 from harness.spec import Spec
@@ -77,7 +78,9 @@ def columns(spec: Spec) -> list[str]:
 
 @dataclass
 class TeamResult:
-    """Everything known about one team's run; the CSV row and the JSON record are views of it."""
+    """Everything known about one team's run; the CSV row and the JSON record are views of it. Built step by
+    step (the submission read, the build, the measurement, the flags, where a batch timed it), so mutable;
+    its parts are frozen records (harness.records)."""
 
     team: str
     status: str
@@ -90,9 +93,9 @@ class TeamResult:
     duration_s: float = 0.0
     error: str = ""
     score: TeamScore | None = None
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)   # per task: score, metrics, time, params
-    reference: dict[str, dict[str, Any]] = field(default_factory=dict)
-    environment: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    reference: dict[str, ReferenceResult] = field(default_factory=dict)
+    environment: Environment = field(default_factory=Environment)
     flags: list[str] = field(default_factory=list)     # findings: look at this team
     notes: list[str] = field(default_factory=list)     # states of the run that are not findings
     logs: dict[str, str] = field(default_factory=dict)
@@ -100,20 +103,51 @@ class TeamResult:
     reference_precision: dict[str, Any] = field(default_factory=dict)
     team_dir: str = ""                 # where the team was read from (the batch cache matches on it)
     settings_key: str = ""             # hash of what else decides the result (harness, spec, data, sample size)
-    placement: dict[str, Any] = field(default_factory=dict)   # batch --engine ray: node, slot, attempts, faults
+    placement: Placement = field(default_factory=Placement)   # batch --engine ray: node, slot, attempts, faults
     build_s: float | None = None       # wall seconds of the build (near 0 when cached); None: not built
     calibration: dict[str, Any] = field(default_factory=dict)  # batch: the A/A record of the box that timed it
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON record (result.json), keys in field order."""
+        record: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "score":
+                value = asdict(value) if value is not None else None
+            elif name in ("tasks", "reference"):
+                value = {task: part.to_dict() for task, part in value.items()}
+            elif name in ("environment", "placement"):
+                value = value.to_dict()
+            record[name] = value
+        return record
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> TeamResult:
+        """A TeamResult from its JSON record (keys it does not know are left out; the stored score as it was:
+        the batch recomputes it from the stored figures)."""
+        fields = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        fields["tasks"] = {k: TaskResult.from_dict(v) for k, v in (record.get("tasks") or {}).items()}
+        fields["reference"] = {k: ReferenceResult.from_dict(v) for k, v in (record.get("reference") or {}).items()}
+        fields["environment"] = Environment.from_dict(record.get("environment") or {})
+        fields["placement"] = Placement.from_dict(record.get("placement") or {})
+        fields["score"] = team_score(record["score"]) if record.get("score") is not None else None
+        return cls(**fields)
 
 
-def _task_cells(task: str, info: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    per_example = info.get("time_per_example_s")
-    team_split, ref_split = info.get("timing", {}).get("time_split") or {}, reference.get("time_split") or {}
-    return {f"{task}_score": info.get("score"),
+def team_score(record: Mapping[str, Any]) -> TeamScore:
+    """A TeamScore from its JSON form (its tuples came back as lists)."""
+    known = {k: v for k, v in record.items() if k in TeamScore.__dataclass_fields__}
+    return TeamScore(**{**known, "failed_tasks": tuple(known.get("failed_tasks") or ()),
+                        "reasons": tuple(known.get("reasons") or ())})
+
+
+def _task_cells(task: str, info: TaskResult | None, reference: ReferenceResult | None) -> dict[str, Any]:
+    per_example = info.time_per_example_s if info is not None else None
+    team_split = (info.timing.get("time_split") if info is not None else None) or {}
+    ref_split = (reference.timing.get("time_split") if reference is not None else None) or {}
+    return {f"{task}_score": info.score if info is not None else None,
             f"{task}_time_per_example_ms": per_example * 1000 if per_example is not None else None,
-            f"{task}_params": info.get("params"),
+            f"{task}_params": info.params if info is not None else None,
             f"{task}_device_busy": team_split.get("device_busy"),
             f"{task}_reference_device_busy": ref_split.get("device_busy"),
             f"{task}_cpu_busy": team_split.get("cpu_busy"),
@@ -142,18 +176,17 @@ def precision_label(state: dict[str, Any]) -> str | None:
     return "fp32-strict" if strict else ";".join(f"{k}={v}" for k, v in sorted(state.items()))
 
 
-def placement_text(placement: dict[str, Any]) -> str | None:
+def placement_text(placement: Placement) -> str | None:
     """Where a team was timed, for a person: `node`, then `slot i/N (CPUs c, GPU g)` when the node had
     several slots, then the GPU model; None when nothing says (the local engine)."""
-    if not placement.get("node"):
+    if not placement.node:
         return None
-    parts = [str(placement["node"])]
-    if (placement.get("slots") or 1) > 1:
-        gpu = f", GPU {placement['gpu_index']}" if placement.get("gpu_index") is not None else ""
-        parts.append(f"slot {int(placement.get('slot', 0)) + 1}/{placement['slots']} (CPUs "
-                     f"{placement.get('cpu_set')}{gpu})")
-    if placement.get("gpu_name"):
-        parts.append(str(placement["gpu_name"]))
+    parts = [str(placement.node)]
+    if (placement.slots or 1) > 1:
+        gpu = f", GPU {placement.gpu_index}" if placement.gpu_index is not None else ""
+        parts.append(f"slot {int(placement.slot or 0) + 1}/{placement.slots} (CPUs {placement.cpu_set}{gpu})")
+    if placement.gpu_name:
+        parts.append(str(placement.gpu_name))
     return " ".join(parts)
 
 
@@ -173,14 +206,14 @@ def result_row(result: TeamResult, spec: Spec) -> dict[str, Any]:
         "T_s": s.T if s else None, "T_bert_s": s.T_bert if s else None,
         "S_bert": s.S_bert if s else None, "reference_precision": precision_label(result.reference_precision),
         "run_seed": result.run_seed,
-        "device": env.get("device"), "device_name": env.get("device_name"), "torch_version": env.get("torch"),
-        "cuda_version": env.get("cuda"), "harness_version": result.harness_version or env.get("harness_version"),
+        "device": env.device, "device_name": env.device_name, "torch_version": env.torch_version,
+        "cuda_version": env.cuda_version, "harness_version": result.harness_version or env.harness_version,
         "backend": result.backend, "timed_on": placement_text(result.placement), "spec_name": result.spec_name, "spec_sha256": result.spec_sha256,
         "team_hash": result.team_hash, "started_at": result.started_at, "duration_s": result.duration_s,
         "error": result.error,
     }
     for task in spec.task_names:
-        row.update(_task_cells(task, result.tasks.get(task, {}), result.reference.get(task, {})))
+        row.update(_task_cells(task, result.tasks.get(task), result.reference.get(task)))
     return {column: row.get(column) for column in columns(spec)}
 
 

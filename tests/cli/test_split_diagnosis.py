@@ -7,6 +7,7 @@ reading: here written by hand), so the test needs no GPU.
 from harness import cli
 from harness.results import TeamResult
 from harness.scoring import TeamScore
+from harness.records import Environment, ReferenceResult, TaskResult
 from harness.spec import load_spec
 
 SPEC = load_spec()
@@ -18,8 +19,11 @@ def gpu_result(shares):
                                               "own": {"forward_share": 0.3, "note": ""}}}}
              for name, share in shares.items()}
     reference = {name: {"time_split": {"device_busy": 0.95, "notes": []}} for name in shares}
-    return TeamResult(team="tiny", status="ok", backend="local", spec_name=SPEC.name, spec_sha256="0", tasks=tasks,
-                      reference=reference, environment={"device": "cuda", "device_name": "NVIDIA H200"},
+    return TeamResult(team="tiny", status="ok", backend="local", spec_name=SPEC.name, spec_sha256="0",
+                      tasks={name: TaskResult.from_dict(info) for name, info in tasks.items()},
+                      reference={name: ReferenceResult.from_dict({"params": 102_000_000, **info})
+                                 for name, info in reference.items()},
+                      environment=Environment.from_dict({"device": "cuda", "device_name": "NVIDIA H200"}),
                       score=TeamScore(P=70.0, S=7_000_000, S_bert=102_000_000, T=1.0, T_bert=1.8, speedup=1.8,
                                       speedup_low=1.7, speedup_high=1.9, speed_verdict="fail", speed_ok=False,
                                       params_ok=True, compliant=False, res=None, failed_tasks=(), reasons=("too slow",)))

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from harness.check import Verdict
 from harness.console import print_team_result, print_verdicts, visible
+from harness.records import TaskResult
 from harness.results import TeamResult
 from harness.spec import load_spec
 
@@ -35,7 +36,7 @@ def _printed(render) -> str:
 def test_a_team_result_prints_every_team_string_literally():
     result = TeamResult(team=f"team {HOSTILE}", status="probe_failed", backend="local", spec_name="x",
                         spec_sha256="0", error=f"RuntimeError: {HOSTILE}", flags=[f"flag {HOSTILE}"],
-                        tasks={"csl": {"error": f"task {HOSTILE}"}})
+                        tasks={"csl": TaskResult.failure(f"task {HOSTILE}")})
     shown = _printed(lambda console: print_team_result(console, result, SPEC))
     escaped = "[red]boom[/red] [/opt/wheels] \\x1b[2J\\rover\\x07\\u202eevil"
     for text in (f"team {escaped}", f"error: RuntimeError: {escaped}", f"flag: flag {escaped}"):

@@ -47,9 +47,9 @@ def test_a_run_ranks_a_task_by_the_spec_s_metric(f1_ranked_spec):
     measured = {"ok": True, "params": {"counted": 1000}, "time_s": 0.5, "time_per_example_s": 0.25,
                 "caching_suspected": False, "consistent_across_rounds": True}
     info = task_info(spec.task("cmrc2018"), gold, measured, PREDICTIONS)
-    assert info["score"] == pytest.approx(F1) and info["metrics"]["em"] == pytest.approx(EM)
+    assert info.score == pytest.approx(F1) and info.metrics["em"] == pytest.approx(EM)
     bundled = task_info(load_spec().task("cmrc2018"), gold, measured, PREDICTIONS)
-    assert bundled["score"] == pytest.approx(EM)
+    assert bundled.score == pytest.approx(EM)
 
 
 def test_harness_score_ranks_by_the_same_metric(f1_ranked_spec, tmp_path):

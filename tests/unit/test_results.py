@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.records import TaskResult
 from harness.results import TASK_COLUMNS, TEAM_COLUMNS, TRAILING_COLUMNS, TeamResult, columns, write_results_csv
 from harness.scoring import ReferenceTask, TaskOutcome, score_team
 from harness.spec import load_spec
@@ -32,7 +33,8 @@ def _result(team, P_scores=(80, 60, 70, 50)):
     ref = {t: ReferenceTask(100_000_000, 10.0) for t in tasks}
     result = TeamResult(team=team, status="ok", backend="local", spec_name=SPEC.name, spec_sha256=SPEC.sha256,
                         score=score_team(outcomes, ref, SPEC))
-    result.tasks = {t: {"score": s, "params": 5_000_000, "time_per_example_s": 0.002} for t, s in zip(tasks, P_scores)}
+    result.tasks = {t: TaskResult.from_dict({"score": s, "params": 5_000_000, "time_per_example_s": 0.002})
+                    for t, s in zip(tasks, P_scores)}
     return result
 
 

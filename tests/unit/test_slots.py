@@ -10,6 +10,7 @@ import pytest
 
 from harness.cpusets import cpuset_text
 from harness.doctor import slot_findings
+from harness.records import Placement
 from harness.results import placement_text
 from harness.slots import SLOT_RESOURCE, Slot, SlotError, claim, pin_process, ray_start_line, slot_layout
 
@@ -146,9 +147,9 @@ def test_doctor_shows_the_slots_this_node_would_offer():
 def test_the_row_says_which_slot_of_which_node_timed_the_team():
     placement = {"node": "gpu-box-1", "slot": 1, "slots": 8, "cpu_set": "8-15", "gpu_index": 1,
                  "gpu_name": "NVIDIA H100 80GB HBM3"}
-    assert placement_text(placement) == "gpu-box-1 slot 2/8 (CPUs 8-15, GPU 1) NVIDIA H100 80GB HBM3"
-    assert placement_text({"node": "box", "slot": 0, "slots": 1, "cpu_set": "0-1"}) == "box"
-    assert placement_text({}) is None
+    assert placement_text(Placement.from_dict(placement)) == "gpu-box-1 slot 2/8 (CPUs 8-15, GPU 1) NVIDIA H100 80GB HBM3"
+    assert placement_text(Placement.from_dict({"node": "box", "slot": 0, "slots": 1, "cpu_set": "0-1"})) == "box"
+    assert placement_text(Placement()) is None
 
 
 def test_the_doctor_command_prints_the_ray_start_line_whole(monkeypatch):
