@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES, TEAMS
+from harness.records import SideTiming
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,10 @@ def test_run_writes_a_scored_row(invoke, run_args, tmp_path):
     assert all(set(p) == {"start", "prepare", "load", "after_load", "warmup", "first_sight", "rounds", "audit"}
                and min(p.values()) >= 0 for p in phases)
     assert record["build_s"] + sum(sum(p.values()) for p in phases) <= record["duration_s"]
+    # every key a side's timing record holds is declared (harness.records.SideTiming), on both sides
+    declared = set(SideTiming.__annotations__)
+    assert all(set(info["timing"]) <= declared for info in record["tasks"].values())
+    assert all(set(info) - {"params", "precision"} <= declared for info in record["reference"].values())
     # where the timing stood, told as it went: the runner is no terminal, so a plain line each (no wrapping)
     assert "ok_team: csl (2/4): loading the team's model and BERT-base" in result.output
     for step in ("warm-up, 1 window a side", "first sight, 1 batch a side in blocks of 1", "round 0 done",

@@ -7,7 +7,7 @@ import pytest
 
 from harness.batch import result_from_record
 from harness.config import RunConfig
-from harness.records import Environment, Placement, ReferenceResult, TaskResult
+from harness.records import Environment, Placement, ReferenceResult, SideTiming, TaskResult
 from harness.results import TeamResult, columns, result_row
 from harness.spec import load_spec
 
@@ -95,3 +95,12 @@ def test_the_worker_s_own_word_is_kept_as_it_came():
     environment = Environment.from_dict({**worker, "gpu": {"available": True}, "box": {"cpu_count": 16}})
     assert environment.device == "cuda:0" and environment.torch_version == "1.13.1"
     assert environment.to_dict() == {**worker, "gpu": {"available": True}, "box": {"cpu_count": 16}}
+
+
+def test_every_key_of_a_side_s_timing_in_the_old_record_is_declared():
+    record = old_record()
+    declared = set(SideTiming.__annotations__)
+    for info in record["tasks"].values():
+        assert set(info["timing"]) <= declared
+    for info in record["reference"].values():
+        assert set(info) - {"params", "precision"} <= declared
