@@ -97,9 +97,10 @@ def counts_as_weights(name: str, size: int, head: bytes) -> bool:
     return size >= LARGE_FILE_BYTES and not head.startswith(ELF_MAGIC)
 
 
-def _head(path: Path) -> bytes | None:
-    """The first bytes of a regular file, opened without following a link or blocking on a FIFO put there
-    since it was looked at; None when it is no longer a regular file or cannot be read."""
+def read_start(path: Path, want: int) -> bytes | None:
+    """Up to the first `want` bytes of a regular file (fewer only at its end), opened without following a link
+    or blocking on a FIFO put there since it was looked at; None when it is no longer a regular file or
+    cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -107,11 +108,23 @@ def _head(path: Path) -> bytes | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return os.read(fd, len(ELF_MAGIC))
+        chunks, got = [], 0
+        while got < want:
+            chunk = os.read(fd, want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _head(path: Path) -> bytes | None:
+    """The first bytes of a regular file (read_start): as many as ELF_MAGIC."""
+    return read_start(path, len(ELF_MAGIC))
 
 
 def weight_files(root: Path) -> list[tuple[Path, int]]:
