@@ -22,6 +22,8 @@ shares that process, so the host checks it against figures the team cannot bend 
     reference's figure, or a reading, the row says the device check did not run (device_reasons). The device
     memory after the passes (`device_memory_bytes`: the allocator's cache of the largest batch's activations
     included) is reported, never compared.
+  A peak that could not be reset or read, and the worker's own note on its baseline, are said on the row too
+  (reading_reasons): a check that could not run never passes in silence.
   What can still hide, in parameters: on the host, RESIDENT_SLACK_BYTES (4.2M fp32, 16.8M int8) plus, for a
   model on the device, one fp32 parameter for each parameter counted there (its host copy's room, when the
   copy was freed: up to 12M more at the 12M limit); on the device, the allowance: 20 MiB (5.2M fp32, 10.5M
@@ -40,7 +42,7 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 BYTES_PER_PARAM = 4
 # Calibrated with bench/memory_growth.py (CPU, sample data, a fresh worker per task, both forked from the local
@@ -95,9 +97,10 @@ def counts_as_weights(name: str, size: int, head: bytes) -> bool:
     return size >= LARGE_FILE_BYTES and not head.startswith(ELF_MAGIC)
 
 
-def _head(path: Path) -> bytes | None:
-    """The first bytes of a regular file, opened without following a link or blocking on a FIFO put there
-    since it was looked at; None when it is no longer a regular file or cannot be read."""
+def read_start(path: Path, want: int) -> bytes | None:
+    """Up to the first `want` bytes of a regular file (fewer only at its end), opened without following a link
+    or blocking on a FIFO put there since it was looked at; None when it is no longer a regular file or
+    cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -105,11 +108,23 @@ def _head(path: Path) -> bytes | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return os.read(fd, len(ELF_MAGIC))
+        chunks, got = [], 0
+        while got < want:
+            chunk = os.read(fd, want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _head(path: Path) -> bytes | None:
+    """The first bytes of a regular file (read_start): as many as ELF_MAGIC."""
+    return read_start(path, len(ELF_MAGIC))
 
 
 def weight_files(root: Path) -> list[tuple[Path, int]]:
@@ -419,6 +434,18 @@ def memory_reasons(unexplained: dict[str, int | None]) -> list[str]:
                            f"{unexplained.get('explained_bytes', 0) / 2**20:,.1f} MiB the counted weights explain "
                            f"(slack {slack / 2**20:.1f} MiB)"
                            + (_children_part(unexplained) if key == "unexplained_resident_bytes" else ""))
+    return reasons
+
+
+def reading_reasons(record: Mapping[str, Any]) -> list[str]:
+    """What the host-memory checks could not see, from one task's timing record: a resident peak that could
+    not be reset or read (reset_peaks, peak_bytes: `peak_unreadable`), and the worker's note on its baseline
+    after prepare (`baseline_note`: why the reading there may be high)."""
+    reasons = []
+    if record.get("peak_unreadable"):
+        reasons.append(f"peak memory not checked: {record['peak_unreadable']}")
+    if record.get("baseline_note"):
+        reasons.append(f"memory baseline: {record['baseline_note']}")
     return reasons
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import tarfile
 from pathlib import Path
 from typing import Iterable
 
-from harness.crosscheck import ELF_MAGIC, _ChunkStream, _tree, regular_files
+from harness.crosscheck import ELF_MAGIC, _ChunkStream, _tree, read_start, regular_files
 
 # ---- Every data file counts (issue 28.3) -----------------------------------------------------------------
 # Whatever its size, suffix or first bytes, a file the build added or the team ships counts as weights unless
@@ -167,28 +166,9 @@ class DataTally:
 
 
 def _read_start(path: Path, size: int) -> bytes | None:
-    """All of a small file, or the first CODE_HEAD_BYTES of a large one, opened without following a link or
-    blocking on a FIFO; None when it is no longer a regular file or cannot be read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        want = size if size <= SMALL_TEXT_BYTES else CODE_HEAD_BYTES
-        chunks, got = [], 0
-        while got < want:
-            chunk = os.read(fd, want - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    """All of a small file, or the first CODE_HEAD_BYTES of a large one (crosscheck.read_start: no link
+    followed, no FIFO blocked on); None when it is no longer a regular file or cannot be read."""
+    return read_start(path, size if size <= SMALL_TEXT_BYTES else CODE_HEAD_BYTES)
 
 
 def data_file_bytes(root: Path, code: CodeMaps | None = None) -> int:

@@ -43,7 +43,8 @@ a few periods, so a busy box costs a bounded time and a flagged row, not hours.
 Not covered: work NVML does not attribute to a process (the dirty check cannot name it, though the device
 utilization still holds the drain wait back), activity shorter than NVML reports within a period, and
 boxes where NVML gives no per-process samples (MIG, vGPU, no NVML, pids not visible from the harness's
-pid namespace): there the row says `checked: False` with why, and the run is flagged.
+pid namespace): there the row says `checked: False` with why, and the run is flagged (drain_reasons, the
+wording of this check's flags).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 UNLEARNED_PERIOD_S = 1.0        # NVML's sample period is 1/6 s to 1 s by product: the longest until learned
 MARGIN = 0.25                   # of a period: a sample is published a little after its period ends
@@ -420,20 +421,20 @@ class DrainGuard:
             self.activity.close()
 
 
-def drain_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
-    """The row's flags from each task's `device_drain`: not checked on a GPU, or windows kept dirty."""
-    flags = []
-    for name, info in tasks.items():
-        drain = info.timing.get("device_drain")
-        if not drain or not drain.get("applicable", True):
-            continue
-        if not drain.get("checked"):
-            flags.append(f"{name}: the team's queued device work was not kept out of the reference's windows "
-                         f"(drain check not run: {drain.get('why_not') or 'unknown'})")
-        if drain.get("dirty_after_retries"):
-            figures = "; ".join(f"{d['window']}: pid(s) " + ", ".join(f"{pid} at {sm}% sm" for pid, sm in
-                                                                     d["busy_pids"].items())
-                                for d in drain.get("dirty", [])[:3])
-            flags.append(f"{name}: {drain['dirty_after_retries']} reference window(s) still had another process busy "
-                         f"on the device after {drain.get('retries', RETRIES)} re-timings, kept ({figures})")
-    return flags
+def drain_reasons(record: Mapping[str, Any]) -> list[str]:
+    """The row's flags from one task's timing record's `device_drain` (DrainRecord.as_dict): the drain check
+    not run on a GPU (and why), or reference windows kept dirty after the re-timings (with their figures)."""
+    drain = record.get("device_drain")
+    if not drain or not drain.get("applicable", True):
+        return []
+    reasons = []
+    if not drain.get("checked"):
+        reasons.append("the team's queued device work was not kept out of the reference's windows "
+                       f"(drain check not run: {drain.get('why_not') or 'unknown'})")
+    if drain.get("dirty_after_retries"):
+        figures = "; ".join(f"{d['window']}: pid(s) " + ", ".join(f"{pid} at {sm}% sm" for pid, sm in
+                                                                 d["busy_pids"].items())
+                            for d in drain.get("dirty", [])[:3])
+        reasons.append(f"{drain['dirty_after_retries']} reference window(s) still had another process busy "
+                       f"on the device after {drain.get('retries', RETRIES)} re-timings, kept ({figures})")
+    return reasons

@@ -6,8 +6,8 @@ in its own warm-up). So around every timed window (warm-up windows and the first
 other side is frozen: the cgroup freezer through the engine's pause under Docker, SIGSTOP to the local
 worker's process group and to every process descended from it (children that left the group with setsid
 too). Freezing and thawing happen outside the timed unit; what they cost is recorded per window. A side
-that cannot be frozen (no freezer on this engine, say) is timed anyway and the row says so: a check that
-cannot run never passes silently.
+that cannot be frozen (no freezer on this engine, say) is timed anyway and the row says so (freeze_flags): a
+check that cannot run never passes silently.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 
 class FreezeUnavailable(Exception):
@@ -42,6 +42,15 @@ class FreezeLedger:
         return {"freeze_s": self.seconds, "frozen_windows": self.windows,
                 "freeze_s_per_window": self.seconds / self.windows if self.windows else 0.0,
                 "freeze_unavailable": self.unavailable}
+
+
+def freeze_flags(record: Mapping[str, Any]) -> list[str]:
+    """The row's flag when a task's side not being timed could not be frozen (FreezeLedger.record's
+    `freeze_unavailable`, in the task's timing record)."""
+    if not record.get("freeze_unavailable"):
+        return []
+    return [f"the side not being timed could not be frozen ({record['freeze_unavailable']}): "
+            "a team's idle work could have slowed the reference"]
 
 
 @contextmanager

@@ -18,6 +18,9 @@ container in a v1 memory cgroup):
 pages are reported, not checked against the count: an honest load reads its weight file into the page cache,
 and which cgroup a cached page is charged to depends on who read it first (the weight-file check covers
 files the team ships; under Docker the only writable place, /tmp, is a tmpfs: shmem).
+
+What the row says of a task's memory: memory_flags (the resident-memory checks of harness.crosscheck, then
+the kernel's, then what could not be read) and kernel_notes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
+
+from harness.crosscheck import memory_reasons, reading_reasons
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -391,3 +397,14 @@ def kernel_reasons(record: dict, explained: int, resident_slack: int) -> list[st
     elif record.get("kernel_peak_note"):
         reasons.append(f"peak memory (kernel): {record['kernel_peak_note']}")
     return reasons
+
+
+def memory_flags(record: Mapping[str, Any]) -> list[str]:
+    """weights_unaccounted when the worker's tree held more host memory than its counted weights explain, at
+    load or at its peak during the passes, from one task's timing record: the resident readings
+    (crosscheck.memory_reasons), the kernel's accounting (kernel_reasons, against the record's explained bytes
+    and resident slack), then a peak or a baseline that could not be read (crosscheck.reading_reasons), never
+    passed in silence."""
+    return [*memory_reasons(record),
+            *kernel_reasons(record, record.get("explained_bytes") or 0, record.get("resident_slack_bytes") or 0),
+            *reading_reasons(record)]

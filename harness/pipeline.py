@@ -20,9 +20,7 @@ from typing import Any, Callable
 
 from harness import __version__
 from harness.backends.base import Backend, Built
-from harness.crosscheck import device_reasons, memory_reasons, unaccounted_files
-from harness.kernel_memory import kernel_notes, kernel_reasons
-from harness.device_activity import drain_flags
+from harness.crosscheck import unaccounted_files
 from harness.data_files import maps_note
 from harness.box import cpu_description, round_snapshot
 from harness.config import HarnessError, RunConfig
@@ -32,8 +30,9 @@ from harness.paths import REFERENCE_PREDICTOR
 from harness.progress import Progress, no_progress
 from harness.records import Environment, ReferenceResult, TaskResult, side_timing
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
+from harness.row_flags import half_width_flags, measurement_flags
 from harness.safe_files import fresh_dir
-from harness.scoring import ReferenceTask, TaskOutcome, TeamScore, ranked_score, score_team
+from harness.scoring import ReferenceTask, TaskOutcome, borderline_flags, ranked_score, score_team
 from harness.spec import Spec, TaskSpec
 from harness.submission import Submission, SubmissionError, folder_label, load_submission
 from harness.tasks import TaskDataError, get_task
@@ -107,62 +106,6 @@ def reference_result(measured: dict[str, Any]) -> ReferenceResult:
                            precision=measured.get("precision"))
 
 
-def device_memory_flags(tasks: dict[str, dict[str, Any]], references: dict[str, dict[str, Any]] | None = None
-                        ) -> list[str]:
-    """weights_unaccounted when the device memory the team's worker took at load (NVML, read from the host)
-    passes its counted device bytes by more than the allowance calibrated on the reference's own load
-    (crosscheck.device_reasons); a device check that could not run is said. The device memory after the
-    passes (`device_memory_bytes`, the activation cache included) is reported only: it is never compared
-    with BERT-base's. `references` is kept for callers; the calibration is in each task's record."""
-    flags = []
-    for name, info in tasks.items():
-        flags += [f"{name}: {reason}" for reason in device_reasons(info.timing)]
-    return flags
-
-
-def half_width_flags(tasks: dict[str, dict[str, Any]], score: TeamScore, spec: Spec) -> list[str]:
-    """A speedup interval left wider than its target: the whole team's, then each task's, with the
-    half-width reached against the target and why that task's rounds stopped (max_rounds or max_timing_s)."""
-    flags = []
-    if score.half_width_met is False:
-        flags.append(f"speedup interval +-{score.speedup_half_width:.1%}, wider than the target "
-                     f"+-{score.target_half_width:.1%}")
-    for name, info in tasks.items():
-        timing = info.timing
-        if timing.get("half_width_met") is not False:
-            continue
-        rounds = len(timing.get("orders") or ())
-        why = {"max_rounds": f"max_rounds ({rounds} rounds, {timing.get('timing_s', 0.0):.0f} s)",
-               "max_timing_s": f"the time cap (max_timing_s {spec.timing.max_timing_s:g} s: {rounds} rounds in "
-                               f"{timing.get('timing_s', 0.0):.0f} s)"}.get(timing.get("rounds_stopped_by"),
-                                                                            str(timing.get("rounds_stopped_by")))
-        flags.append(f"{name}: speedup interval +-{timing['half_width']:.1%} against a target of "
-                     f"+-{timing['target_half_width']:.1%}; rounds stopped at {why}")
-    return flags
-
-
-def memory_notes(tasks: dict[str, dict[str, Any]]) -> list[str]:
-    """Memory readings the box could not give where the resident-memory checks still ran (kernel_notes)."""
-    return [f"{name}: {note}" for name, info in tasks.items() for note in kernel_notes(info.timing)]
-
-
-def memory_flags(tasks: dict[str, dict[str, Any]]) -> list[str]:
-    """weights_unaccounted when the worker's tree held more host memory than its counted weights explain,
-    at load or at its peak during the passes (crosscheck.memory_reasons); a peak that could not be read is
-    said, never passed in silence."""
-    flags = []
-    for name, info in tasks.items():
-        timing = info.timing
-        flags += [f"{name}: {reason}" for reason in memory_reasons(timing)]
-        flags += [f"{name}: {reason}" for reason in kernel_reasons(timing, timing.get("explained_bytes") or 0,
-                                                                   timing.get("resident_slack_bytes") or 0)]
-        if timing.get("peak_unreadable"):
-            flags.append(f"{name}: peak memory not checked: {timing['peak_unreadable']}")
-        if timing.get("baseline_note"):
-            flags.append(f"{name}: memory baseline: {timing['baseline_note']}")
-    return flags
-
-
 def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: int,
                       code: dict | None = None) -> list[str]:
     """weights_unaccounted when the weight files of the built environment imply far more than was counted:
@@ -180,95 +123,9 @@ def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: 
     return [reason + " over all tasks' models" + maps_note(code)] if reason else []
 
 
-def task_counts(tasks: dict[str, dict[str, Any]]) -> list[int]:
+def task_counts(tasks: dict[str, TaskResult]) -> list[int]:
     """The parameter count of each task's model, for the tasks that were counted."""
     return [int(info.params) for info in tasks.values() if info.params is not None]
-
-
-# Providers that run an ONNX Runtime graph on an NVIDIA GPU: a session led by one of them is timed on the GPU.
-GPU_ONNX_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider")
-# The worker imports the runner environment's onnxruntime before any team code (probe.worker.PREIMPORTS): where
-# that environment has one, it runs the team's sessions, and an onnxruntime-gpu from a team's setup.sh is unused.
-ONNX_GPU_ADVICE = ("ask for CUDAExecutionProvider first, with onnxruntime-gpu in the runner's environment "
-                   "(Dockerfile.runner EXTRA_PIP; the harness's `gpu` extra on the local backend)")
-
-
-def onnx_provider_flags(tasks: dict[str, dict[str, Any]], device: str | None) -> list[str]:
-    """A team timed on a GPU whose ONNX Runtime sessions lead with no GPU provider (a CPU-only onnxruntime
-    wheel, a CUDA provider not asked for, or one that failed to load and fell back to the CPU): its time is a
-    CPU model's. From the sessions' providers the worker reported (timing.onnx_sessions, the team's own word:
-    a lie only removes a flag against the team). Nothing on a CPU run, and nothing when no session was seen."""
-    if not str(device or "").startswith("cuda"):
-        return []
-    flags = []
-    for name, info in tasks.items():
-        sessions = [s["providers"] for s in info.timing.get("onnx_sessions") or []]
-        off_gpu = [providers for providers in sessions if providers[:1] not in [[p] for p in GPU_ONNX_PROVIDERS]]
-        if not off_gpu:
-            continue
-        which = "ONNX Runtime" if len(sessions) == 1 else f"{len(off_gpu)} of {len(sessions)} ONNX Runtime sessions"
-        ran_on = " > ".join(off_gpu[0]) + (" only" if len(off_gpu[0]) == 1 else "") if off_gpu[0] else "no provider"
-        flags.append(f"{name}: {which} ran on {ran_on} although the box times on {device}: {ONNX_GPU_ADVICE}")
-    return flags
-
-
-def caching_flags(name: str, suspected: bool | None, audit: dict[str, Any]) -> list[str]:
-    """caching_suspected when an audit's interval lies wholly above 1 + tolerance (T from first sight only)."""
-    if suspected:
-        bound = 1 + audit.get("tolerance", 0.0)
-        proven = [f"{label} {gain['team_ratio']:.2f}x [{gain['team_low']:.2f}, {gain['team_high']:.2f}], over the "
-                  f"reference's {gain['gain']:.2f}x [{gain['low']:.2f}, {gain['high']:.2f}]"
-                  for label, key in (("real inputs against fresh ones beside them", "flanks"),
-                                     ("first sight against the later rounds", "later_rounds"))
-                  if (gain := audit.get(key)) and gain.get("low") is not None
-                  and min(gain["low"], gain["team_low"]) > bound]
-        return [f"{name}: caching_suspected (the team's ratios, {audit.get('confidence', 0):.0%} intervals wholly "
-                f"above {bound:.2f}x: {'; '.join(proven)}); T from first sight only"]
-    return []
-
-
-def caching_notes(name: str, suspected: bool | None, audit: dict[str, Any]) -> list[str]:
-    """The audit's note where it decided nothing (T from first sight only on a point estimate, or no interval
-    to decide on): a state of the run, not a finding about the team."""
-    return [f"{name}: caching audit undecided: {audit['note']}"] if audit.get("note") and not suspected else []
-
-
-def measurement_flags(spec: Spec, tasks: dict[str, dict[str, Any]], team_env: dict[str, Any],
-                      ref_env: dict[str, Any], references: dict[str, dict[str, Any]] | None = None,
-                      notes: list[str] | None = None) -> list[str]:
-    """Everything that makes a number less trustworthy, said on the row: the flags (findings: look at this
-    team) are returned; states that are expected of a small or CPU run and say nothing about the team (the
-    caching audit undecided for too few batches, warm-up not settled, timed on CPU) go to `notes`."""
-    flags = []
-    notes = [] if notes is None else notes
-    for name, info in tasks.items():
-        timing = info.timing
-        for flag in info.param_report.get("flags", []):
-            flags.append(f"{name}: {flag}")
-        flags += caching_flags(name, info.caching_suspected, timing.get("caching_audit") or {})
-        notes += caching_notes(name, info.caching_suspected, timing.get("caching_audit") or {})
-        if timing.get("freeze_unavailable"):
-            flags.append(f"{name}: the side not being timed could not be frozen ({timing['freeze_unavailable']}): "
-                         "a team's idle work could have slowed the reference")
-        if timing and not timing.get("warmup_settled", True):
-            notes.append(f"{name}: warm-up did not settle within {spec.timing.warmup_max_s:g} s")
-        if info.problems:
-            flags.append(f"{name}: {len(info.problems)} prediction problem(s), e.g. {info.problems[0]}")
-    flags += device_memory_flags(tasks, references or {})
-    flags += drain_flags(tasks)
-    flags += onnx_provider_flags(tasks, team_env.get("device"))
-    flags += memory_flags(tasks)
-    notes += memory_notes(tasks)
-    if team_env.get("device") and ref_env.get("device") and team_env["device"] != ref_env["device"]:
-        flags.append(f"team ran on {team_env['device']} but the reference on {ref_env['device']}: speedup not comparable")
-    if team_env.get("torch_threads") != ref_env.get("torch_threads"):
-        flags.append(f"thread counts differ: team {team_env.get('torch_threads')}, reference {ref_env.get('torch_threads')}")
-    if team_env.get("device") == "cpu":
-        notes.append("timed on CPU: indicative only, the competition times on the GPU box")
-    expected = spec.box.expected_gpu
-    if expected and team_env.get("device_name") not in (None, expected):
-        flags.append(f"GPU is {team_env.get('device_name')}, the spec expects {expected}")
-    return flags
 
 
 def finish(result: TeamResult, config: RunConfig, started: float, write_csv: bool = True) -> TeamResult:
@@ -419,10 +276,7 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                     *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params,
                                        measured.code_maps),
                     *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
-    if result.score.speed_verdict == "borderline":
-        result.flags.append(f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "
-                            f"after the spec's round budget (at most {spec.timing.max_rounds} rounds and "
-                            f"{spec.timing.max_timing_s:g} s of rounds a task)")
+    result.flags += borderline_flags(result.score, spec)
     result.flags += half_width_flags(result.tasks, result.score, spec)
     errors = "; ".join(f"{n}: {t['error']}" for n, t in measured.tasks.items() if not t.get("ok"))
     if measured.timed_out:

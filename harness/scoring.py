@@ -10,6 +10,10 @@ compares like with like. A task's time is its mean pass seconds over the timed r
 The speed limit is decided on the speedup's confidence interval, not its point: pass when the low bound
 reaches the minimum, fail when the high bound is below it, borderline otherwise (speed_ok is then None: the
 row is neither compliant nor ruled out, and says so).
+
+What the row says of these decisions is here too: borderline_flags, a speedup interval wider than its
+target (speedup_half_width_flags for the team, task_half_width_flags for each task), and a task's
+predictions with problems (prediction_problem_flags).
 """
 
 from __future__ import annotations
@@ -179,3 +183,40 @@ def score_team(outcomes: Mapping[str, TaskOutcome], reference: Mapping[str, Refe
                      params_ok=params_ok, speed_ok=speed_ok, compliant=params_ok and speed_ok is True, res=res,
                      failed_tasks=failed, reasons=tuple(reasons), speedup_half_width=width,
                      target_half_width=target, half_width_met=met)
+
+
+def borderline_flags(score: TeamScore, spec: Spec) -> list[str]:
+    """The row's flag when the speedup interval still straddles the minimum after the spec's round budget."""
+    if score.speed_verdict != "borderline":
+        return []
+    return [f"borderline: the speedup interval straddles {spec.limits.min_speedup:g}x "
+            f"after the spec's round budget (at most {spec.timing.max_rounds} rounds and "
+            f"{spec.timing.max_timing_s:g} s of rounds a task)"]
+
+
+def speedup_half_width_flags(score: TeamScore) -> list[str]:
+    """The whole team's speedup interval left wider than its target (half_width_of)."""
+    if score.half_width_met is not False:
+        return []
+    return [f"speedup interval +-{score.speedup_half_width:.1%}, wider than the target "
+            f"+-{score.target_half_width:.1%}"]
+
+
+def task_half_width_flags(record: Mapping[str, Any], max_timing_s: float) -> list[str]:
+    """One task's speedup interval left wider than its target, from its timing record: the half-width reached
+    against the target and why its rounds stopped (max_rounds, or the spec's `max_timing_s` time cap)."""
+    if record.get("half_width_met") is not False:
+        return []
+    rounds = len(record.get("orders") or ())
+    why = {"max_rounds": f"max_rounds ({rounds} rounds, {record.get('timing_s', 0.0):.0f} s)",
+           "max_timing_s": f"the time cap (max_timing_s {max_timing_s:g} s: {rounds} rounds in "
+                           f"{record.get('timing_s', 0.0):.0f} s)"}.get(record.get("rounds_stopped_by"),
+                                                                       str(record.get("rounds_stopped_by")))
+    return [f"speedup interval +-{record['half_width']:.1%} against a target of "
+            f"+-{record['target_half_width']:.1%}; rounds stopped at {why}"]
+
+
+def prediction_problem_flags(problems: Sequence[str]) -> list[str]:
+    """A task's predictions with problems (TaskScore.problems, what scoring reported instead of raising): how
+    many, and the first."""
+    return [f"{len(problems)} prediction problem(s), e.g. {problems[0]}"] if problems else []

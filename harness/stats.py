@@ -1,5 +1,5 @@
 """The statistics behind a defensible speedup: its 95% interval, the verdict on a limit, warm-up settling,
-and the caching audit.
+and the caching audit (and what the row says of it: caching_flags, caching_notes).
 
 Timings come as rounds x batches (seconds per batch, canonical batch order): one round is one pass over all
 of a task's inputs. A team's round and the reference's round of the same index were measured next to each
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -384,3 +384,25 @@ def caching_audit(team_rounds: TaskRounds, team_flanks: Sequence[Sequence[float]
                      f"ratio over the reference's, the smaller) is above {bound:.2f}x, not decided on an interval")
     note = "; ".join(notes)
     return CachingAudit(flanks, later, batches, tolerance, confidence, bool(proven), not above, note)
+
+
+def caching_flags(suspected: bool | None, audit: Mapping[str, Any]) -> list[str]:
+    """caching_suspected when an audit's interval lies wholly above 1 + tolerance (T from first sight only);
+    `audit` is the task's CachingAudit.record() as the timing record keeps it."""
+    if suspected:
+        bound = 1 + audit.get("tolerance", 0.0)
+        proven = [f"{label} {gain['team_ratio']:.2f}x [{gain['team_low']:.2f}, {gain['team_high']:.2f}], over the "
+                  f"reference's {gain['gain']:.2f}x [{gain['low']:.2f}, {gain['high']:.2f}]"
+                  for label, key in (("real inputs against fresh ones beside them", "flanks"),
+                                     ("first sight against the later rounds", "later_rounds"))
+                  if (gain := audit.get(key)) and gain.get("low") is not None
+                  and min(gain["low"], gain["team_low"]) > bound]
+        return [f"caching_suspected (the team's ratios, {audit.get('confidence', 0):.0%} intervals wholly "
+                f"above {bound:.2f}x: {'; '.join(proven)}); T from first sight only"]
+    return []
+
+
+def caching_notes(suspected: bool | None, audit: Mapping[str, Any]) -> list[str]:
+    """The audit's note where it decided nothing (T from first sight only on a point estimate, or no interval
+    to decide on): a state of the run, not a finding about the team."""
+    return [f"caching audit undecided: {audit['note']}"] if audit.get("note") and not suspected else []

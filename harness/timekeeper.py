@@ -18,7 +18,8 @@ conditions of its first sight (time_later_round). While one side's block is time
 (harness.freezing). Freezing stops the host side only: before each of the reference's scored blocks (in
 round 0 and every later round) the host waits until the team's queued device work has drained,
 and a window in which another process was busy on the device is discarded and timed again, a bounded
-number of times (harness.device_activity).
+number of times (harness.device_activity). A warm-up that did not settle within warmup_max_s is timed anyway
+and the row notes it (warmup_notes).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import random
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from harness import stats
 from harness.device_activity import DrainGuard, DrainRecord, Verdict
@@ -383,6 +384,14 @@ def warm_up(links: Sequence[WorkerLink], task: str, warm: PassInputs, plan: Timi
             return True, elapsed
         if elapsed >= plan.warmup_max_s:
             return False, elapsed
+
+
+def warmup_notes(record: Mapping[str, Any], warmup_max_s: float) -> list[str]:
+    """The row's note when a task's warm-up stopped at the spec's warmup_max_s before both sides settled
+    (warm_up; `warmup_settled` in the task's timing record): a state of the run, not a finding."""
+    if record and not record.get("warmup_settled", True):
+        return [f"warm-up did not settle within {warmup_max_s:g} s"]
+    return []
 
 
 def measure_task(team: WorkerLink, reference: WorkerLink, task: str, examples: Sequence[dict[str, Any]],

@@ -3,7 +3,7 @@
 An ONNX team on a GPU box whose sessions run on CPUExecutionProvider (a CPU-only onnxruntime wheel, or a
 CUDA provider that failed to load and fell back without a word) is timed as a CPU model against a GPU
 reference: on an H200 the bundled onnx_team ran at 0.33x and no row said why. The host flags that
-(pipeline.onnx_provider_flags) from what this module reports in the worker's params reply.
+(harness.onnx_providers.onnx_provider_flags) from what this module reports in the worker's params reply.
 
 How sessions are found: every object the garbage collector tracks (frozen ones included), after a
 collection, so that a session dropped in a reference cycle does not read as live. ONNX Runtime's Python

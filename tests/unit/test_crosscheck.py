@@ -5,7 +5,7 @@ import os
 import pytest
 
 from harness.crosscheck import (LARGE_FILE_BYTES, PEAK_SLACK_BYTES, RESIDENT_SLACK_BYTES, child_resident,
-                                explained_bytes,
+                                device_reasons, explained_bytes, reading_reasons,
                                 implied_params, memory_reasons, peak_bytes, reset_peaks, resident_bytes,
                                 unaccounted_files, unexplained_memory, weight_bytes_in_tar, weight_file_bytes)
 
@@ -246,3 +246,21 @@ def test_the_larger_of_the_counts_after_load_and_after_the_passes_stands_with_ev
     assert report["flags"] == ["a", "b"] and report["hidden_where"] == ["predictor module global"]
     # weights held at load and dropped before timing: the count after load stands
     assert larger_count({"counted": 500, "flags": []}, {"counted": 40, "flags": []})["counted"] == 500
+
+
+def test_the_device_check_at_load_is_worded_from_one_tasks_record():
+    MiB = 2**20
+    record = {"device_check_note": "", "unexplained_device_bytes": 100 * MiB, "device_allowance_bytes": 40 * MiB,
+              "device_reference_overhead_bytes": 20 * MiB, "device_explained_bytes": 30 * MiB}
+    assert device_reasons(record) == [
+        "weights_unaccounted: the device memory taken at load is 100.0 MiB beyond the 30.0 MiB the counted weights "
+        "explain on the device (allowance 40.0 MiB: BERT-base's own 20.0 MiB at load on this box + a 20 MiB margin)"]
+    assert device_reasons({**record, "unexplained_device_bytes": 40 * MiB}) == []
+    assert device_reasons({"device_check_note": "not calibrated"}) == ["device memory at load not checked: not calibrated"]
+    assert device_reasons({}) == []
+
+
+def test_readings_the_host_memory_checks_could_not_make_are_said():
+    assert reading_reasons({"peak_unreadable": "a zombie child", "baseline_note": "pagemap unreadable"}) == [
+        "peak memory not checked: a zombie child", "memory baseline: pagemap unreadable"]
+    assert reading_reasons({"peak_unreadable": "", "baseline_note": ""}) == [] and reading_reasons({}) == []

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 from fake_nvml import T0, Clock, FakeNvml, NVMLError_NotFound
 
+from harness.records import TaskResult
 from harness.device_activity import (MARGIN, ActivityUnreadable, DeviceActivity, DrainGuard, DrainRecord,
-                                     ProcessSample, Verdict, drain_flags, sample_period_s)
+                                     ProcessSample, Verdict, drain_reasons, sample_period_s)
 
 TEAM, REF, FOREIGN = 1207, 2000, 4242
 P = 0.2
@@ -135,8 +136,21 @@ def test_a_dirty_window_is_retimed_up_to_the_bound_then_kept_with_its_figures():
     record = guard.record.as_dict()
     assert record["discarded_windows"] == 2 and record["dirty_after_retries"] == 1
     assert record["dirty"] == [{"window": "round 1", "attempts": 3, "busy_pids": {str(TEAM): 87}}]
-    [flag] = drain_flags({"csl": {"timing": {"device_drain": record}}})
+    [flag] = drain_reasons({"device_drain": record})
     assert "1 reference window(s)" in flag and "after 2 re-timings" in flag and f"{TEAM} at 87% sm" in flag
+
+
+
+def test_the_drain_wording_for_one_tasks_record():
+    dirty = [{"window": f"round {i}", "attempts": 3, "busy_pids": {"4101": 87, "4102": 12}} for i in (1, 2, 3, 4)]
+    record = DrainRecord(checked=False, why_not="", dirty_after_retries=4, dirty=dirty, retries=3).as_dict()
+    assert drain_reasons({"device_drain": record}) == [
+        "the team's queued device work was not kept out of the reference's windows (drain check not run: unknown)",
+        "4 reference window(s) still had another process busy on the device after 3 re-timings, kept (round 1: "
+        "pid(s) 4101 at 87% sm, 4102 at 12% sm; round 2: pid(s) 4101 at 87% sm, 4102 at 12% sm; round 3: pid(s) "
+        "4101 at 87% sm, 4102 at 12% sm)"]
+    assert drain_reasons({}) == [] and drain_reasons({"device_drain": None}) == []
+    assert drain_reasons({"device_drain": {**record, "applicable": False}}) == []
 
 
 def test_device_cpu_is_not_applicable_opens_nothing_and_is_not_flagged():
@@ -149,7 +163,7 @@ def test_device_cpu_is_not_applicable_opens_nothing_and_is_not_flagged():
     guard.after(Verdict())
     record = guard.record.as_dict()
     assert not record["checked"] and not record["applicable"] and record["waits"] == 0
-    assert drain_flags({"csl": {"timing": {"device_drain": record}}}) == []
+    assert drain_reasons({"device_drain": record}) == []
 
 
 @pytest.mark.parametrize("options, pids, why", [
@@ -165,7 +179,7 @@ def test_a_guard_that_cannot_attribute_work_says_why_and_the_row_is_flagged(opti
     guard.before()
     record = guard.record.as_dict()
     assert not guard.active and not record["checked"] and why in record["why_not"] and record["waits"] == 0
-    [flag] = drain_flags({"csl": {"timing": {"device_drain": record}}})
+    [flag] = drain_reasons({"device_drain": record})
     assert "not run" in flag and why in flag
 
 
@@ -208,12 +222,13 @@ def test_activity_unreadable_without_gpus():
 
 
 def test_the_rows_flags_say_when_the_drain_check_did_not_run_on_a_gpu():
-    from harness.pipeline import measurement_flags
+    from harness.row_flags import measurement_flags
     from harness.spec import load_spec
 
     not_checked = DrainRecord(why_not="NVML gives no per-process utilization on this GPU (MIG or vGPU?)").as_dict()
     on_cpu = DrainRecord(why_not="device cpu: no device queue", applicable=False).as_dict()
-    tasks = {"csl": {"timing": {"device_drain": not_checked}}, "cluewsc2020": {"timing": {"device_drain": on_cpu}}}
+    tasks = {"csl": TaskResult.from_dict({"timing": {"device_drain": not_checked}}),
+             "cluewsc2020": TaskResult.from_dict({"timing": {"device_drain": on_cpu}})}
     flags = measurement_flags(load_spec(), tasks, {"device": "cuda"}, {"device": "cuda"})
     assert [f for f in flags if "drain" in f] == [
         "csl: the team's queued device work was not kept out of the reference's windows (drain check not run: "

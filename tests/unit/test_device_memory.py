@@ -15,11 +15,14 @@ from types import SimpleNamespace
 import pytest
 
 import harness.gpu as gpu
+from harness.records import TaskResult
 from harness import replies
-from harness.crosscheck import DEVICE_MARGIN_BYTES, explained_bytes, explained_device_bytes, unexplained_memory
+from harness.crosscheck import (DEVICE_MARGIN_BYTES, device_reasons, explained_bytes, explained_device_bytes,
+                                unexplained_memory)
+from harness.kernel_memory import memory_flags
 from harness.measurement import device_checked, device_load_records
-from harness.pipeline import device_memory_flags, memory_flags
 from harness.probe.params.torch_count import TorchCount
+from harness.row_flags import per_task
 from harness.worker_link import WorkerFailed
 
 MiB = 2**20
@@ -92,8 +95,8 @@ def team_row(nvml: FakeNvml, team: dict, host_growth: float, peak: float, device
 
 
 def flags_of(task: str, timing: dict, reference: dict | None = None) -> list[str]:
-    tasks = {task: {"params": 0, "timing": timing}}
-    return memory_flags(tasks) + device_memory_flags(tasks, {task: reference or {}})
+    tasks = {task: TaskResult.from_dict({"params": 0, "timing": timing})}
+    return per_task(tasks, memory_flags) + per_task(tasks, device_reasons)     # `reference`: its record calibrates
 
 
 # Parameters, resident growth at load (MiB) and peak growth (MiB) of the honest teams on the H200.
@@ -124,7 +127,7 @@ def test_the_h200_honest_teams_carry_no_memory_flag(nvml, label, params, host_gr
 def test_before_the_host_copy_rule_the_same_h200_figures_were_flagged():
     """The goal above can fail: without the device parameters in the report the host explains nothing."""
     timing = unexplained_memory({"counted": 7_450_562, "counted_cpu_bytes": 0}, int(25.8 * MiB), int(348 * MiB))
-    assert [f for f in memory_flags({"csl": {"timing": timing}}) if "resident memory taken at load" in f]
+    assert [f for f in per_task({"csl": TaskResult.from_dict({"timing": timing})}, memory_flags) if "resident memory taken at load" in f]
 
 
 def test_the_activation_cache_after_the_passes_is_reported_never_compared_with_bert_base(nvml):
@@ -212,7 +215,7 @@ def test_without_the_references_figure_the_row_says_the_device_check_was_not_cal
 
 
 def test_a_cpu_record_has_no_device_check_and_no_device_flag():
-    assert device_memory_flags({"csl": {"timing": {"device_memory_bytes": None}}}) == []
+    assert per_task({"csl": TaskResult.from_dict({"timing": {"device_memory_bytes": None}})}, device_reasons) == []
     assert not device_checked("cpu", SimpleNamespace(environment={"device": "cuda"}))
     assert not device_checked("auto", SimpleNamespace(environment={"device": "cpu"}))
     assert device_checked("auto", SimpleNamespace(environment={"device": "cuda:0"}))

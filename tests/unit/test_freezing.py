@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from harness.backends.local import LocalWorker
-from harness.freezing import FreezeLedger, FreezeUnavailable, timed_alone
+from harness.freezing import FreezeLedger, FreezeUnavailable, freeze_flags, timed_alone
 
 
 class Side:
@@ -122,3 +122,10 @@ def test_a_local_worker_is_stopped_whole_children_that_left_its_group_included()
             p.send_signal(signal.SIGKILL)
         worker.kill()
         process.wait()
+
+
+def test_a_side_that_could_not_be_frozen_is_worded_for_the_row():
+    assert freeze_flags({"freeze_unavailable": "docker pause failed: 409"}) == [
+        "the side not being timed could not be frozen (docker pause failed: 409): a team's idle work could have "
+        "slowed the reference"]
+    assert freeze_flags(FreezeLedger().record()) == [] and freeze_flags({}) == []

@@ -7,15 +7,20 @@ import gc
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from harness.records import TaskResult
 from harness import stats
 from harness.measurement import task_records
-from harness.pipeline import half_width_flags, timing_plan
+from harness.pipeline import timing_plan
 from harness.probe import channel
-from harness.scoring import ReferenceTask, TaskOutcome, half_width_of, score_team
+from harness.row_flags import half_width_flags
+from harness.scoring import (ReferenceTask, TaskOutcome, borderline_flags, half_width_of, score_team,
+                             speedup_half_width_flags, task_half_width_flags)
 from harness.spec import DEFAULT_SPEC, SpecError, load_spec
 from harness.timekeeper import TimingPlan, host_gc_paused, measure_task, rounds_stop
 from harness.worker_link import WorkerLink
@@ -240,15 +245,42 @@ def test_a_missed_target_is_flagged_with_the_half_width_and_why_rounds_stopped()
         "cluewsc2020": {"timing": {"half_width": 0.02, "target_half_width": 0.03, "half_width_met": True,
                                    "rounds_stopped_by": "done", "timing_s": 9.0, "orders": [[0]] * 7}},
     }
-    flags = half_width_flags(tasks, score, SPEC)
+    flags = half_width_flags({name: TaskResult.from_dict(info) for name, info in tasks.items()}, score, SPEC)
     assert len(flags) == 3
     assert flags[0].startswith(f"speedup interval +-{score.speedup_half_width:.1%}, wider than the target +-3.0%")
     assert flags[1] == ("csl: speedup interval +-5.2% against a target of +-3.0%; rounds stopped at the time cap "
                         "(max_timing_s 30 s: 12 rounds in 30 s)")
     assert flags[2] == ("cmrc2018: speedup interval +-4.1% against a target of +-3.0%; rounds stopped at "
                         "max_rounds (60 rounds, 80 s)")
-    assert half_width_flags({"csl": {"timing": {"half_width_met": None}}}, scored(((1.0, 1.0),) * 3, 0.0),
-                            SPEC) == []
+    assert half_width_flags({"csl": TaskResult.from_dict({"timing": {"half_width_met": None}})},
+                            scored(((1.0, 1.0),) * 3, 0.0), SPEC) == []
+
+
+
+def test_one_tasks_record_words_its_half_width_without_the_task_name():
+    record = {"half_width": 0.0449, "target_half_width": 0.02, "half_width_met": False,
+              "rounds_stopped_by": "max_timing_s", "timing_s": 119.6, "orders": [[0]] * 9}
+    assert task_half_width_flags(record, 120.0) == [
+        "speedup interval +-4.5% against a target of +-2.0%; rounds stopped at the time cap (max_timing_s 120 s: "
+        "9 rounds in 120 s)"]
+    assert task_half_width_flags({**record, "rounds_stopped_by": "max_rounds", "timing_s": 41.2}, 120.0) == [
+        "speedup interval +-4.5% against a target of +-2.0%; rounds stopped at max_rounds (9 rounds, 41 s)"]
+    assert task_half_width_flags({**record, "rounds_stopped_by": None}, 120.0) == [
+        "speedup interval +-4.5% against a target of +-2.0%; rounds stopped at None"]
+    assert task_half_width_flags({**record, "half_width_met": True}, 120.0) == []
+    assert task_half_width_flags({}, 120.0) == []
+
+
+def test_the_teams_half_width_and_a_borderline_verdict_are_worded_beside_the_score():
+    steady = scored(((1.0, 1.0),) * 4, 0.03)
+    assert speedup_half_width_flags(steady) == [] and borderline_flags(steady, SPEC) == []
+    wide = replace(steady, speedup_half_width=0.0512, target_half_width=0.03, half_width_met=False)
+    assert speedup_half_width_flags(wide) == ["speedup interval +-5.1%, wider than the target +-3.0%"]
+    budget = SimpleNamespace(limits=SimpleNamespace(min_speedup=8.0),
+                             timing=SimpleNamespace(max_rounds=60, max_timing_s=30.0))
+    assert borderline_flags(replace(steady, speed_verdict="borderline"), budget) == [
+        "borderline: the speedup interval straddles 8x after the spec's round budget (at most 60 rounds and "
+        "30 s of rounds a task)"]
 
 
 # --- the host's garbage collector, paused while a task is timed ----------------------------------------

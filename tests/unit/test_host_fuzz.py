@@ -163,7 +163,7 @@ def hostile_sessions(rng, depth=0):
 
 @pytest.mark.parametrize("seed", range(200))
 def test_hostile_onnx_sessions_fail_that_side_or_come_out_bounded_and_writable(seed):
-    from harness.pipeline import onnx_provider_flags
+    from harness.onnx_providers import onnx_provider_flags
     from harness.probe.onnx_sessions import MAX_PROVIDER_CHARS, MAX_PROVIDERS, MAX_SESSIONS
 
     rng = random.Random(seed)
@@ -183,5 +183,5 @@ def test_hostile_onnx_sessions_fail_that_side_or_come_out_bounded_and_writable(s
         assert list(session) == ["providers"] and len(session["providers"]) <= MAX_PROVIDERS
         assert all(isinstance(p, str) and len(p) <= MAX_PROVIDER_CHARS for p in session["providers"])
     json.dumps(sessions, ensure_ascii=False).encode("utf-8")       # result.json is written this way
-    for flag in onnx_provider_flags({"csl": {"timing": {"onnx_sessions": sessions}}}, "cuda"):
+    for flag in onnx_provider_flags({"onnx_sessions": sessions}, "cuda"):
         flag.encode("utf-8")

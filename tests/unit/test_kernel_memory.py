@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from harness.kernel_memory import (FORKED_NOTE, KernelLedger, MemoryCgroup, PeakWatch, kernel_reasons,
+from harness.kernel_memory import (FORKED_NOTE, KernelLedger, MemoryCgroup, PeakWatch, kernel_reasons, memory_flags,
                                    memory_cgroup_of, parse_stat, transient_peak, worker_cgroup)
 
 MiB = 2**20
@@ -277,3 +277,17 @@ def test_an_unread_cgroup_is_a_note_on_the_local_backend_and_a_flag_on_docker():
     forked = {"kernel_memory_note": "", "kernel_forked_note": "forked", "kernel_peak_passes_bytes": 1}
     assert kernel_notes(forked) == ["memory (kernel) after the passes not set against the baseline: forked"]
     assert kernel_reasons(forked, 0, 0) == []
+
+
+def test_a_tasks_memory_flags_are_the_resident_checks_then_the_kernels_then_what_could_not_be_read():
+    record = kernel_record(kernel_held_load_growth_bytes=40 * MiB, explained_bytes=10 * MiB,
+                           resident_slack_bytes=16 * MiB, unexplained_resident_bytes=30 * MiB,
+                           peak_unreadable="a zombie child", baseline_note="pagemap unreadable")
+    assert memory_flags(record) == [
+        "weights_unaccounted: the resident memory taken at load is 30 MiB beyond the 10.0 MiB the counted weights "
+        "explain (slack 16.0 MiB)",
+        "weights_unaccounted: the memory the kernel charges the worker's tree (anon + shmem) grew at load 30 MiB "
+        "beyond the 10.0 MiB the counted weights explain (allowed 16.0 MiB)",
+        "peak memory not checked: a zombie child",
+        "memory baseline: pagemap unreadable"]
+    assert memory_flags({}) == []

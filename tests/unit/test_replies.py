@@ -3,6 +3,7 @@ TypeError in the host (issue 18: a parameter report with wrong types crashed mea
 
 import pytest
 
+from harness.records import TaskResult
 from harness import replies
 from harness.measurement import larger_count, onnx_sessions
 from harness.probe import channel
@@ -68,11 +69,14 @@ def test_a_baseline_note_that_is_not_a_string_is_that_sides_failure(note):
 
 
 def test_a_baseline_note_is_cut_and_says_on_the_row_why_the_memory_reading_may_be_high():
-    from harness.pipeline import memory_flags
+    from harness.kernel_memory import memory_flags
+    from harness.row_flags import per_task
 
     note = replies.baseline_note({"ok": True, "baseline_note": "pagemap unreadable" + "x" * 5000}, "team")
     assert len(note) == replies.MAX_TEXT_CHARS and replies.baseline_note({"ok": True}, "team") == ""
-    flags = memory_flags({"csl": {"timing": {"baseline_note": note}}, "cmrc2018": {"timing": {"baseline_note": ""}}})
+    flags = per_task({"csl": TaskResult.from_dict({"timing": {"baseline_note": note}}),
+                      "cmrc2018": TaskResult.from_dict({"timing": {"baseline_note": ""}})},
+                     memory_flags)
     assert flags == [f"csl: memory baseline: {note}"]
 
 

@@ -2,6 +2,7 @@
 
 import os
 
+from harness.records import TaskResult
 from harness.safe_files import fresh_dir, write_new_text
 
 
@@ -38,10 +39,11 @@ def test_gpu_memory_after_the_passes_is_never_compared_with_bert_base():
     """Issue 27: the figure after the passes is the caching allocator's cache of activations (RoBERTa-tiny held
     2,408 MiB after CMRC2018 on an H200, BERT-base 2,044 MiB): reported only. The weights are checked right
     after load instead (tests/unit/test_device_memory.py, where the flagging assertions went)."""
-    from harness.pipeline import device_memory_flags
+    from harness.crosscheck import device_reasons
+    from harness.row_flags import per_task
 
-    tasks = {"csl": {"params": 5_000_000, "timing": {"device_memory_bytes": 900 * 2**20}},
-             "cmrc2018": {"params": 5_000_000, "timing": {"device_memory_bytes": 300 * 2**20}},
-             "cluener2020": {"params": 5_000_000, "timing": {"device_memory_bytes": None}}}
+    tasks = {"csl": TaskResult.from_dict({"params": 5_000_000, "timing": {"device_memory_bytes": 900 * 2**20}}),
+             "cmrc2018": TaskResult.from_dict({"params": 5_000_000, "timing": {"device_memory_bytes": 300 * 2**20}}),
+             "cluener2020": TaskResult.from_dict({"params": 5_000_000, "timing": {"device_memory_bytes": None}})}
     references = {name: {"device_memory_bytes": 800 * 2**20} for name in tasks}
-    assert device_memory_flags(tasks, references) == []
+    assert per_task(tasks, device_reasons) == []       # `references` calibrate nothing after the passes

@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 import psutil
 
+from harness.records import TaskResult
 from harness.measurement import read_peaks
-from harness.pipeline import memory_flags
+from harness.kernel_memory import memory_flags
+from harness.row_flags import per_task
 
 ZOMBIE_PARENT = "import os, time\nif os.fork() == 0:\n    os._exit(0)\ntime.sleep(60)\n"
 
@@ -31,5 +33,5 @@ def test_a_zombie_child_makes_the_resident_peak_unreadable_and_the_row_says_so()
         other.wait()
     assert found["team"] is None and "zombie" in found["team_why"]
     assert found["reference"] is not None and "reference_why" not in found
-    flags = memory_flags({"csl": {"timing": {"peak_unreadable": found["team_why"]}}})
+    flags = per_task({"csl": TaskResult.from_dict({"timing": {"peak_unreadable": found["team_why"]}})}, memory_flags)
     assert flags == [f"csl: peak memory not checked: {found['team_why']}"]
