@@ -2,11 +2,12 @@
 
 Every team is timed against its own reference worker, interleaved round by round inside its measurement
 (harness.timekeeper), so no reference run is shared between teams. On this box the next team's image builds in
-the background while the current team is measured (harness.local_engine; builds use CPUs, never the GPU). A team whose content, harness version, spec and
-run settings are unchanged since its last completed result is not run again: its result is reused and the
-summary says so, unless its build failed (the cause may be the box, a mirror or the runner image rather than
-the team, so a failed build is always tried again) or the batch is told to rebuild. The reference is timed
-only inside a team's measurement: a batch of failed builds times nothing. One team's failure is a row, never the end of the batch.
+the background while the current team is measured (harness.local_engine; builds use CPUs, never the GPU). A
+team whose content, harness version, spec and run settings are unchanged since its last completed result is
+not run again: its result is reused and the summary says so, unless its build failed (the cause may be the
+box, a mirror or the runner image rather than the team, so a failed build is always tried again) or the batch
+is told to rebuild. The reference is timed only inside a team's measurement: a batch of failed builds times
+nothing. One team's failure is a row, never the end of the batch.
 After the teams, each box (or Ray slot) that timed any of them runs the A/A row (harness.calibration): the
 reference against a copy of itself, through the same protocol; a box not proven fair flags the rows it timed.
 The teams left to run and the A/A rows go to an engine (harness.engine): this box's (harness.local_engine) by
