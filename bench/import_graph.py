@@ -33,13 +33,13 @@ LAYERS: list[tuple[str, list[str]]] = [
                "harness.submission", "harness.results", "harness.safe_files", "harness.warmup_inputs",
                "harness.timed_inputs",
                "harness.progress", "harness.check", "harness.console", "harness.report", "harness.split_report",
-               "harness.sample_batches", "harness.onnx_providers"]),
+               "harness.sample_batches", "harness.onnx_providers", "harness.settings"]),
     ("machine", ["harness.gpu", "harness.slots", "harness.box", "harness.device_activity", "harness.freezing",
                  "harness.data_files", "harness.kernel_memory"]),
     ("workers", ["harness.backends.", "harness.worker_link", "harness.replies", "harness.time_split",
                  "harness.timekeeper", "harness.measurement"]),
-    ("runs", ["harness.config", "harness.pipeline", "harness.row_flags", "harness.calibration", "harness.batch",
-              "harness.cleanup", "harness.doctor"]),
+    ("runs", ["harness.config", "harness.pipeline", "harness.row_flags", "harness.calibration", "harness.engine",
+              "harness.local_engine", "harness.batch", "harness.cleanup", "harness.doctor"]),
     ("front", ["harness.ray_engine", "harness.cli"]),
 ]
 

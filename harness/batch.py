@@ -1,14 +1,17 @@
 """The organizers' nightly batch: every team folder, resumable, cached, one batch per box at a time.
 
 Every team is timed against its own reference worker, interleaved round by round inside its measurement
-(harness.timekeeper), so no reference run is shared between teams. The next team's image builds in the background while the
-current team is measured (builds use CPUs, never the GPU). A team whose content, harness version, spec and
-run settings are unchanged since its last completed result is not run again: its result is reused and the
-summary says so, unless its build failed (the cause may be the box, a mirror or the runner image rather than
-the team, so a failed build is always tried again) or the batch is told to rebuild. The reference is timed
-only inside a team's measurement: a batch of failed builds times nothing. One team's failure is a row, never the end of the batch.
+(harness.timekeeper), so no reference run is shared between teams. On this box the next team's image builds in
+the background while the current team is measured (harness.local_engine; builds use CPUs, never the GPU). A
+team whose content, harness version, spec and run settings are unchanged since its last completed result is
+not run again: its result is reused and the summary says so, unless its build failed (the cause may be the
+box, a mirror or the runner image rather than the team, so a failed build is always tried again) or the batch
+is told to rebuild. The reference is timed only inside a team's measurement: a batch of failed builds times
+nothing. One team's failure is a row, never the end of the batch.
 After the teams, each box (or Ray slot) that timed any of them runs the A/A row (harness.calibration): the
 reference against a copy of itself, through the same protocol; a box not proven fair flags the rows it timed.
+The teams left to run and the A/A rows go to an engine (harness.engine): this box's (harness.local_engine) by
+default, a Ray cluster's (harness.ray_engine) with --engine ray; everything else here is the same for both.
 """
 
 from __future__ import annotations
@@ -19,23 +22,21 @@ import json
 import os
 import socket
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator
 
 import pandas as pd
 
 from harness import __version__
-from harness.backends.base import Built
-from harness.calibration import (apply_calibration, calibration_record, local_box, run_calibration,
-                                 write_calibration)
+from harness.calibration import apply_calibration, calibration_record, write_calibration
 from harness.config import HarnessError, RunConfig
-from harness.pipeline import (build_team, built_team_row, finish, load_team, prepare_inputs, reference_task,
-                              task_outcome)
-from harness.progress import TimingEvent, no_progress
+from harness.engine import BatchProgress, Engine
+from harness.local_engine import LocalEngine
+from harness.pipeline import finish, load_team, prepare_inputs, reference_task, task_outcome
+from harness.progress import TimingEvent
 from harness.report import write_report
 from harness.results import TeamResult, results_frame
 from harness.scoring import score_team
@@ -43,35 +44,6 @@ from harness.submission import MANIFEST, Submission, team_folders_in
 
 LOCK_NAME = "batch.lock"
 RETRIED_STATUSES = ("build_failed", "harness_failed")   # never served from the cache: the box may be the cause
-
-
-class BatchProgress(Protocol):
-    """What the batch tells whoever watches it (the CLI draws it with rich)."""
-
-    def start(self, total: int) -> None: ...
-
-    def stage(self, message: str) -> None: ...
-
-    def timing(self, event: TimingEvent) -> None:
-        """Where the current team's timing stands (harness.progress), between timed windows only."""
-
-    def team_done(self, result: TeamResult, cached: bool) -> None: ...
-
-
-class Engine(Protocol):
-    """Somewhere else to measure the teams a batch must run (harness.ray_engine.RayEngine): each team's
-    build, measurement and scoring, its row and OUT/TEAM written, in the order they finish."""
-
-    def measure_all(self, todo: list[tuple[TeamResult, Submission]], config: RunConfig, settings: str,
-                    progress: BatchProgress) -> list[TeamResult]: ...
-
-    def box_of(self, result: TeamResult) -> str:
-        """The box or slot a measured team was timed on (the calibration section's `box`)."""
-        ...
-
-    def calibrate(self, boxes: list[str], config: RunConfig, progress: BatchProgress) -> list[dict[str, Any]]:
-        """The A/A record of each of `boxes`, each run where its teams were timed."""
-        ...
 
 
 class SilentProgress:
@@ -192,15 +164,17 @@ def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
     and per-team records.
 
     `reuse_results` False reruns every team even when its last result still holds (--rebuild). `engine`
-    None: one team after the other on this box; a RayEngine sends each team to a box slot of a Ray cluster
-    (harness.ray_engine). Everything else (cache, lock, outputs) is the same either way. `calibrate` False
-    skips the A/A row (--no-calibration): the calibration section then says it was not run."""
+    measures the teams and runs the A/A rows (harness.engine): by default a LocalEngine, one team after the
+    other on this box; a RayEngine sends each team to a box slot of a Ray cluster (harness.ray_engine).
+    Everything else (cache, lock, outputs) is the same either way. `calibrate` False skips the A/A row
+    (--no-calibration): the calibration section then says it was not run."""
     summary = BatchSummary(started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            out_dir=str(config.out_dir))
     teams = team_folders(submissions_dir)
     summary.teams = len(teams)
     with box_lock(lock_dir):
-        results = _run_teams(teams, config, progress, summary, reuse_results, engine, calibrate)
+        results = _run_teams(teams, config, progress, summary, reuse_results,
+                             engine if engine is not None else LocalEngine(), calibrate)
     summary.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     summary.counts = {status: int(n) for status, n in pd.Series([r.status for r in results]).value_counts().items()}
     summary.compliant = sum(1 for r in results if r.score is not None and r.score.compliant)
@@ -216,11 +190,11 @@ def run_batch(submissions_dir: Path, config: RunConfig, lock_dir: Path,
 
 
 def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, summary: BatchSummary,
-               reuse_results: bool = True, engine: Engine | None = None, calibrate: bool = True) -> list[TeamResult]:
+               reuse_results: bool, engine: Engine, calibrate: bool = True) -> list[TeamResult]:
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     progress.start(len(teams))
-    settings = run_settings_key(config)
+    settings_key = run_settings_key(config)
     progress.stage("preparing inputs (labels stripped)")
     prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
     loaded = [load_team(team, config) for team in teams]
@@ -228,35 +202,27 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
     results: list[TeamResult] = []
     for team_dir, (result, submission) in zip(teams, loaded):
         record = (submission and reuse_results
-                  and cached_result(out, team_dir.resolve(), submission.content_hash, settings))
+                  and cached_result(out, team_dir.resolve(), submission.content_hash, settings_key))
         if record:
             cached = result_from_record(record, config)
             summary.cached.append(cached.team)
             results.append(cached)
             progress.team_done(cached, cached=True)
             continue
-        result.settings_key, result.team_dir = settings, str(team_dir.resolve())
+        result.settings_key, result.team_dir = settings_key, str(team_dir.resolve())
         if submission is None:
             results.append(finish(result, config, time.time(), write_csv=False))
             progress.team_done(result, cached=False)
         else:
             todo.append((result, submission))
-    if todo and engine is not None:
-        measured = engine.measure_all(todo, config, settings, progress)
-        summary.reference_runs += sum(1 for r in measured if r.reference)
-        summary.gpu = summary.gpu or next((str(r.environment.get("device_name")) for r in measured
-                                           if r.environment.get("device_name")), "")
-        box_of = engine.box_of
-        run_aa = lambda boxes: engine.calibrate(boxes, config, progress)
-    elif todo:
-        ref_built = config.backend.build_reference(config.reference_dir, config.out_dir / "reference")
-        measured = _measure_all(todo, config, prepared, progress, summary, ref_built)
-        box = local_box()
-        box_of = lambda result: box
-        run_aa = lambda boxes: [_calibrate_here(config, prepared, ref_built, b, progress) for b in boxes]
-    else:
+    if not todo:
         return results
-    summary.calibration = calibrate_boxes(measured, box_of, run_aa, config, calibrate)
+    measured = engine.measure_all(todo, config, prepared, settings_key, progress)
+    summary.reference_runs += engine.reference_runs(measured)
+    summary.gpu = summary.gpu or next((str(r.environment.device_name) for r in measured
+                                       if r.environment.device_name), "")
+    summary.calibration = calibrate_boxes(measured, engine.box_of,
+                                          lambda boxes: engine.calibrate(boxes, config, progress), config, calibrate)
     return results + measured
 
 
@@ -277,29 +243,3 @@ def calibrate_boxes(measured: list[TeamResult], box_of, run_aa, config: RunConfi
     apply_calibration(timed, records, box_of, config.out_dir)
     return records
 
-
-def _calibrate_here(config: RunConfig, prepared, ref_built: Built, box: str, progress: BatchProgress
-                    ) -> dict[str, Any]:
-    progress.stage(f"A/A: the reference against a copy of itself on {box}")
-    return run_calibration(config, prepared, ref_built, box)
-
-
-def _measure_all(todo: list[tuple[TeamResult, Submission]], config: RunConfig, prepared, progress: BatchProgress,
-                 summary: BatchSummary, ref_built: Built) -> list[TeamResult]:
-    """One team after the other, each against its own interleaved reference; the next build runs meanwhile."""
-    done: list[TeamResult] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
-        pending: Future[Built] = builder.submit(build_team, *todo[0], config)
-        for index, (result, submission) in enumerate(todo):
-            started = time.time()
-            progress.stage(f"{submission.team}: building")
-            built = pending.result()
-            if index + 1 < len(todo):
-                pending = builder.submit(build_team, *todo[index + 1], config)
-            done.append(built_team_row(result, submission, built, config, prepared, lambda: ref_built, started,
-                                       progress.stage, getattr(progress, "timing", no_progress), in_batch=True))
-            if built.ok:
-                summary.reference_runs += 1
-                summary.gpu = summary.gpu or str(result.environment.device_name or "")
-            progress.team_done(result, cached=False)
-    return done

@@ -36,10 +36,10 @@ from harness.box import round_snapshot
 from harness.config import HarnessError, RunConfig
 from harness.gpu import GpuMonitor
 from harness.measurement import Measured, ReferenceFailed, measure_against_reference
-from harness.pipeline import (PreparedData, prepare_inputs, refuse_busy_gpu, reference_worker, timing_plan,
-                              worker_threads)
+from harness.pipeline import PreparedData, prepare_inputs, refuse_busy_gpu, reference_worker, worker_threads
 from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_text
+from harness.timekeeper import TimingPlan
 
 TOLERANCE = 0.03                     # a fair box biases neither side by more than 3%
 CALIBRATION_DIR = "@calibration"     # OUT/@calibration: logs of the A/A run; "@" is in no team name
@@ -114,12 +114,12 @@ def local_box() -> str:
     return socket.gethostname()
 
 
-def aa_plan(spec, run_seed: int):
+def aa_plan(spec, run_seed: int) -> TimingPlan:
     """The team's timing plan with the GPU target at half the tolerance: an A/A timed only to +-3% could sit
     inside [0.97, 1.03] only if centred exactly, so a fair box would read undecided most nights. Half leaves
     room for a bias of up to 1.5% to read fair. Still bounded by max_rounds and max_timing_s; on a CPU (no
     target there) the plan is the team's."""
-    return replace(timing_plan(spec, run_seed), target_half_width=TOLERANCE / 2)
+    return replace(TimingPlan.from_spec(spec, run_seed), target_half_width=TOLERANCE / 2)
 
 
 def run_calibration(config: RunConfig, prepared: PreparedData, ref_built: Built, box: str,
@@ -128,9 +128,10 @@ def run_calibration(config: RunConfig, prepared: PreparedData, ref_built: Built,
     for a failure of the run: the record says it failed, and why."""
     spec, started = config.spec, time.time()
     work = work or config.out_dir / CALIBRATION_DIR
-    reference = reference_worker(spec, ref_built)
-    copy = replace(reference, name="team")    # the timekeeper's second side; harness code, not a team's
     run_seed = secrets.randbits(32)
+    plan = aa_plan(spec, run_seed)
+    reference = reference_worker(spec, ref_built, plan)
+    copy = replace(reference, name="team")    # the timekeeper's second side; harness code, not a team's
     extra: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              "tasks": list(spec.task_names), "logs": str(work), "run_seed": run_seed}
     try:
@@ -139,11 +140,11 @@ def run_calibration(config: RunConfig, prepared: PreparedData, ref_built: Built,
         with GpuMonitor() as gpu:
             measured, _ = measure_against_reference(
                 config.backend, copy, reference, spec, prepared.inputs, spec.task_names,
-                aa_plan(spec, run_seed), config.device, worker_threads(spec), work,
+                plan, config.device, worker_threads(spec, plan), work,
                 work / "predictions", round_snapshot)
         if measured.timed_out or measured.error:
             raise HarnessError(measured.timed_out or measured.error)
-        interval = aa_interval(measured, spec.task_names, spec.timing.confidence)
+        interval = aa_interval(measured, spec.task_names, plan.confidence)
     except (HarnessError, ReferenceFailed) as exc:
         return calibration_record(box, why_not=str(exc), failed=True, duration_s=round(time.time() - started, 3),
                                   **extra)

@@ -1,5 +1,5 @@
-"""The `harness` command line: thin commands that parse options, build a config (harness.config) and call the
-library."""
+"""The `harness` command line: thin commands that parse options, build the run's settings from them once
+(harness.settings), make a config from those (harness.config) and call the library."""
 
 from __future__ import annotations
 
@@ -26,10 +26,13 @@ from harness.cleanup import collect_garbage
 from harness.console import (TimingLines, plain, print_findings, print_gc_report, print_task_score,
                              print_team_result, print_verdicts, visible)
 from harness.config import HarnessError, run_config
+from harness.engine import Engine
+from harness.local_engine import LocalEngine
 from harness.paths import REFERENCE_DIR, SAMPLE_DATA_DIR
 from harness.pipeline import run_team
 from harness.ray_engine import RayEngine
 from harness.scoring import ranked_score
+from harness.settings import RunSettings
 from harness.slots import ray_start_line
 from harness.spec import SpecError, load_spec
 from harness.tasks import TASKS, TaskDataError, get_task
@@ -129,8 +132,8 @@ def with_harness_errors(command):
     return wrapper
 
 
-def execute(team_dir: Path, **options):
-    config = run_config(**options)
+def execute(team_dir: Path, settings: RunSettings):
+    config = run_config(settings)
     console = Console(stderr=True)
     console.log(plain(f"backend: {config.backend.name}"))
     # One status line, redrawn only when the run says something (no refresh thread: nothing is drawn while
@@ -187,10 +190,11 @@ def run(team_dir, row_exit_code=False, **options):
       harness run teams/alpha --rebuild    # run setup.sh again although the folder is unchanged
       harness run teams/alpha --exit-code  # exit 3 unless the row's status is ok
     """
-    spec, result = execute(team_dir, **options)
+    settings = RunSettings.from_options(**options)
+    spec, result = execute(team_dir, settings)
     print_team_result(Console(), result, spec)
-    click.echo(visible(f"wrote {options['out_dir'] / 'results.csv'} and "
-                       f"{options['out_dir'] / result.team / 'result.json'}"))
+    click.echo(visible(f"wrote {settings.out_dir / 'results.csv'} and "
+                       f"{settings.out_dir / result.team / 'result.json'}"))
     if row_exit_code and result.status != "ok":
         click.echo(visible(f"{result.team}: status {result.status}, not ok (--exit-code)"), err=True)
         raise SystemExit(ROW_NOT_OK_EXIT)
@@ -211,7 +215,7 @@ def check(team_dir, **options):
       harness check my_team/
       harness check my_team/ --data-dir ~/clue --max-examples 100
     """
-    spec, result = execute(team_dir, **options)
+    spec, result = execute(team_dir, RunSettings.from_options(**options))
     console = Console()
     print_team_result(console, result, spec)
     results = verdicts(result, spec)
@@ -296,17 +300,17 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
         raise click.UsageError("--ray-slots sets the slots of the embedded cluster (--engine ray without "
                                "--ray-address); a cluster's nodes offer theirs with `ray start --resources` "
                                "(see `harness doctor --slots N`)")
-    config = run_config(**options)
+    settings = RunSettings.from_options(**options)
+    config = run_config(settings)
     console = Console(stderr=True)
     if nvml_unavailable_reason():
         console.print(plain(f"note: {nvml_unavailable_reason()}; GPU health is not recorded"))
     columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
     with Progress(*columns, console=console, auto_refresh=False) as progress:
-        summary = run_batch(submissions_dir, config, lock_dir=options["cache_dir"],
-                            progress=RichBatchProgress(progress), reuse_results=not options["rebuild"],
-                            engine=RayEngine(options, ray_address, ray_slots) if engine == "ray" else None,
-                            calibrate=calibration)
+        summary = run_batch(submissions_dir, config, lock_dir=settings.cache_dir,
+                            progress=RichBatchProgress(progress), reuse_results=not settings.rebuild,
+                            engine=batch_engine(engine, settings, ray_address, ray_slots), calibrate=calibration)
     out = config.out_dir
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items())
     click.echo(f"{count_of(summary.teams, 'team')} ({counts}; {len(summary.cached)} from cache, "
@@ -320,8 +324,14 @@ def batch(submissions_dir, collect=False, engine="local", ray_address=None, ray_
     click.echo(f"wrote {out / 'leaderboard.csv'}, {out / 'calibration.csv'}, {out / 'report.html'}, "
                f"{out / 'summary.json'}")
     if collect:
-        garbage_collect([submissions_dir], config.spec, options["cache_dir"], options["runner_image"],
+        garbage_collect([submissions_dir], config.spec, settings.cache_dir, settings.runner_image,
                         config.backend.name)
+
+
+def batch_engine(name: str, settings: RunSettings, ray_address: str | None, ray_slots: int) -> Engine:
+    """--engine: local, one team after the other on this box; ray, each team on a box slot of a Ray cluster,
+    each node making its configuration from `settings`."""
+    return RayEngine(settings, ray_address, ray_slots) if name == "ray" else LocalEngine()
 
 
 def garbage_collect(folders: list[Path], spec, cache_dir: Path, runner_image: str, backend: str,
@@ -398,8 +408,9 @@ def doctor(slots=1, calibrate=False, **options):
       harness doctor --calibrate --backend local --device cuda --data-dir /srv/clue --max-examples 200
     """
     if calibrate:
-        config = run_config(**{"timeout_s": None, **options})
-        with box_lock(options["cache_dir"]):   # never beside a batch: each would distort the other's timings
+        settings = RunSettings.from_options(**options)
+        config = run_config(settings)
+        with box_lock(settings.cache_dir):   # never beside a batch: each would distort the other's timings
             record = calibrate_box(config)
         click.echo(visible(calibration_line(record)))
         if record["verdict"] != "fair":

@@ -134,12 +134,12 @@ def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> 
             "rounds_s": side.rounds, "scored_rounds_s": rounds}
 
 
-def task_records(name: str, times: TaskTimes, n_examples: int, spec: Spec) -> tuple[dict, dict]:
+def task_records(name: str, times: TaskTimes, n_examples: int, plan: TimingPlan) -> tuple[dict, dict]:
     """(team record, reference record) of one timed task; the team's T from first sight only unless the caching
     audit lets the later rounds count (stats.caching_audit)."""
     team, ref = times.team, times.reference
     audit = stats.caching_audit(team.rounds, team.flanks_s, ref.rounds, ref.flanks_s,
-                                spec.timing.caching_tolerance, confidence=spec.timing.confidence)
+                                plan.caching_tolerance, confidence=plan.confidence)
     scored = team.rounds if audit.later_rounds_count else team.rounds[:1]
     team_record = side_record(team, scored, n_examples)
     team_record.update(caching_suspected=audit.suspected, first_sight_ratio=audit.team_ratio,
@@ -213,7 +213,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
     """One task on a fresh team worker, into `measured`; False when the team's worker died (stop there)."""
     ts = spec.task(name)
     loads = {side.name: {"task": name, "device": device, "options": side.options(name),
-                         "seed": spec.timing.seed, "precision": side.precision, "threads": threads,
+                         "seed": plan.seed, "precision": side.precision, "threads": threads,
                          "team_dir": side.built.team_dir, "predictor": side.predictor}
              for side in (team, reference)}
     precision: dict[str, Any] = {}
@@ -230,7 +230,7 @@ def _measure_task(team_link: WorkerLink, ref_link: WorkerLink, name: str, team: 
                                  progress=progress, split=SplitRecorder())
         auditing = time.monotonic()      # the checks after the rounds: peaks, caching audit, both counts
         peaks = read_peaks(team_link, ref_link, baseline)
-        team_record, ref_record = task_records(name, times, len(inputs[name]), spec)
+        team_record, ref_record = task_records(name, times, len(inputs[name]), plan)
         own = own_split_pass({"team": team_link, "reference": ref_link}, make_batches(inputs[name], ts.batch_size))
         team_record["time_split"]["own"], ref_record["time_split"]["own"] = own["team"], own["reference"]
         # the reference's worker runs no team code: nothing can hide in it, so no process-wide scan there

@@ -214,28 +214,20 @@ def refuse_busy_gpu(config: RunConfig) -> str | None:
     return busy
 
 
-def timing_plan(spec: Spec, run_seed: int) -> TimingPlan:
-    t = spec.timing
-    return TimingPlan(run_seed=run_seed, rounds=t.rounds, max_rounds=t.max_rounds, warmup_min_s=t.warmup_min_s,
-                      warmup_max_s=t.warmup_max_s, settle_tolerance=t.settle_tolerance, confidence=t.confidence,
-                      min_speedup=spec.limits.min_speedup, target_half_width=t.target_half_width,
-                      target_half_width_cpu=t.target_half_width_cpu, max_timing_s=t.max_timing_s)
-
-
-def reference_options(spec: Spec) -> Callable[[str], dict[str, Any]]:
+def reference_options(spec: Spec, plan: TimingPlan) -> Callable[[str], dict[str, Any]]:
     return lambda task: {"max_seq_length": spec.task(task).max_seq_length, "padding": spec.reference.padding,
-                         "doc_stride": spec.reference.doc_stride, "seed": spec.timing.seed}
+                         "doc_stride": spec.reference.doc_stride, "seed": plan.seed}
 
 
-def reference_worker(spec: Spec, ref_built: Built) -> WorkerSpec:
+def reference_worker(spec: Spec, ref_built: Built, plan: TimingPlan) -> WorkerSpec:
     """The BERT-base reference's side as a team's measurement starts it (the A/A row starts two of them)."""
-    return WorkerSpec("reference", ref_built, REFERENCE_PREDICTOR, spec.sandbox.timeout_s, reference_options(spec),
-                      spec.reference.precision)
+    return WorkerSpec("reference", ref_built, REFERENCE_PREDICTOR, spec.sandbox.timeout_s,
+                      reference_options(spec, plan), spec.reference.precision)
 
 
-def worker_threads(spec: Spec) -> int:
-    """The same torch thread count for both workers: the spec's, or the sandbox's CPUs on this box."""
-    return spec.timing.threads or max(1, min(len(os.sched_getaffinity(0)), int(spec.sandbox.cpus)))
+def worker_threads(spec: Spec, plan: TimingPlan) -> int:
+    """The same torch thread count for both workers: the plan's, or the sandbox's CPUs on this box."""
+    return plan.threads or max(1, min(len(os.sched_getaffinity(0)), int(spec.sandbox.cpus)))
 
 
 def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
@@ -246,15 +238,15 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     spec, work = config.spec, config.out_dir / submission.team
     busy = refuse_busy_gpu(config)
     result.run_seed = secrets.randbits(32)    # drawn per run, recorded, never announced to the worker
+    plan = TimingPlan.from_spec(spec, result.run_seed)
     team = WorkerSpec("team", built, submission.predictor, config.probe_timeout_s)
-    reference = WorkerSpec("reference", ref_built, REFERENCE_PREDICTOR, spec.sandbox.timeout_s,
-                           reference_options(spec), spec.reference.precision)
+    reference = reference_worker(spec, ref_built, plan)
     say(f"{submission.team}: timing {', '.join(submission.tasks)} against BERT-base, interleaved")
     try:
         with GpuMonitor() as gpu:
             measured, predictions = measure_against_reference(
                 config.backend, team, reference, spec, prepared.inputs, submission.tasks,
-                timing_plan(spec, result.run_seed), config.device, worker_threads(spec), work,
+                plan, config.device, worker_threads(spec, plan), work,
                 work / "predictions", round_snapshot,
                 progress if progress is no_progress else lambda event: progress(replace(event, team=submission.team)))
     except ReferenceFailed as exc:

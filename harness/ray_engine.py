@@ -13,8 +13,10 @@ before any pinning, and the fork server is started anew when the pinning changed
 Each team is still timed against its own reference worker on the node that runs it (harness.pipeline's
 run_team, unchanged). What crosses from node to leader is data: the team's JSON record and the files of its
 output folder (logs already tail-capped, predictions), bounded in number and size; the leader writes them
-with its own safe writers, stamps where the team was timed, and keeps the cache, the lock, the leaderboard,
-report.html and summary.json exactly as the local engine does (harness.batch).
+with its own safe writers and stamps where the team was timed; harness.batch keeps the cache, the lock, the
+leaderboard, report.html and summary.json exactly as with the local engine (harness.local_engine). What
+crosses from leader to node is data too: the run's settings as plain values (harness.settings), from which
+the node makes its own configuration, and the team folder.
 
 The A/A row (harness.calibration): after the teams, each slot that timed any of them runs the reference
 against a copy of itself as one more Ray task, pinned to that node (NodeAffinitySchedulingStrategy) and
@@ -38,14 +40,18 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.batch import result_from_record
 from harness.config import HarnessError, run_config
+from harness.engine import BatchProgress
+from harness.pipeline import PreparedData
 from harness.records import Placement
 from harness.results import TeamResult, write_result_json
 from harness.safe_files import fresh_dir, write_new_bytes
+from harness.settings import RunSettings
 from harness.slots import (SLOT_RESOURCE, Slot, SlotError, claim, claim_dir, node_cpus, node_gpus, pin_process,
                            slot_layout)
 from harness.submission import Submission
@@ -120,8 +126,13 @@ def node_where() -> tuple[dict[str, Any], int]:
         return where, 1
 
 
-def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
-                settings: str) -> dict[str, Any]:
+def node_settings(settings: dict[str, Any], out_dir: Path) -> RunSettings:
+    """The leader's run settings (RunSettings.to_dict, as sent), writing into the node's scratch `out_dir`."""
+    return replace(RunSettings.from_dict(settings), out_dir=out_dir)
+
+
+def run_on_node(settings: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
+                settings_key: str) -> dict[str, Any]:
     """On a node: claim a box slot, unpack the team, run it end to end inside the slot into a scratch output
     folder, return its record and files as data. Never raises for the team's sake: whatever goes wrong is a
     row."""
@@ -131,20 +142,20 @@ def run_on_node(options: dict[str, Any], folder_name: str, archive: bytes, leade
         layout = slot_layout(count, node_cpus(), [g["index"] for g in node_gpus()])
         if count == 1:             # the whole box: Ray runs one team at a time on it, nothing to claim or pin
             where.update(slot_placement(layout[0]))
-            return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[0], where)
+            return run_in_slot(settings, folder_name, archive, leader_team_dir, settings_key, layout[0], where)
         with claim(count, claim_dir() / str(where.get("node_id", "node")), prefer=_last_slot.get(count)) as index:
             _last_slot[count] = index
             where.update(slot_placement(layout[index]))
             pin_process(layout[index])
-            return run_in_slot(options, folder_name, archive, leader_team_dir, settings, layout[index], where)
+            return run_in_slot(settings, folder_name, archive, leader_team_dir, settings_key, layout[index], where)
     except SlotError as exc:       # the node's slots are misconfigured: a row that says so
         return {"record": None, "files": {}, "where": where, "error": f"box slot: {exc}"}
     finally:       # into the reply's `where`: node_started to node_ended less the row's duration is what the
         where["node_ended"] = time.time()          # node spent outside the team's run
 
 
-def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str, settings: str,
-                slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
+def run_in_slot(settings: dict[str, Any], folder_name: str, archive: bytes, leader_team_dir: str,
+                settings_key: str, slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
     from harness.pipeline import run_team
 
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
@@ -154,11 +165,11 @@ def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leade
         try:
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(team_dir, filter="data")
-            config = run_config(**{**options, "out_dir": out_dir, "slot": slot})
+            config = run_config(node_settings(settings, out_dir), slot)
             result = run_team(team_dir, config)
         except Exception as exc:          # the harness failed on this node: a row, said in one line
             return {"record": None, "files": {}, "where": where, "error": f"{type(exc).__name__}: {exc}"}
-        result.team_dir, result.settings_key = leader_team_dir, settings
+        result.team_dir, result.settings_key = leader_team_dir, settings_key
         team_out = out_dir / result.team
         files = output_files(team_out) if team_out.is_dir() else {}
         files.pop("result.json", None)         # the leader writes the record itself
@@ -166,7 +177,7 @@ def run_in_slot(options: dict[str, Any], folder_name: str, archive: bytes, leade
                 "node_out": str(team_out)}
 
 
-def run_calibration_on_node(options: dict[str, Any], box: str, slot_index: int) -> dict[str, Any]:
+def run_calibration_on_node(settings: dict[str, Any], box: str, slot_index: int) -> dict[str, Any]:
     """On a node: claim slot `slot_index` (the one the teams were timed on), time the reference against a
     copy of itself inside it, return the calibration record. Never raises: a failure is a failed record."""
     from harness.calibration import calibration_record
@@ -175,25 +186,25 @@ def run_calibration_on_node(options: dict[str, Any], box: str, slot_index: int) 
     try:
         layout = slot_layout(count, node_cpus(), [g["index"] for g in node_gpus()])
         if count == 1:
-            return calibrate_in_slot(options, box, layout[0], where)
+            return calibrate_in_slot(settings, box, layout[0], where)
         with claim(count, claim_dir() / str(where.get("node_id", "node")), prefer=slot_index) as index:
             if index != slot_index:
                 return calibration_record(box, why_not=f"slot {slot_index + 1}/{count} stayed busy; the A/A "
                                           f"could only claim slot {index + 1}", failed=True, where=where)
             _last_slot[count] = index
             pin_process(layout[index])
-            return calibrate_in_slot(options, box, layout[index], where)
+            return calibrate_in_slot(settings, box, layout[index], where)
     except SlotError as exc:
         return calibration_record(box, why_not=f"box slot: {exc}", failed=True, where=where)
 
 
-def calibrate_in_slot(options: dict[str, Any], box: str, slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
+def calibrate_in_slot(settings: dict[str, Any], box: str, slot: Slot, where: dict[str, Any]) -> dict[str, Any]:
     from harness.calibration import calibration_record, run_calibration
     from harness.pipeline import prepare_inputs
 
     with tempfile.TemporaryDirectory(prefix="harness-ray-aa-") as tmp:
         try:
-            config = run_config(**{**options, "out_dir": Path(tmp), "slot": slot})
+            config = run_config(node_settings(settings, Path(tmp)), slot)
             prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
             ref_built = config.backend.build_reference(config.reference_dir, Path(tmp) / "reference")
             record = run_calibration(config, prepared, ref_built, box)
@@ -295,13 +306,13 @@ def write_team_output(out_dir: Path, team: str, files: dict[str, bytes]) -> Path
 
 
 class RayEngine:
-    """harness.batch's Engine on a Ray cluster. `options` are the run settings (`harness batch`'s options, as
-    config.run_config takes them) each node builds its own configuration from: its own backend and caches, the
-    same spec, data folder and runner image by path."""
+    """harness.engine's Engine on a Ray cluster. `settings` are the run's settings (harness.settings), sent to
+    each node as plain values; the node makes its own configuration from them (harness.config.run_config): its
+    own backend and caches, the same spec, data folder and runner image by path."""
 
-    def __init__(self, options: dict[str, Any], address: str | None = None, slots: int = 1):
-        self.options, self.address, self.slots = options, address, slots
-        self._placements: dict[str, Placement] = {}     # box name -> where its teams were timed
+    def __init__(self, settings: RunSettings, address: str | None = None, slots: int = 1):
+        self.settings, self.address, self.slots = settings, address, slots
+        self._placements: dict[str, Placement] = {}          # box name -> where its teams were timed
 
     def box_of(self, result: TeamResult) -> str:
         """The slot a team was timed on (its placement), named as in the calibration section."""
@@ -309,7 +320,11 @@ class RayEngine:
         self._placements.setdefault(box, result.placement)
         return box
 
-    def calibrate(self, boxes: list[str], config, progress) -> list[dict[str, Any]]:
+    def reference_runs(self, measured: list[TeamResult]) -> int:
+        """The rows that came back with the reference's record (a team timed against it on its node)."""
+        return sum(1 for r in measured if r.reference)
+
+    def calibrate(self, boxes: list[str], config, progress: BatchProgress) -> list[dict[str, Any]]:
         """An A/A run on each slot that timed teams, all at once (a slot each), pinned to the slot's node."""
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -326,7 +341,7 @@ class RayEngine:
             strategy = NodeAffinitySchedulingStrategy(place.node_id, soft=False)
             remote = ray.remote(num_cpus=0, resources={SLOT_RESOURCE: 1}, max_retries=0,
                                 scheduling_strategy=strategy)(run_calibration_on_node)
-            jobs[box] = remote.remote(self.options, box, int(place.slot or 0))
+            jobs[box] = remote.remote(self.settings.to_dict(), box, int(place.slot or 0))
         records = list(failed.values())
         for box, ref in jobs.items():
             try:
@@ -337,9 +352,10 @@ class RayEngine:
                 records.append(calibration_record(box, why_not=" ".join(str(exc).split())[:300], failed=True))
         return records
 
-    def measure_all(self, todo: list[tuple[TeamResult, Submission]], config, settings: str,
-                    progress) -> list[TeamResult]:
-        """Every team as a Ray task on a box slot; results in the order they finish, each written here."""
+    def measure_all(self, todo: list[tuple[TeamResult, Submission]], config, prepared: PreparedData,
+                    settings_key: str, progress: BatchProgress) -> list[TeamResult]:
+        """Every team as a Ray task on a box slot; results in the order they finish, each written here. Each
+        node prepares its inputs from the data folder itself (`prepared`, the leader's, stays here)."""
         import ray
 
         connect(self.address, self.slots)
@@ -351,7 +367,8 @@ class RayEngine:
 
         def submit(job: dict[str, Any]) -> None:
             job["attempts"] += 1
-            jobs[remote.remote(self.options, job["folder"], job["archive"], job["team_dir"], settings)] = job
+            jobs[remote.remote(self.settings.to_dict(), job["folder"], job["archive"], job["team_dir"],
+                               settings_key)] = job
 
         for result, _ in todo:
             submit({"result": result, "folder": Path(result.team_dir).name, "archive": team_archive(result.team_dir),

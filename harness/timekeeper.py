@@ -37,6 +37,7 @@ from harness.device_activity import DrainGuard, DrainRecord, Verdict
 from harness.freezing import FreezeLedger, timed_alone
 from harness.probe import channel
 from harness.progress import Progress, TimingEvent, no_progress, rounds_left
+from harness.spec import Spec
 from harness.time_split import SplitRecorder
 from harness.tasks import get_task
 from harness.worker_link import WorkerFailed, WorkerLink
@@ -49,7 +50,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """The [timing] settings the timekeeper needs, plus the run's seed and the limit it decides on."""
+    """Every [timing] setting of the spec, plus the run's seed and the limit it decides on: what the
+    timekeeper, the measurement around it (harness.measurement) and the A/A row time by. Made from a spec by
+    from_spec; the spec's wording of a row's flags may still cite [timing] itself."""
 
     run_seed: int
     rounds: int
@@ -59,9 +62,22 @@ class TimingPlan:
     settle_tolerance: float
     confidence: float
     min_speedup: float
+    seed: int                             # the spec's seed, sent to both workers at load (not the run seed)
+    caching_tolerance: float              # the caching audit's (harness.stats.caching_audit)
+    threads: int                          # torch threads of both workers (0: the sandbox's CPUs on this box)
     target_half_width: float = 0.0        # on a GPU: each task's interval timed down to +-this (0: no target)
     target_half_width_cpu: float = 0.0    # the same on a CPU
     max_timing_s: float = math.inf        # no round is started that would end the task's rounds past this
+
+    @classmethod
+    def from_spec(cls, spec: Spec, run_seed: int) -> TimingPlan:
+        """The plan of a run of `spec` drawn with `run_seed`: its [timing] section whole, and its min_speedup."""
+        t = spec.timing
+        return cls(run_seed=run_seed, rounds=t.rounds, max_rounds=t.max_rounds, warmup_min_s=t.warmup_min_s,
+                   warmup_max_s=t.warmup_max_s, settle_tolerance=t.settle_tolerance, confidence=t.confidence,
+                   min_speedup=spec.limits.min_speedup, seed=t.seed, caching_tolerance=t.caching_tolerance,
+                   threads=t.threads, target_half_width=t.target_half_width,
+                   target_half_width_cpu=t.target_half_width_cpu, max_timing_s=t.max_timing_s)
 
     def target_for(self, device: str) -> float:
         """The half-width target on `device` (the reference's word after load: our code): the CPU's where it

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import TEAMS
-from harness import batch as batch_module
+from harness import local_engine
 from harness import calibration
 from harness.calibration import calibration_record, local_box
 from harness.stats import Interval
@@ -99,7 +99,7 @@ def test_a_batch_runs_the_a_a_row_end_to_end_and_writes_the_calibration_section(
 def test_a_box_not_proven_fair_flags_every_row_it_timed_that_night(invoke, run_args, tmp_path, two_teams,
                                                                     monkeypatch):
     shutil.copytree(TEAMS / "big_team", two_teams / "big_team")
-    monkeypatch.setattr(batch_module, "run_calibration", fake_aa(Interval(1.0, 0.9, 1.1, 0.95)))
+    monkeypatch.setattr(local_engine, "run_calibration", fake_aa(Interval(1.0, 0.9, 1.1, 0.95)))
     result = invoke("batch", two_teams, *run_args, "--max-examples", "1")     # the timings do not matter here
     assert result.exit_code == 0, result.output
     assert "2 rows flagged" in result.output

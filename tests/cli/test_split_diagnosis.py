@@ -30,7 +30,7 @@ def gpu_result(shares):
 
 
 def run_check(monkeypatch, invoke, shares, tmp_path):
-    monkeypatch.setattr(cli, "execute", lambda team_dir, **options: (SPEC, gpu_result(shares)))
+    monkeypatch.setattr(cli, "execute", lambda team_dir, settings: (SPEC, gpu_result(shares)))
     return invoke("check", tmp_path)
 
 

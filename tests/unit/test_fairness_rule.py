@@ -105,11 +105,11 @@ def test_calibration_files_hold_every_box(tmp_path):
 
 def test_the_aa_is_timed_to_half_the_tolerance_on_a_gpu_and_as_a_team_on_a_cpu():
     from harness.calibration import TOLERANCE, aa_plan
-    from harness.pipeline import timing_plan
     from harness.spec import load_spec
+    from harness.timekeeper import TimingPlan
 
     spec = load_spec()
     plan = aa_plan(spec, 7)
-    assert plan.target_for("cuda") == TOLERANCE / 2 < timing_plan(spec, 7).target_for("cuda")
-    assert plan.target_for("cpu") == timing_plan(spec, 7).target_for("cpu")
+    assert plan.target_for("cuda") == TOLERANCE / 2 < TimingPlan.from_spec(spec, 7).target_for("cuda")
+    assert plan.target_for("cpu") == TimingPlan.from_spec(spec, 7).target_for("cpu")
     assert (plan.max_rounds, plan.max_timing_s) == (spec.timing.max_rounds, spec.timing.max_timing_s)

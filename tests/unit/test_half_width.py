@@ -13,11 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.records import TaskResult
 from harness import stats
 from harness.measurement import task_records
-from harness.pipeline import timing_plan
 from harness.probe import channel
+from harness.records import TaskResult
 from harness.row_flags import half_width_flags
 from harness.scoring import (ReferenceTask, TaskOutcome, borderline_flags, half_width_of, score_team,
                              speedup_half_width_flags, task_half_width_flags)
@@ -33,7 +32,8 @@ LOADS = {"team": {"task": "csl"}, "reference": {"task": "csl"}}
 
 def plan(**overrides):
     values = dict(run_seed=7, rounds=2, max_rounds=4, warmup_min_s=0.0, warmup_max_s=0.2, settle_tolerance=0.5,
-                  confidence=0.95, min_speedup=1e-3)     # a pass whatever the load: only the target decides
+                  confidence=0.95, min_speedup=1e-3,      # a pass whatever the load: only the target decides
+                  seed=0, caching_tolerance=0.5, threads=0)
     values.update(overrides)
     return TimingPlan(**values)
 
@@ -140,7 +140,7 @@ def test_a_target_not_met_adds_rounds_up_to_max_rounds_and_says_so():
     times = measure(plan(target_half_width=1e-9, max_rounds=4))
     assert len(times.orders) == 4 and len(times.team.rounds) == len(times.reference.rounds) == 4
     assert times.stopped_by == "max_rounds" and times.half_width_met is False
-    record, _ = task_records("csl", times, len(EXAMPLES), SMALL)
+    record, _ = task_records("csl", times, len(EXAMPLES), TimingPlan.from_spec(SMALL, 7))
     assert record["half_width"] == times.half_width and record["target_half_width"] == 1e-9
     assert record["half_width_met"] is False and record["timing_capped"] is False
     assert record["rounds_stopped_by"] == "max_rounds" and record["timing_s"] == pytest.approx(4.0)
@@ -151,7 +151,7 @@ def test_the_time_cap_stops_rounds_before_one_would_end_past_it():
     times = measure(plan(target_half_width=1e-9, max_rounds=10, max_timing_s=35.0), clock=FakeClock(10.0))
     assert len(times.orders) == 3 and times.stopped_by == "max_timing_s"
     assert times.timing_s == pytest.approx(30.0) and times.half_width_met is False
-    record, _ = task_records("csl", times, len(EXAMPLES), SMALL)
+    record, _ = task_records("csl", times, len(EXAMPLES), TimingPlan.from_spec(SMALL, 7))
     assert record["timing_capped"] is True and record["timing_s"] == pytest.approx(30.0)
 
 
@@ -173,7 +173,7 @@ def test_on_a_cpu_the_cpu_target_applies_none_by_default():
 def test_the_bundled_spec_targets_3_percent_on_a_gpu_none_on_a_cpu_and_caps_the_rounds():
     t = load_spec().timing
     assert (t.target_half_width, t.target_half_width_cpu, t.max_timing_s, t.max_rounds) == (0.03, 0.0, 30.0, 60)
-    p = timing_plan(load_spec(), 1)
+    p = TimingPlan.from_spec(load_spec(), 1)
     assert (p.target_half_width, p.target_half_width_cpu, p.max_timing_s) == (0.03, 0.0, 30.0)
 
 

@@ -18,7 +18,7 @@ from harness.worker_link import WorkerFailed, WorkerLink
 EXAMPLES = [{"id": i, "abst": f"句子{i}", "keyword": ["词"]} for i in range(6)]
 LOADS = {"team": {"task": "csl"}, "reference": {"task": "csl"}}
 PLAN = TimingPlan(run_seed=3, rounds=2, max_rounds=2, warmup_min_s=0.0, warmup_max_s=0.05, settle_tolerance=0.5,
-                  confidence=0.95, min_speedup=1.0)
+                  confidence=0.95, min_speedup=1.0, seed=0, caching_tolerance=0.5, threads=0)
 OPS = ("load", "precision", "predict", "params")
 KINDS = ("garbage", "random_json", "huge", "truncated", "extra", "early", "wrong_types", "deep")
 MUST_FAIL = {"garbage", "huge", "truncated", "extra", "early", "deep"}

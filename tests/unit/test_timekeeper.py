@@ -92,7 +92,7 @@ WARM, FLANKS, SPARES, LATER = 0, (1, 2), 3, 4      # the fresh() calls in the or
 
 def plan(**overrides):
     values = dict(run_seed=11, rounds=3, max_rounds=3, warmup_min_s=0.0, warmup_max_s=0.3, settle_tolerance=0.5,
-                  confidence=0.95, min_speedup=8.0)
+                  confidence=0.95, min_speedup=8.0, seed=0, caching_tolerance=0.5, threads=0)
     values.update(overrides)
     return TimingPlan(**values)
 
@@ -243,7 +243,7 @@ def test_a_team_caching_every_input_gains_nothing_and_is_not_flagged(makers):
     ref = link("reference", lambda ids, seen: 0.01, [])
     examples = [{"id": i, "label_free": f"句子{i}"} for i in range(12)]   # six batches: an interval at 95%
     times = measure_task(team, ref, "csl", examples, 2, plan(), LOADS)
-    team_record, _ = task_records("csl", times, len(examples), SPEC)
+    team_record, _ = task_records("csl", times, len(examples), TimingPlan.from_spec(SPEC, 11))
     assert not team_record["caching_suspected"]
     # every timed call was work: each batch's mean at least its 10 ms, in every round, so T too (whether the
     # later rounds counted or a burst of load on the box kept them out)
@@ -266,7 +266,7 @@ def test_a_team_skipping_work_on_made_up_inputs_but_one_batch_is_caught_and_time
     examples = [{"id": i, "label_free": f"句子{i}"} for i in range(12)]   # six batches
     team = link("team", skips_made_up_inputs(makers, honest_batch=3), [])
     times = measure_task(team, link("reference", lambda ids, seen: 0.01, []), "csl", examples, 2, plan(), LOADS)
-    team_record, _ = task_records("csl", times, len(examples), SPEC)
+    team_record, _ = task_records("csl", times, len(examples), TimingPlan.from_spec(SPEC, 11))
     audit = team_record["caching_audit"]
     assert team_record["caching_suspected"] and not audit["later_rounds_counted"]
     assert all(min(audit[key]["low"], audit[key]["team_low"]) > 1.1 for key in ("flanks", "later_rounds"))
@@ -278,7 +278,7 @@ def test_a_team_honest_in_round_0_but_not_after_is_caught_by_the_later_rounds(ma
     examples = [{"id": i, "label_free": f"句子{i}"} for i in range(12)]
     team = link("team", skips_made_up_inputs(makers, from_call=LATER), [])
     times = measure_task(team, link("reference", lambda ids, seen: 0.01, []), "csl", examples, 2, plan(), LOADS)
-    team_record, _ = task_records("csl", times, len(examples), SPEC)
+    team_record, _ = task_records("csl", times, len(examples), TimingPlan.from_spec(SPEC, 11))
     audit = team_record["caching_audit"]
     # round 0 shows nothing (the flanks cost the real input's work; only noise of the box there), the later
     # rounds everything: first sight against passes of nothing
@@ -289,7 +289,7 @@ def test_a_team_honest_in_round_0_but_not_after_is_caught_by_the_later_rounds(ma
 def test_with_too_few_batches_for_an_interval_a_gain_is_noted_and_t_is_first_sight(makers):
     team = link("team", skips_made_up_inputs(makers), [])
     times = measure_task(team, link("reference", lambda ids, seen: 0.01, []), "csl", EXAMPLES, 2, plan(), LOADS)
-    team_record, _ = task_records("csl", times, len(EXAMPLES), SPEC)
+    team_record, _ = task_records("csl", times, len(EXAMPLES), TimingPlan.from_spec(SPEC, 11))
     audit = team_record["caching_audit"]
     assert not team_record["caching_suspected"] and audit["flanks"]["low"] is None
     assert audit["note"].startswith("not enough batches to audit (5 < 6 for a 95% interval); T from first sight")

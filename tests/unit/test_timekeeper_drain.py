@@ -55,7 +55,7 @@ def fake_link(name, pid, log, seconds):
 
 
 PLAN = TimingPlan(run_seed=5, rounds=2, max_rounds=2, warmup_min_s=0.0, warmup_max_s=0.05, settle_tolerance=0.9,
-                  confidence=0.95, min_speedup=1.0)
+                  confidence=0.95, min_speedup=1.0, seed=0, caching_tolerance=0.5, threads=0)
 
 
 def measure(busy_until, retries=3, busy_pid=TEAM):
@@ -104,7 +104,7 @@ def test_a_dirty_reference_window_is_retimed_and_counted():
     # T0 + 0.6 shows the team busy: dirty, discarded. Its second attempt drains (the period ending at T0 + 1.2
     # is idle) and is clean, and so is every later one.
     times, ref_log, nvml = measure(T0 + 1.0)
-    record = task_records("csl", times, len(EXAMPLES), SPEC)[0]["device_drain"]
+    record = task_records("csl", times, len(EXAMPLES), TimingPlan.from_spec(SPEC, 5))[0]["device_drain"]
     assert record["checked"] and record["timeouts"] == 1 and record["discarded_windows"] == 1
     assert record["dirty_after_retries"] == 0 and record["dirty"] == []
     assert record["busy_while_draining"] == {str(TEAM): 99}
@@ -122,7 +122,7 @@ def test_a_dirty_reference_window_is_retimed_and_counted():
 
 def test_a_window_still_dirty_after_the_retries_is_kept_and_flagged():
     times, _, _ = measure(T0 + 1000.0, retries=1, busy_pid=OTHER)   # another process busy for good
-    record = task_records("csl", times, len(EXAMPLES), SPEC)[0]["device_drain"]
+    record = task_records("csl", times, len(EXAMPLES), TimingPlan.from_spec(SPEC, 5))[0]["device_drain"]
     # the first window is retried once and kept; the activity is persistent, so the later ones are kept at
     # once, after a drain wait cut to 4 periods (0.8 s, against the 0.5 s bound here: the bound stays)
     assert record["checked"] and record["discarded_windows"] == 1 and record["dirty_after_retries"] == 6
@@ -137,7 +137,7 @@ def test_a_window_still_dirty_after_the_retries_is_kept_and_flagged():
 
 def test_a_clean_run_waits_once_per_guarded_window_and_discards_nothing():
     times, ref_log, _ = measure(T0 - 1.0)
-    record = task_records("csl", times, len(EXAMPLES), SPEC)[0]["device_drain"]
+    record = task_records("csl", times, len(EXAMPLES), TimingPlan.from_spec(SPEC, 5))[0]["device_drain"]
     assert record["checked"] and record["discarded_windows"] == 0 and record["timeouts"] == 0
     assert record["waits"] == record["guarded_windows"] == 6
     assert Counter(real_batches(ref_log)) == {0: 1, 1: 1, 2: 1}     # each real batch once: first sight
