@@ -28,6 +28,7 @@ from harness.data_files import executable_mappings, merge_code_maps
 from harness.precision import STRICT_FP32
 from harness.probe import channel
 from harness.progress import Progress, no_progress
+from harness.records import MeasuredSide
 from harness.safe_files import fresh_dir
 from harness.spec import Spec
 from harness.tasks import get_task
@@ -52,8 +53,8 @@ class WorkerSpec:
 class Measured:
     """Everything the timekeeper learned about one team and the reference, per task."""
 
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)         # team side, per task
-    reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, MeasuredSide] = field(default_factory=dict)         # team side, per task
+    reference: dict[str, MeasuredSide] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     reference_environment: dict[str, Any] = field(default_factory=dict)
     timed_out: str = ""
@@ -127,14 +128,15 @@ def check_reference_precision(link: WorkerLink, precision: str) -> dict[str, Any
     return state
 
 
-def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> dict[str, Any]:
+def side_record(side: SideTimes, rounds: list[list[float]], n_examples: int) -> MeasuredSide:
     time_s = statistics.fmean(sum(r) for r in rounds)
     return {"time_s": time_s, "time_per_example_s": time_s / n_examples, "load_s": side.load_s,
             "first_call_s": side.first_call_s, "warmup_windows_s": side.warmup_windows_s,
             "rounds_s": side.rounds, "scored_rounds_s": rounds}
 
 
-def task_records(name: str, times: TaskTimes, n_examples: int, plan: TimingPlan) -> tuple[dict, dict]:
+def task_records(name: str, times: TaskTimes, n_examples: int, plan: TimingPlan
+                 ) -> tuple[MeasuredSide, MeasuredSide]:
     """(team record, reference record) of one timed task; the team's T from first sight only unless the caching
     audit lets the later rounds count (stats.caching_audit)."""
     team, ref = times.team, times.reference

@@ -28,7 +28,7 @@ from harness.gpu import GpuMonitor, gpu_busy_reason
 from harness.measurement import ReferenceFailed, WorkerSpec, measure_against_reference, worker_log
 from harness.paths import REFERENCE_PREDICTOR
 from harness.progress import Progress, no_progress
-from harness.records import Environment, ReferenceResult, TaskResult, side_timing
+from harness.records import Environment, MeasuredSide, ReferenceResult, TaskResult, side_timing
 from harness.results import TeamResult, results_frame, write_result_json, write_results_csv
 from harness.row_flags import half_width_flags, measurement_flags
 from harness.safe_files import fresh_dir
@@ -81,7 +81,7 @@ def reference_task(info: ReferenceResult) -> ReferenceTask:
     return ReferenceTask(int(info.params), info.time_s, tuple(tuple(r) for r in info.rounds_s))
 
 
-def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: dict[str, Any] | None,
+def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: MeasuredSide | None,
               predictions: list[dict[str, Any]] | None) -> TaskResult:
     """Score one task's first-sight predictions (held in host memory) against gold, ranked by the spec's
     metric (scoring.ranked_score); the TeamResult.tasks record."""
@@ -99,7 +99,7 @@ def task_info(task: TaskSpec, gold: list[dict[str, Any]], measured: dict[str, An
                       caching_suspected=measured["caching_suspected"])
 
 
-def reference_result(measured: dict[str, Any]) -> ReferenceResult:
+def reference_result(measured: MeasuredSide) -> ReferenceResult:
     """The reference's record of one task: its counted parameters, its verified precision, its timing."""
     rest = {k: v for k, v in measured.items() if k not in ("params", "precision")}
     return ReferenceResult(params=measured["params"]["counted"], timing=side_timing(rest),

@@ -1,4 +1,5 @@
-"""The records a row is made of, typed: a task's result, a side's timing, the environment and the placement.
+"""The records a row is made of, typed: a task's result, a side's timing, the environment and the placement
+(and a side's record as the measurement hands it to the pipeline: MeasuredSide).
 
 result.json (harness.results.TeamResult.to_dict) is these records' `to_dict`, and `from_dict` reads it back
 (the batch's cache, a Ray node's reply, `harness score` of an old run): the format is the same as before the
@@ -95,6 +96,17 @@ class SideTiming(TypedDict, total=False):
     device_allowance_bytes: int | None
     unexplained_device_bytes: int | None
     device_check_note: str
+
+
+class MeasuredSide(SideTiming, total=False):
+    """A side's record of one task as harness.measurement hands it to the pipeline: its timing, whether the
+    task ran (`ok`), why not (`error`), the parameter report as the worker gave it (`params`, checked by
+    harness.replies; the count is params["counted"]) and, for the reference, its verified precision."""
+
+    ok: bool
+    error: str
+    params: dict[str, Any]
+    precision: dict[str, Any]
 
 
 def side_timing(record: Mapping[str, Any] | None) -> SideTiming:
