@@ -111,7 +111,7 @@ def weight_file_flags(backend: Backend, built: Built, counts: list[int], limit: 
     """weights_unaccounted when the weight files of the built environment imply far more than was counted:
     a local build's whole folder (the team's copy and its venv), or every place a Docker build could write.
     Every data file counts; code is what the team's workers mapped executable (`code`, read by the host
-    after load: crosscheck.executable_mappings; None when unread: then no file is code, and the flag says so).
+    after load: data_files.executable_mappings; None when unread: then no file is code, and the flag says so).
 
     The files hold every task's model, so they are set against the sum of the per-task counts (a team with
     one model per task ships four): generous to a team whose tasks share an encoder, never unfair to one

@@ -49,7 +49,7 @@ class SideTiming(TypedDict, total=False):
     timing_capped: bool
     timing_s: float
     rounds_stopped_by: str
-    freeze_s: float                    # harness.freezing.Freezer.record
+    freeze_s: float                    # harness.freezing.FreezeLedger.record
     frozen_windows: int
     freeze_s_per_window: float
     freeze_unavailable: str

@@ -79,8 +79,8 @@ class Backend(Protocol):
 
     def weight_file_bytes(self, built: Built, code: dict | None = None) -> int:
         """Bytes that count as weights wherever the team could write in its built environment, read by the
-        host without running anything of the team's: every data file (harness.crosscheck.DataTally), code
-        only where the worker mapped it executable (`code`: crosscheck.executable_mappings; None: no code)."""
+        host without running anything of the team's: every data file (harness.data_files.DataTally), code
+        only where the worker mapped it executable (`code`: data_files.executable_mappings; None: no code)."""
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

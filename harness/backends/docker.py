@@ -252,7 +252,7 @@ class DockerBackend:
         """Bytes that count as weights in every place the runner user could write to during the build
         (TEAM_WRITABLE), read from the image by the host: a container is created, never started, and each
         folder's archive is streamed from the engine and read without writing anything out
-        (harness.crosscheck.data_bytes_in_tar: every data file counts, whatever its size or first bytes; code
+        (harness.data_files.data_bytes_in_tar: every data file counts, whatever its size or first bytes; code
         only where the worker mapped it executable, `code` being its executable_mappings). A file the runner
         image already holds with the same content is not the build's and is left out."""
         total = 0

@@ -243,7 +243,7 @@ class LocalBackend:
 
     def weight_file_bytes(self, built: Built, code: dict | None = None) -> int:
         """The whole build folder: the team's copy and its venv, where setup.sh may have fetched weights. Every
-        data file counts (harness.crosscheck.data_file_bytes); code only where the worker mapped it executable
+        data file counts (harness.data_files.data_file_bytes); code only where the worker mapped it executable
         (`code`: its executable_mappings)."""
         return data_file_bytes(Path(built.team_dir).parent, code)
 
