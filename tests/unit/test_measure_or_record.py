@@ -6,6 +6,7 @@ import pytest
 
 from harness import pipeline
 from harness.pipeline import HarnessError, RunConfig, measure_or_record
+from harness.records import Environment, TaskResult
 from harness.results import TeamResult
 from harness.spec import load_spec
 
@@ -58,11 +59,12 @@ def hostile_value(rng, depth=0):
 
 def hostile_result(rng):
     result = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, team_hash="abc", team_dir="/x")
-    result.tasks = {"csl": {"score": rng.choice([50.0, hostile_value(rng)]), "params": rng.choice([10, 10**30]),
-                            "time_per_example_s": rng.choice([0.01, hostile_value(rng)]),
-                            "timing": {"note": hostile_value(rng)}}}
+    result.tasks = {"csl": TaskResult.from_dict({"score": rng.choice([50.0, hostile_value(rng)]),
+                                                 "params": rng.choice([10, 10**30]),
+                                                 "time_per_example_s": rng.choice([0.01, hostile_value(rng)]),
+                                                 "timing": {"note": hostile_value(rng)}})}
     result.flags = [rng.choice(["fine", "\udc80 flag"])]
-    result.environment = {"device": hostile_value(rng)}
+    result.environment = Environment.from_dict({"device": hostile_value(rng)})
     result.error = rng.choice(["", "bad \ud800 reply"])
     return result
 
@@ -97,7 +99,7 @@ def test_a_row_that_cannot_be_written_becomes_harness_failed_and_a_writable_one_
     assert pipeline.finish(calm, config, 0.0).status == "ok" and calm.flags == ["界 fine"]
     odd = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, flags=["\ud800"])
     assert pipeline.finish(odd, config, 0.0).status == "harness_failed" and odd.flags == []
-    huge = TeamResult("huge_team", "ok", "local", SPEC.name, SPEC.sha256, tasks={"csl": {"params": 10**30}})
+    huge = TeamResult("huge_team", "ok", "local", SPEC.name, SPEC.sha256, tasks={"csl": TaskResult.from_dict({"params": 10**30})})
     assert pipeline.finish(huge, config, 0.0).status == "harness_failed"
 
 
