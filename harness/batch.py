@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -140,11 +140,11 @@ def cached_result(out_dir: Path, team_dir: Path, content_hash: str, settings: st
 def result_from_record(record: dict[str, Any], config: RunConfig) -> TeamResult:
     """Rebuild a TeamResult from its JSON record (the score is recomputed from the stored figures)."""
     result = TeamResult.from_dict({**record, "score": None})
-    if record.get("score") is not None:
-        outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
-        reference = {name: reference_task(r) for name, r in result.reference.items()}
-        result.score = score_team(outcomes, reference, config.spec)
-    return result
+    if record.get("score") is None:
+        return result
+    outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
+    reference = {name: reference_task(r) for name, r in result.reference.items()}
+    return replace(result, score=score_team(outcomes, reference, config.spec))
 
 
 def leaderboard(results: list[TeamResult], config: RunConfig) -> pd.DataFrame:
@@ -209,7 +209,7 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
             results.append(cached)
             progress.team_done(cached, cached=True)
             continue
-        result.settings_key, result.team_dir = settings_key, str(team_dir.resolve())
+        result = replace(result, settings_key=settings_key, team_dir=str(team_dir.resolve()))
         if submission is None:
             results.append(finish(result, config, time.time(), write_csv=False))
             progress.team_done(result, cached=False)
@@ -221,8 +221,9 @@ def _run_teams(teams: list[Path], config: RunConfig, progress: BatchProgress, su
     summary.reference_runs += engine.reference_runs(measured)
     summary.gpu = summary.gpu or next((str(r.environment.device_name) for r in measured
                                        if r.environment.device_name), "")
-    summary.calibration = calibrate_boxes(measured, engine.box_of,
-                                          lambda boxes: engine.calibrate(boxes, config, progress), config, calibrate)
+    summary.calibration, measured = calibrate_boxes(measured, engine.box_of,
+                                                    lambda boxes: engine.calibrate(boxes, config, progress), config,
+                                                    calibrate)
     return results + measured
 
 
@@ -232,14 +233,15 @@ def timed_tonight(result: TeamResult) -> bool:
 
 
 def calibrate_boxes(measured: list[TeamResult], box_of, run_aa, config: RunConfig,
-                    calibrate: bool = True) -> list[dict[str, Any]]:
-    """The A/A record of every box that timed a team tonight (`run_aa(boxes)` runs them), applied to the rows
-    each box timed; with `calibrate` False, one record per box saying it was not run."""
+                    calibrate: bool = True) -> tuple[list[dict[str, Any]], list[TeamResult]]:
+    """The A/A record of every box that timed a team tonight (`run_aa(boxes)` runs them), and the rows with
+    them applied to those each box timed (in the same order); with `calibrate` False, one record per box
+    saying it was not run."""
     timed = [r for r in measured if timed_tonight(r)]
     boxes = list(dict.fromkeys(box_of(r) for r in timed))
     if not boxes:
-        return []
+        return [], measured
     records = run_aa(boxes) if calibrate else [calibration_record(box, why_not="--no-calibration") for box in boxes]
-    apply_calibration(timed, records, box_of, config.out_dir)
-    return records
+    return records, apply_calibration(measured, records, lambda r: box_of(r) if timed_tonight(r) else None,
+                                      config.out_dir)
 

@@ -178,21 +178,23 @@ def calibration_line(record: dict[str, Any]) -> str:
 
 
 def apply_calibration(results: Iterable[TeamResult], calibrations: list[dict[str, Any]], box_of,
-                      out_dir: Path) -> None:
-    """Give each team row timed tonight its box's calibration record and, when the box was not proven fair,
-    a flag naming the A/A figures; the row's record is written again. `box_of(result)` names the box a row
-    was timed on. Each record learns how many rows its box timed and flagged (rows_timed, rows_flagged)."""
+                      out_dir: Path) -> list[TeamResult]:
+    """`results`, each team row timed tonight given its box's calibration record and, when the box was not
+    proven fair, a flag naming the A/A figures, its record written again. `box_of(result)` names the box a
+    row was timed on (None: not timed tonight). Each record learns how many rows its box timed and flagged
+    (rows_timed, rows_flagged)."""
+    results = list(results)
     by_box = {record["box"]: record for record in calibrations}
-    placed = [(result, by_box[box_of(result)]) for result in results if box_of(result) in by_box]
+    placed = {index: by_box[box_of(result)] for index, result in enumerate(results) if box_of(result) in by_box}
     for record in calibrations:
-        on_box = sum(1 for _, r in placed if r is record)
+        on_box = sum(1 for r in placed.values() if r is record)
         record.update(rows_timed=on_box, rows_flagged=on_box if calibration_flag(record) else 0)
-    for result, record in placed:
-        result.calibration = dict(record)
+    for index, record in placed.items():
         flag = calibration_flag(record)
-        if flag:
-            result.flags.append(flag)
-        write_result_json(result, out_dir / result.team / "result.json")
+        results[index] = replace(results[index], calibration=dict(record),
+                                 flags=(*results[index].flags, *([flag] if flag else [])))
+        write_result_json(results[index], out_dir / results[index].team / "result.json")
+    return results
 
 
 CSV_COLUMNS = ["box", "verdict", "fair", "speedup", "low", "high", "half_width", "tolerance", "confidence",

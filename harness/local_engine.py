@@ -39,17 +39,18 @@ class LocalEngine:
         self._inputs, self._built = (prepared, ref_built), 0
         done: list[TeamResult] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as builder:
-            pending: Future[Built] = builder.submit(build_team, *todo[0], config)
-            for index, (result, submission) in enumerate(todo):
+            pending: Future[tuple[TeamResult, Built]] = builder.submit(build_team, *todo[0], config)
+            for index, (_, submission) in enumerate(todo):
                 started = time.time()
                 progress.stage(f"{submission.team}: building")
-                built = pending.result()
+                result, built = pending.result()
                 if index + 1 < len(todo):
                     pending = builder.submit(build_team, *todo[index + 1], config)
-                done.append(built_team_row(result, submission, built, config, prepared, lambda: ref_built, started,
-                                           progress.stage, getattr(progress, "timing", no_progress), in_batch=True))
+                row = built_team_row(result, submission, built, config, prepared, lambda: ref_built, started,
+                                     progress.stage, getattr(progress, "timing", no_progress), in_batch=True)
+                done.append(row)
                 self._built += built.ok
-                progress.team_done(result, cached=False)
+                progress.team_done(row, cached=False)
         return done
 
     def reference_runs(self, measured: list[TeamResult]) -> int:

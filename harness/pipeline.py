@@ -133,16 +133,14 @@ def finish(result: TeamResult, config: RunConfig, started: float, write_csv: boo
     written (a value a worker's bytes put there that no check foresaw) makes the row harness_failed with the
     reason, its traceback in OUT/TEAM/harness_error.log: one team's row never ends a batch, and the batch's
     leaderboard is built from rows that are known to write."""
-    result.duration_s = round(time.time() - started, 3)
+    result = replace(result, duration_s=round(time.time() - started, 3))
     try:
         _write_row(result, config, write_csv)
     except Exception as exc:      # the record or the row could not be made: this team's row says so
         log = record_harness_failure(result, config, exc, "writing this team's row")
         kept = {name: _writable(getattr(result, name)) for name in ROW_IDENTITY}
-        for name, value in vars(TeamResult(**kept)).items():
-            setattr(result, name, value)
-        result.status = "harness_failed"
-        result.error = f"the harness could not write this team's row ({type(exc).__name__}: {exc!s:.300}); see {log}"
+        result = TeamResult(**{**kept, "status": "harness_failed", "error": (
+            f"the harness could not write this team's row ({type(exc).__name__}: {exc!s:.300}); see {log}")})
         _write_row(result, config, write_csv)
     return result
 
@@ -183,26 +181,25 @@ def load_team(team_dir: Path, config: RunConfig) -> tuple[TeamResult, Submission
     try:
         submission = load_submission(team_dir, config.spec)
     except SubmissionError as exc:
-        result.error = str(exc)
-        return result, None
-    result.team, result.team_hash = submission.team, submission.content_hash
-    return result, submission
+        return replace(result, error=str(exc)), None
+    return replace(result, team=submission.team, team_hash=submission.content_hash), submission
 
 
-def build_team(result: TeamResult, submission: Submission, config: RunConfig) -> Built:
-    """Build the team into a fresh output folder (nothing an earlier run left there is written through)."""
+def build_team(result: TeamResult, submission: Submission, config: RunConfig) -> tuple[TeamResult, Built]:
+    """Build the team into a fresh output folder (nothing an earlier run left there is written through); the
+    row with the build's time and log, or why it failed."""
     work_dir = fresh_dir(config.out_dir / submission.team)
     building = time.monotonic()
     try:
         built = config.backend.build(submission, work_dir)
-        result.build_s = round(time.monotonic() - building, 3)     # near 0 for a cached build
+        build_s = round(time.monotonic() - building, 3)     # near 0 for a cached build
     except SubmissionError as exc:  # the folder changed under us, or cannot be read while copying
-        result.status, result.error = "invalid_submission", str(exc)
-        return Built(False, "", "", work_dir / "build.log", error=str(exc))
-    result.logs["build"] = str(built.log_path)
+        return (replace(result, status="invalid_submission", error=str(exc)),
+                Built(False, "", "", work_dir / "build.log", error=str(exc)))
+    result = replace(result, build_s=build_s, logs={**result.logs, "build": str(built.log_path)})
     if not built.ok:
-        result.status, result.error = "build_failed", built.error
-    return built
+        result = replace(result, status="build_failed", error=built.error)
+    return result, built
 
 
 def refuse_busy_gpu(config: RunConfig) -> str | None:
@@ -231,13 +228,13 @@ def worker_threads(spec: Spec, plan: TimingPlan) -> int:
 
 
 def measure_team(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
-                 prepared: PreparedData, ref_built: Built, say: Say = lambda message: None,
-                 progress: Progress = no_progress) -> None:
-    """Time the team against the reference, interleaved, on the timekeeper; score on the host. `progress`
-    hears where each task's timing stands (harness.progress: between timed windows only), named for the team."""
+                 prepared: PreparedData, ref_built: Built, busy: str | None, say: Say = lambda message: None,
+                 progress: Progress = no_progress) -> TeamResult:
+    """Time the team against the reference, interleaved, on the timekeeper; score on the host; the measured
+    row. `result` carries the run's seed (measure_or_record draws it); `busy` is why the GPU was not free when
+    the run was let time anyway (refuse_busy_gpu). `progress` hears where each task's timing stands
+    (harness.progress: between timed windows only), named for the team."""
     spec, work = config.spec, config.out_dir / submission.team
-    busy = refuse_busy_gpu(config)
-    result.run_seed = secrets.randbits(32)    # drawn per run, recorded, never announced to the worker
     plan = TimingPlan.from_spec(spec, result.run_seed)
     team = WorkerSpec("team", built, submission.predictor, config.probe_timeout_s)
     reference = reference_worker(spec, ref_built, plan)
@@ -251,53 +248,57 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
                 progress if progress is no_progress else lambda event: progress(replace(event, team=submission.team)))
     except ReferenceFailed as exc:
         raise HarnessError(f"the BERT-base reference failed ({exc}); see {work / 'reference.log'}") from exc
-    result.logs.update({f"worker_{name}": str(worker_log(work, name)) for name in submission.tasks
-                        if worker_log(work, name).exists()}, reference=str(work / "reference.log"))
-    result.reference = {name: reference_result(r) for name, r in measured.reference.items()}
-    result.reference_precision = next((r.get("precision") for r in measured.reference.values()), {})
-    result.tasks = {name: task_info(spec.task(name), prepared.gold[name], measured.tasks.get(name),
-                                    predictions.get(name)) for name in submission.tasks}
-    outcomes = {name: task_outcome(name, info) for name, info in result.tasks.items()}
-    result.environment = Environment(worker=dict(measured.environment), gpu=gpu.summary(), box=cpu_description(),
-                                     reference=dict(measured.reference_environment))
-    references = {name: reference_task(r) for name, r in result.reference.items()}
-    result.score = score_team(outcomes, references, spec)
-    result.notes = list(config.notes)
-    result.flags = [*measurement_flags(spec, result.tasks, measured.environment, measured.reference_environment,
-                                       result.reference, result.notes),
-                    *weight_file_flags(config.backend, built, task_counts(result.tasks), spec.limits.max_params,
-                                       measured.code_maps),
-                    *gpu.flags(), *([f"timed although {busy}"] if busy else [])]
-    result.flags += borderline_flags(result.score, spec)
-    result.flags += half_width_flags(result.tasks, result.score, spec)
+    logs = {**result.logs, **{f"worker_{name}": str(worker_log(work, name)) for name in submission.tasks
+                              if worker_log(work, name).exists()}, "reference": str(work / "reference.log")}
+    references = {name: reference_result(r) for name, r in measured.reference.items()}
+    tasks = {name: task_info(spec.task(name), prepared.gold[name], measured.tasks.get(name), predictions.get(name))
+             for name in submission.tasks}
+    outcomes = {name: task_outcome(name, info) for name, info in tasks.items()}
+    score = score_team(outcomes, {name: reference_task(r) for name, r in references.items()}, spec)
+    notes = list(config.notes)
+    flags = [*measurement_flags(spec, tasks, measured.environment, measured.reference_environment, references,
+                                notes),
+             *weight_file_flags(config.backend, built, task_counts(tasks), spec.limits.max_params,
+                                measured.code_maps),
+             *gpu.flags(), *([f"timed although {busy}"] if busy else []),
+             *borderline_flags(score, spec), *half_width_flags(tasks, score, spec)]
     errors = "; ".join(f"{n}: {t['error']}" for n, t in measured.tasks.items() if not t.get("ok"))
     if measured.timed_out:
-        result.status, result.error = "timeout", measured.timed_out
+        status, error = "timeout", measured.timed_out
     elif not any(o.ok for o in outcomes.values()):
-        result.status, result.error = "probe_failed", errors or measured.error or "no task produced predictions"
-    elif result.score.failed_tasks:
-        result.status, result.error = "partial", errors or measured.error or "some tasks failed"
+        status, error = "probe_failed", errors or measured.error or "no task produced predictions"
+    elif score.failed_tasks:
+        status, error = "partial", errors or measured.error or "some tasks failed"
     else:
-        result.status = "ok"
+        status, error = "ok", result.error
+    return replace(result, logs=logs, reference=references, tasks=tasks, score=score, notes=tuple(notes),
+                   flags=tuple(flags), status=status, error=error,
+                   reference_precision=next((r.get("precision") for r in measured.reference.values()), {}),
+                   environment=Environment(worker=dict(measured.environment), gpu=gpu.summary(),
+                                           box=cpu_description(), reference=dict(measured.reference_environment)))
 
 
 def measure_or_record(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
                       prepared: PreparedData, ref_built: Built, say: Say = lambda message: None,
-                      reference_failure_is_a_row: bool = False, progress: Progress = no_progress) -> None:
-    """measure_team, with a failure the harness did not foresee recorded on the team's row (status
+                      reference_failure_is_a_row: bool = False, progress: Progress = no_progress) -> TeamResult:
+    """measure_team's row, with a failure the harness did not foresee recorded on the team's row (status
     harness_failed, the exception in one line, its traceback in OUT/TEAM/harness_error.log) instead of
     ending the run: whatever one team's worker did, a batch goes on with the next team. A reference that
-    failed beside this team is a row too in a batch (reference_failure_is_a_row); `harness run` says it."""
+    failed beside this team is a row too in a batch (reference_failure_is_a_row); `harness run` says it.
+    The run's seed is drawn here once the GPU is known free, so that a failed row keeps it."""
+    seeded = result
     try:
-        measure_team(result, submission, built, config, prepared, ref_built, say, progress)
+        busy = refuse_busy_gpu(config)
+        seeded = replace(result, run_seed=secrets.randbits(32))   # drawn per run, recorded, never announced
+        return measure_team(seeded, submission, built, config, prepared, ref_built, busy, say, progress)
     except HarnessError as exc:
         if not reference_failure_is_a_row:
             raise
-        result.status, result.error = "harness_failed", str(exc)
+        return replace(seeded, status="harness_failed", error=str(exc))
     except Exception as exc:      # a harness bug a worker's bytes found: that team's row, never the batch's end
-        log = record_harness_failure(result, config, exc, "measuring this team")
-        result.status = "harness_failed"
-        result.error = f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}"
+        log = record_harness_failure(seeded, config, exc, "measuring this team")
+        return replace(seeded, status="harness_failed",
+                       error=f"the harness failed while measuring this team ({type(exc).__name__}: {exc}); see {log}")
 
 
 def built_team_row(result: TeamResult, submission: Submission, built: Built, config: RunConfig,
@@ -309,8 +310,8 @@ def built_team_row(result: TeamResult, submission: Submission, built: Built, con
     did not foresee recorded on the row (measure_or_record; in a batch a failed reference is a row too), and
     the row is written (finish: `run` writes results.csv, a batch its leaderboard once every team is done)."""
     if built.ok:
-        measure_or_record(result, submission, built, config, prepared, reference(), say,
-                          reference_failure_is_a_row=in_batch, progress=progress)
+        result = measure_or_record(result, submission, built, config, prepared, reference(), say,
+                                   reference_failure_is_a_row=in_batch, progress=progress)
     return finish(result, config, started, write_csv=not in_batch)
 
 
@@ -325,7 +326,7 @@ def run_team(team_dir: Path, config: RunConfig, say: Say = lambda message: None,
     say(f"{submission.team}: preparing inputs (labels stripped) from {config.data_dir}")
     prepared = prepare_inputs(config.spec, config.data_dir, config.max_examples)
     say(f"{submission.team}: building ({config.backend.name} backend, running {submission.setup})")
-    built = build_team(result, submission, config)
+    result, built = build_team(result, submission, config)
     return built_team_row(result, submission, built, config, prepared,
                           lambda: config.backend.build_reference(config.reference_dir, config.out_dir / "reference"),
                           started, say, progress)

@@ -169,7 +169,7 @@ def run_in_slot(settings: dict[str, Any], folder_name: str, archive: bytes, lead
             result = run_team(team_dir, config)
         except Exception as exc:          # the harness failed on this node: a row, said in one line
             return {"record": None, "files": {}, "where": where, "error": f"{type(exc).__name__}: {exc}"}
-        result.team_dir, result.settings_key = leader_team_dir, settings_key
+        result = replace(result, team_dir=leader_team_dir, settings_key=settings_key)
         team_out = out_dir / result.team
         files = output_files(team_out) if team_out.is_dir() else {}
         files.pop("result.json", None)         # the leader writes the record itself
@@ -406,18 +406,18 @@ def leader_row(job: dict[str, Any], reply: dict[str, Any], config) -> TeamResult
     if reply.get("record"):
         result = result_from_record(reply["record"], config)
     else:
-        result = job["result"]
-        result.status = "harness_failed"
-        result.error = f"on the cluster: {reply.get('error') or 'no record came back'}"
-        result.duration_s = round(time.time() - job["started"], 3)
-    result.placement = Placement.from_dict({**(reply.get("where") or {}), "attempts": job["attempts"],
-                                            "node_faults": job["faults"]})
-    if job["faults"]:
-        result.flags.append(f"retried on another node after {len(job['faults'])} node fault(s): {job['faults'][-1]}")
+        result = replace(job["result"], status="harness_failed",
+                         error=f"on the cluster: {reply.get('error') or 'no record came back'}",
+                         duration_s=round(time.time() - job["started"], 3))
+    retried = ([f"retried on another node after {len(job['faults'])} node fault(s): {job['faults'][-1]}"]
+               if job["faults"] else [])
+    result = replace(result, flags=(*result.flags, *retried),
+                     placement=Placement.from_dict({**(reply.get("where") or {}), "attempts": job["attempts"],
+                                                    "node_faults": job["faults"]}))
     folder = write_team_output(config.out_dir, result.team, reply.get("files") or {})
     node_out = reply.get("node_out")
     if node_out:          # logs named by the node's paths now live under the leader's folder
-        result.logs = {k: str(folder / Path(v).relative_to(node_out)) if str(v).startswith(node_out) else v
-                       for k, v in result.logs.items()}
+        result = replace(result, logs={k: str(folder / Path(v).relative_to(node_out)) if str(v).startswith(node_out)
+                                       else v for k, v in result.logs.items()})
     write_result_json(result, config.out_dir / result.team / "result.json")
     return result

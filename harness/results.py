@@ -76,11 +76,11 @@ def columns(spec: Spec) -> list[str]:
     return [*TEAM_COLUMNS, *per_task, *TRAILING_COLUMNS]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TeamResult:
-    """Everything known about one team's run; the CSV row and the JSON record are views of it. Built step by
-    step (the submission read, the build, the measurement, the flags, where a batch timed it), so mutable;
-    its parts are frozen records (harness.records)."""
+    """Everything known about one team's run; the CSV row and the JSON record are views of it. Each stage
+    (the submission read, the build, the measurement, where a batch timed it, its box's calibration) makes a
+    new row from the last (dataclasses.replace); its parts are frozen records too (harness.records)."""
 
     team: str
     status: str
@@ -96,8 +96,8 @@ class TeamResult:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     reference: dict[str, ReferenceResult] = field(default_factory=dict)
     environment: Environment = field(default_factory=Environment)
-    flags: list[str] = field(default_factory=list)     # findings: look at this team
-    notes: list[str] = field(default_factory=list)     # states of the run that are not findings
+    flags: tuple[str, ...] = ()        # findings: look at this team
+    notes: tuple[str, ...] = ()        # states of the run that are not findings
     logs: dict[str, str] = field(default_factory=dict)
     run_seed: int | None = None        # batch order and warm-up inputs of this run
     reference_precision: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +106,20 @@ class TeamResult:
     placement: Placement = field(default_factory=Placement)   # batch --engine ray: node, slot, attempts, faults
     build_s: float | None = None       # wall seconds of the build (near 0 when cached); None: not built
     calibration: dict[str, Any] = field(default_factory=dict)  # batch: the A/A record of the box that timed it
+
+    def __post_init__(self) -> None:
+        """Flags and notes kept as tuples (a list given is copied); a part that is not its record is refused
+        here, where every row is made, rather than found when the row is written."""
+        for name in ("flags", "notes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        parts = (("tasks", TaskResult), ("reference", ReferenceResult))
+        wrong = [f"{name}[{key!r}]" for name, kind in parts for key, part in getattr(self, name).items()
+                 if not isinstance(part, kind)]
+        wrong += [name for name, kind in (("environment", Environment), ("placement", Placement))
+                  if not isinstance(getattr(self, name), kind)]
+        if wrong:
+            raise TypeError(f"TeamResult parts that are not their records: {', '.join(wrong)} "
+                            "(build them with harness.records' from_dict)")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (result.json), keys in field order."""
@@ -118,6 +132,8 @@ class TeamResult:
                 value = {task: part.to_dict() for task, part in value.items()}
             elif name in ("environment", "placement"):
                 value = value.to_dict()
+            elif name in ("flags", "notes"):
+                value = list(value)
             record[name] = value
         return record
 
@@ -131,6 +147,7 @@ class TeamResult:
         fields["environment"] = Environment.from_dict(record.get("environment") or {})
         fields["placement"] = Placement.from_dict(record.get("placement") or {})
         fields["score"] = team_score(record["score"]) if record.get("score") is not None else None
+        fields["flags"], fields["notes"] = tuple(record.get("flags") or ()), tuple(record.get("notes") or ())
         return cls(**fields)
 
 

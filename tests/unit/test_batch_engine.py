@@ -3,6 +3,7 @@ the teams left to run and the A/A rows, and the batch keeps the rows, the summar
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,9 @@ class FakeEngine:
 
     def measure_all(self, todo, config, prepared, settings_key, progress):
         self.calls.append(("measure_all", sorted(r.team for r, _ in todo), sorted(prepared.inputs), settings_key))
-        for result, _ in todo:
-            result.status, result.error = "harness_failed", "measured by the fake engine"
-            result.reference = {"csl": ReferenceResult.from_dict({"params": 1, "time_s": 1.0})}
-        return [result for result, _ in todo]
+        return [replace(result, status="harness_failed", error="measured by the fake engine",
+                        reference={"csl": ReferenceResult.from_dict({"params": 1, "time_s": 1.0})})
+                for result, _ in todo]
 
     def reference_runs(self, measured):
         return 7

@@ -74,12 +74,12 @@ def test_the_rows_a_box_timed_get_its_record_and_only_an_unproven_box_flags_them
     results = [_result(team, tmp_path, ["earlier flag"] if team == "a2" else []) for team in rows]
     unfair = calibration_record("box-a", Interval(1.06, 1.04, 1.08, 0.95))
     fair = calibration_record("box-b", Interval(1.0, 0.99, 1.01, 0.95))
-    apply_calibration(results, [unfair, fair], lambda r: rows[r.team], tmp_path)
+    results = apply_calibration(results, [unfair, fair], lambda r: rows[r.team], tmp_path)
     by_team = {r.team: r for r in results}
-    assert [f for f in by_team["a1"].flags if "box not proven fair" in f] and by_team["b1"].flags == []
+    assert [f for f in by_team["a1"].flags if "box not proven fair" in f] and by_team["b1"].flags == ()
     assert by_team["a2"].flags[0] == "earlier flag" and "1.060x [1.040, 1.080]" in by_team["a2"].flags[1]
     written = json.loads((tmp_path / "a1" / "result.json").read_text(encoding="utf-8"))
-    assert written["calibration"]["box"] == "box-a" and written["flags"] == by_team["a1"].flags
+    assert written["calibration"]["box"] == "box-a" and written["flags"] == list(by_team["a1"].flags)
     assert (unfair["rows_timed"], unfair["rows_flagged"], fair["rows_timed"], fair["rows_flagged"]) == (2, 2, 1, 0)
 
 

@@ -23,8 +23,7 @@ def record_with(monkeypatch, tmp_path, exc, **options):
     monkeypatch.setattr(pipeline, "measure_team", measure)
     result = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256)
     config = RunConfig(spec=SPEC, backend=None, out_dir=tmp_path)
-    measure_or_record(result, Submission(), None, config, None, None, **options)
-    return result
+    return measure_or_record(result, Submission(), None, config, None, None, **options)
 
 
 def test_an_unforeseen_exception_is_a_harness_failed_row_with_its_traceback_kept(monkeypatch, tmp_path):
@@ -58,15 +57,14 @@ def hostile_value(rng, depth=0):
 
 
 def hostile_result(rng):
-    result = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, team_hash="abc", team_dir="/x")
-    result.tasks = {"csl": TaskResult.from_dict({"score": rng.choice([50.0, hostile_value(rng)]),
-                                                 "params": rng.choice([10, 10**30]),
-                                                 "time_per_example_s": rng.choice([0.01, hostile_value(rng)]),
-                                                 "timing": {"note": hostile_value(rng)}})}
-    result.flags = [rng.choice(["fine", "\udc80 flag"])]
-    result.environment = Environment.from_dict({"device": hostile_value(rng)})
-    result.error = rng.choice(["", "bad \ud800 reply"])
-    return result
+    return TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, team_hash="abc", team_dir="/x",
+                      tasks={"csl": TaskResult.from_dict({"score": rng.choice([50.0, hostile_value(rng)]),
+                                                          "params": rng.choice([10, 10**30]),
+                                                          "time_per_example_s": rng.choice([0.01, hostile_value(rng)]),
+                                                          "timing": {"note": hostile_value(rng)}})},
+                      flags=[rng.choice(["fine", "\udc80 flag"])],
+                      environment=Environment.from_dict({"device": hostile_value(rng)}),
+                      error=rng.choice(["", "bad \ud800 reply"]))
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -95,10 +93,12 @@ def test_whatever_a_record_holds_its_row_is_written_and_the_leaderboard_survives
 
 def test_a_row_that_cannot_be_written_becomes_harness_failed_and_a_writable_one_does_not(tmp_path):
     config = RunConfig(spec=SPEC, backend=None, out_dir=tmp_path)
-    calm = TeamResult("calm_team", "ok", "local", SPEC.name, SPEC.sha256, flags=["界 fine"])
-    assert pipeline.finish(calm, config, 0.0).status == "ok" and calm.flags == ["界 fine"]
-    odd = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, flags=["\ud800"])
-    assert pipeline.finish(odd, config, 0.0).status == "harness_failed" and odd.flags == []
+    calm = pipeline.finish(TeamResult("calm_team", "ok", "local", SPEC.name, SPEC.sha256, flags=["界 fine"]),
+                           config, 0.0)
+    assert calm.status == "ok" and calm.flags == ("界 fine",)
+    odd = pipeline.finish(TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, flags=["\ud800"]),
+                          config, 0.0)
+    assert odd.status == "harness_failed" and odd.flags == ()
     huge = TeamResult("huge_team", "ok", "local", SPEC.name, SPEC.sha256, tasks={"csl": TaskResult.from_dict({"params": 10**30})})
     assert pipeline.finish(huge, config, 0.0).status == "harness_failed"
 
@@ -106,6 +106,7 @@ def test_a_row_that_cannot_be_written_becomes_harness_failed_and_a_writable_one_
 def test_a_team_folder_named_in_undecodable_bytes_still_gets_its_row(tmp_path):
     # os.fsdecode of b"team\xff" holds a surrogate: the fallback row escapes it instead of failing again
     config = RunConfig(spec=SPEC, backend=None, out_dir=tmp_path)
-    odd = TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, team_dir="/subs/team\udcff")
-    assert pipeline.finish(odd, config, 0.0).status == "harness_failed"
+    odd = pipeline.finish(TeamResult("odd_team", "ok", "local", SPEC.name, SPEC.sha256, team_dir="/subs/team\udcff"),
+                          config, 0.0)
+    assert odd.status == "harness_failed"
     assert odd.team_dir == "/subs/team\\udcff"

@@ -31,11 +31,10 @@ def _result(team, P_scores=(80, 60, 70, 50)):
     tasks = SPEC.task_names
     outcomes = {t: TaskOutcome(t, s, 5_000_000, 1.0) for t, s in zip(tasks, P_scores)}
     ref = {t: ReferenceTask(100_000_000, 10.0) for t in tasks}
-    result = TeamResult(team=team, status="ok", backend="local", spec_name=SPEC.name, spec_sha256=SPEC.sha256,
-                        score=score_team(outcomes, ref, SPEC))
-    result.tasks = {t: TaskResult.from_dict({"score": s, "params": 5_000_000, "time_per_example_s": 0.002})
-                    for t, s in zip(tasks, P_scores)}
-    return result
+    return TeamResult(team=team, status="ok", backend="local", spec_name=SPEC.name, spec_sha256=SPEC.sha256,
+                      score=score_team(outcomes, ref, SPEC),
+                      tasks={t: TaskResult.from_dict({"score": s, "params": 5_000_000, "time_per_example_s": 0.002})
+                             for t, s in zip(tasks, P_scores)})
 
 
 def test_csv_rows_replace_same_team_and_keep_others(tmp_path):
