@@ -185,7 +185,7 @@ def apply_calibration(results: Iterable[TeamResult], calibrations: list[dict[str
     (rows_timed, rows_flagged)."""
     results = list(results)
     by_box = {record["box"]: record for record in calibrations}
-    placed = {index: by_box[box_of(result)] for index, result in enumerate(results) if box_of(result) in by_box}
+    placed = {index: by_box[box] for index, result in enumerate(results) if (box := box_of(result)) in by_box}
     for record in calibrations:
         on_box = sum(1 for r in placed.values() if r is record)
         record.update(rows_timed=on_box, rows_flagged=on_box if calibration_flag(record) else 0)

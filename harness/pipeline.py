@@ -256,8 +256,7 @@ def measure_team(result: TeamResult, submission: Submission, built: Built, confi
     outcomes = {name: task_outcome(name, info) for name, info in tasks.items()}
     score = score_team(outcomes, {name: reference_task(r) for name, r in references.items()}, spec)
     notes = list(config.notes)
-    flags = [*measurement_flags(spec, tasks, measured.environment, measured.reference_environment, references,
-                                notes),
+    flags = [*measurement_flags(spec, tasks, measured.environment, measured.reference_environment, notes),
              *weight_file_flags(config.backend, built, task_counts(tasks), spec.limits.max_params,
                                 measured.code_maps),
              *gpu.flags(), *([f"timed although {busy}"] if busy else []),

@@ -14,7 +14,7 @@ what a worker says about itself is open-ended), with typed readers for what the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, TypedDict
 
 
@@ -268,10 +268,7 @@ class Placement:
     def to_dict(self) -> dict[str, Any]:
         if not self.on_cluster:
             return {}
-        return {"node": self.node, "pid": self.pid, "node_id": self.node_id, "node_started": self.node_started,
-                "node_ended": self.node_ended, "slot": self.slot, "slots": self.slots, "cpu_set": self.cpu_set,
-                "gpu_index": self.gpu_index, "gpu_name": self.gpu_name, "attempts": self.attempts,
-                "node_faults": list(self.node_faults)}
+        return {**asdict(self), "node_faults": list(self.node_faults)}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Placement:

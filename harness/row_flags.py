@@ -19,7 +19,7 @@ from harness.device_activity import drain_reasons
 from harness.freezing import freeze_flags
 from harness.kernel_memory import kernel_notes, memory_flags
 from harness.onnx_providers import onnx_provider_flags
-from harness.records import ReferenceResult, TaskResult
+from harness.records import TaskResult
 from harness.scoring import (TeamScore, prediction_problem_flags, speedup_half_width_flags,
                              task_half_width_flags)
 from harness.spec import Spec
@@ -35,13 +35,12 @@ def per_task(tasks: Mapping[str, TaskResult], reasons: Reasons) -> list[str]:
 
 
 def measurement_flags(spec: Spec, tasks: Mapping[str, TaskResult], team_env: Mapping[str, Any],
-                      ref_env: Mapping[str, Any], references: Mapping[str, ReferenceResult] | None = None,
-                      notes: list[str] | None = None) -> list[str]:
+                      ref_env: Mapping[str, Any], notes: list[str] | None = None) -> list[str]:
     """Everything that makes a number less trustworthy, said on the row: the flags (findings: look at this
     team) are returned; states that are expected of a small or CPU run and say nothing about the team (the
     caching audit undecided for too few batches, warm-up not settled, timed on CPU) go to `notes`. The
-    environments are the two workers' own words (records.Environment.worker). `references` is kept for
-    callers: the device check's calibration is in each task's record."""
+    environments are the two workers' own words (records.Environment.worker); the device check's calibration
+    on the reference is in each task's own record."""
     flags = []
     notes = [] if notes is None else notes
     for name, info in tasks.items():

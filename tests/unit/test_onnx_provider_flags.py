@@ -62,9 +62,9 @@ def test_one_session_of_several_on_the_cpu_and_odd_lists_are_said_as_they_are():
 def test_the_row_carries_the_flag_through_measurement_flags():
     env = {"device": "cuda", "torch_threads": 4, "device_name": None}
     task = TaskResult.from_dict({"timing": {"onnx_sessions": [CPU_ONLY]}})
-    flags = measurement_flags(load_spec(), {"cmrc2018": task}, env, env, {})
+    flags = measurement_flags(load_spec(), {"cmrc2018": task}, env, env)
     assert [f for f in flags if "ONNX Runtime" in f] == [
         f"cmrc2018: ONNX Runtime ran on CPUExecutionProvider only although the box times on cuda: {ADVICE}"]
     cpu_env = {**env, "device": "cpu"}
-    assert not [f for f in measurement_flags(load_spec(), {"cmrc2018": task}, cpu_env, cpu_env, {})
+    assert not [f for f in measurement_flags(load_spec(), {"cmrc2018": task}, cpu_env, cpu_env)
                 if "ONNX Runtime" in f]

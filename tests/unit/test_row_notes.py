@@ -31,7 +31,7 @@ def test_states_that_are_not_findings_go_to_the_notes():
     notes = []
     tasks = {"csl": task(caching_audit=UNDECIDED, warmup_settled=False),
              "cmrc2018": task(caching_audit={"note": "", "batches": 9}, warmup_settled=True)}
-    flags = measurement_flags(SPEC, tasks, CPU, CPU, {}, notes)
+    flags = measurement_flags(SPEC, tasks, CPU, CPU, notes)
     assert flags == []
     assert notes == ["csl: caching audit undecided: not enough batches to audit (1 < 6 for a 95% interval)",
                      "csl: warm-up did not settle within 120 s",
@@ -42,7 +42,7 @@ def test_findings_stay_flags_beside_the_notes():
     notes = []
     tasks = {"csl": TaskResult.from_dict({"timing": {"caching_audit": {"note": "", "batches": 6}},
                                           "problems": ["id 3: label 'maybe' is not one of 0, 1"]})}
-    flags = measurement_flags(SPEC, tasks, CPU, {**CPU, "torch_threads": 4}, {}, notes)
+    flags = measurement_flags(SPEC, tasks, CPU, {**CPU, "torch_threads": 4}, notes)
     assert flags == ["csl: 1 prediction problem(s), e.g. id 3: label 'maybe' is not one of 0, 1",
                      "thread counts differ: team 2, reference 4"]
     assert notes == ["timed on CPU: indicative only, the competition times on the GPU box"]
@@ -51,7 +51,7 @@ def test_findings_stay_flags_beside_the_notes():
 def test_a_gpu_row_with_a_decided_audit_has_no_notes():
     notes = []
     gpu = {"device": "cuda", "torch_threads": 16}
-    assert measurement_flags(SPEC, {"csl": task(caching_audit={"note": ""})}, gpu, gpu, {}, notes) == []
+    assert measurement_flags(SPEC, {"csl": task(caching_audit={"note": ""})}, gpu, gpu, notes) == []
     assert notes == []
 
 
